@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs the test suite (or the test files under the folders/files given) with node:test,
+# TypeScript through tsx, and workspace packages resolved to their sources.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+targets=("${@:-test}")
+mapfile -t files < <(find "${targets[@]}" -name '*.test.ts' -not -path '*/node_modules/*' | sort)
+if [ "${#files[@]}" -eq 0 ]; then
+  echo "no test files under ${targets[*]}" >&2
+  exit 1
+fi
+exec node --conditions=rms-source --import tsx --test --test-reporter=spec "${files[@]}"

@@ -1,0 +1,181 @@
+/**
+ * The use cases behind the HTTP API: prepare, confirm, cancel, ack, get, list, resend.
+ *
+ * Each state-changing call reads the message, asks the state machine what the command
+ * does, and writes the decision with a conditional transition. If another call changed
+ * the message in between, the write matches nothing and the call decides again from the
+ * fresh state, so exactly one of any set of racing commands moves the message and the
+ * others see the result (an idempotent repeat or a 409).
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { v7 as uuidv7 } from 'uuid';
+import type { AppRegistration, Role } from '../config/app-registry.js';
+import { ForbiddenError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
+import type { JsonValue, Message, MessageHeaders, MessageStatus } from '../domain/message.js';
+import { type Actor, type Command, decide, patchFor } from '../domain/state-machine.js';
+import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
+
+/** The authenticated app making a call. */
+export type Caller = Pick<AppRegistration, 'app' | 'roles'>;
+
+/** What a producer sends to prepare a message. */
+export interface PrepareInput {
+  topic: string;
+  payload: JsonValue;
+  /** The producer's idempotency key. */
+  messageId?: string;
+  headers?: MessageHeaders;
+}
+
+/** One entry of a batch ack's answer. */
+export type AckResult =
+  | { id: string; status: MessageStatus }
+  | { id: string; error: { code: string; message: string; status?: MessageStatus } };
+
+/** Settings of the message service. */
+export interface MessageServiceOptions {
+  store: MessageStore;
+  /** First check-back this long after prepare. */
+  checkDelayMs: number;
+  /** The time; tests may pin it. @defaultValue () => new Date() */
+  now?: () => Date;
+  /** New message ids. @defaultValue UUID v7 (time-ordered, so recent rows share index pages) */
+  newId?: () => string;
+}
+
+/** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
+const MAX_DECISION_ROUNDS = 8;
+
+function hasRole(caller: Caller, role: Role): boolean {
+  return caller.roles.includes(role);
+}
+
+/** The use cases of RMS's message API. */
+export class MessageService {
+  private readonly store: MessageStore;
+  private readonly checkDelayMs: number;
+  private readonly now: () => Date;
+  private readonly newId: () => string;
+
+  constructor(options: MessageServiceOptions) {
+    this.store = options.store;
+    this.checkDelayMs = options.checkDelayMs;
+    this.now = options.now ?? (() => new Date());
+    this.newId = options.newId ?? uuidv7;
+  }
+
+  /**
+   * Stores a new `PENDING` message. With a `messageId` already used by this producer,
+   * returns the stored message (`created: false`) if the content is the same, and
+   * refuses with `MESSAGE_ID_REUSED` if it is not.
+   */
+  async prepare(caller: Caller, input: PrepareInput): Promise<{ message: Message; created: boolean }> {
+    const createdAt = this.now();
+    const result = await this.store.insert({
+      id: this.newId(),
+      producer: caller.app,
+      producerMessageId: input.messageId ?? null,
+      topic: input.topic,
+      payload: input.payload,
+      headers: input.headers ?? {},
+      createdAt,
+      nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
+    });
+    if (!result.created) {
+      const stored = result.message;
+      const same =
+        stored.topic === input.topic &&
+        isDeepStrictEqual(stored.payload, input.payload) &&
+        isDeepStrictEqual(stored.headers, input.headers ?? {});
+      if (!same) {
+        throw new StateConflictError(
+          `messageId ${input.messageId} was already used by ${caller.app} for a different message (id ${stored.id})`,
+          stored.status,
+          'MESSAGE_ID_REUSED',
+        );
+      }
+    }
+    return result;
+  }
+
+  /** The producer's local transaction committed: the message becomes `SENDING`. */
+  confirm(caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+  }
+
+  /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
+  cancel(caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+  }
+
+  /** A consumer processed the message: it becomes `COMPLETED`. */
+  ack(_caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'ack' }, () => undefined);
+  }
+
+  /** Acks many messages; one failure does not fail the others. */
+  async ackMany(caller: Caller, ids: readonly string[]): Promise<AckResult[]> {
+    return Promise.all(
+      ids.map(async (id): Promise<AckResult> => {
+        try {
+          return { id, status: (await this.ack(caller, id)).status };
+        } catch (error) {
+          if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
+          const status = error instanceof StateConflictError ? { status: error.status } : {};
+          return { id, error: { code: error.code, message: error.message, ...status } };
+        }
+      }),
+    );
+  }
+
+  /** An admin asks for a `DEAD` message to be delivered again, attempts reset. */
+  resend(_caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'resend' }, () => undefined);
+  }
+
+  /** The message, if the caller owns it or is an admin. */
+  async get(caller: Caller, id: string): Promise<Message> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    this.requireOwnerOrAdmin(caller, message);
+    return message;
+  }
+
+  /** Messages newest first, filtered and cursor-paged (admins). */
+  list(query: { status?: MessageStatus; topic?: string; limit: number; after?: ListCursor }): Promise<MessagePage> {
+    return this.store.list(query);
+  }
+
+  private settlingActor(caller: Caller): Actor {
+    return hasRole(caller, 'admin') ? 'admin' : 'producer';
+  }
+
+  private requireOwnerOrAdmin(caller: Caller, message: Message): void {
+    if (message.producer !== caller.app && !hasRole(caller, 'admin')) {
+      throw new ForbiddenError(`message ${message.id} belongs to another app`);
+    }
+  }
+
+  private async apply(id: string, command: Command, authorize: (message: Message) => void): Promise<Message> {
+    let message = await this.store.findById(id);
+    for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
+      if (!message) throw new NotFoundError(id);
+      authorize(message);
+      const decision = decide(message, command);
+      if (decision.outcome === 'unchanged') return message;
+      if (decision.outcome === 'refused') throw new StateConflictError(decision.reason, message.status);
+      const now = this.now();
+      const updated = await this.store.transition({
+        id,
+        from: { status: message.status, deadReason: message.deadReason },
+        to: decision.to,
+        deadReason: decision.deadReason,
+        at: now,
+        set: patchFor(message, decision, now),
+      });
+      if (updated) return updated;
+      message = await this.store.findById(id);
+    }
+    throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, message?.status ?? 'PENDING');
+  }
+}

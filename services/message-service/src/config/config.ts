@@ -1,0 +1,138 @@
+/**
+ * RMS's configuration: read from the environment once, at start-up, validated into one
+ * typed object. A missing or malformed setting stops start-up with a message that names
+ * the variable. Names and defaults are part of the contract (design section 9).
+ */
+import { z } from 'zod';
+import { ConfigurationError } from '../domain/errors.js';
+import { describeIssue } from '../validation/describe-issue.js';
+import { type AppRegistration, parseAppRegistry } from './app-registry.js';
+
+/** Check-back schedule (design section 5). */
+export interface CheckBackConfig {
+  /** First check this long after prepare. @defaultValue 6000 */
+  delayMs: number;
+  /** Then every this long. @defaultValue 30000 */
+  intervalMs: number;
+  /** At most this many checks, then `DEAD` (`CHECK_EXHAUSTED`). @defaultValue 15 */
+  maxChecks: number;
+}
+
+/** Delivery and redelivery schedule (design section 6). */
+export interface DeliveryConfig {
+  /** Ack deadline after each delivery. @defaultValue 240000 */
+  ackTimeoutMs: number;
+  /** Immediate retries of a failed publish. @defaultValue 3 */
+  retryImmediate: number;
+  /** Delay of the first scheduled retry after the immediate ones. @defaultValue 240000 */
+  retryFirstDelayMs: number;
+  /** Delay of every later retry. @defaultValue 60000 */
+  retryIntervalMs: number;
+  /** At most this many delivery attempts, then `DEAD` (`DELIVERY_EXHAUSTED`). @defaultValue 50 */
+  retryMax: number;
+}
+
+/** MQ-outage fallback (design section 7). */
+export interface FailoverConfig {
+  /** Consecutive publish failures that flip the degrade flag. @defaultValue 10 */
+  threshold: number;
+  /** Redis shard lists per topic. @defaultValue 100 */
+  shards: number;
+  /** How often a degraded publisher probes RabbitMQ. @defaultValue 5000 */
+  probeIntervalMs: number;
+}
+
+/** Everything RMS is configured with. */
+export interface RmsConfig {
+  /** HTTP port (`PORT`). @defaultValue 8080 */
+  port: number;
+  /** `STORE_URL`: `postgres://…` or `mongodb://…`. Required. */
+  storeUrl: string;
+  /** `RABBITMQ_URL`. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
+  rabbitmqUrl: string;
+  /** `REDIS_URL`. @defaultValue redis://127.0.0.1:6379 */
+  redisUrl: string;
+  /** `ZK_CONNECT`. @defaultValue 127.0.0.1:2181 */
+  zkConnect: string;
+  /** `RMS_ZK_ROOT`. @defaultValue /rms */
+  zkRoot: string;
+  /** `RMS_APPS`: the app registry. Required. */
+  apps: AppRegistration[];
+  checkBack: CheckBackConfig;
+  delivery: DeliveryConfig;
+  failover: FailoverConfig;
+  /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
+  maxPayloadBytes: number;
+  /** `LOG_LEVEL`: pino level. @defaultValue info */
+  logLevel: string;
+  /** `RMS_SHUTDOWN_GRACE_MS`: how long shutdown waits for in-flight requests. @defaultValue 10000 */
+  shutdownGraceMs: number;
+}
+
+const integer = (min: number) => z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min);
+
+const envSchema = z.object({
+  PORT: integer(0).max(65_535).default(8080),
+  STORE_URL: z
+    .string({ error: 'is required: postgres://… or mongodb://…' })
+    .regex(/^(postgres(ql)?|mongodb(\+srv)?):\/\//, 'must start with postgres:// or mongodb://'),
+  RABBITMQ_URL: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://').default('amqp://guest:guest@127.0.0.1:5672'),
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  ZK_CONNECT: z.string().min(1).default('127.0.0.1:2181'),
+  RMS_ZK_ROOT: z.string().regex(/^\/[^\s]*$/, 'must be an absolute ZooKeeper path like /rms').default('/rms'),
+  RMS_APPS: z.string({ error: 'is required: a JSON array of apps, or a path to a JSON file' }).min(1),
+  RMS_CHECK_DELAY_MS: integer(0).default(6000),
+  RMS_CHECK_INTERVAL_MS: integer(1).default(30_000),
+  RMS_CHECK_MAX: integer(1).default(15),
+  RMS_ACK_TIMEOUT_MS: integer(1).default(240_000),
+  RMS_RETRY_IMMEDIATE: integer(0).default(3),
+  RMS_RETRY_FIRST_DELAY_MS: integer(0).default(240_000),
+  RMS_RETRY_INTERVAL_MS: integer(1).default(60_000),
+  RMS_RETRY_MAX: integer(1).default(50),
+  RMS_FAILOVER_THRESHOLD: integer(1).default(10),
+  RMS_FALLBACK_SHARDS: integer(1).max(10_000).default(100),
+  RMS_PROBE_INTERVAL_MS: integer(1).default(5000),
+  RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
+  LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
+});
+
+/**
+ * Reads and validates the configuration from `env`.
+ * @throws ConfigurationError naming every variable that is missing or malformed.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
+  // An empty variable means "not set", as in most twelve-factor tools.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = envSchema.safeParse(present);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => describeIssue(issue).message);
+    throw new ConfigurationError(`invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  return {
+    port: e.PORT,
+    storeUrl: e.STORE_URL,
+    rabbitmqUrl: e.RABBITMQ_URL,
+    redisUrl: e.REDIS_URL,
+    zkConnect: e.ZK_CONNECT,
+    zkRoot: e.RMS_ZK_ROOT,
+    apps: parseAppRegistry(e.RMS_APPS),
+    checkBack: { delayMs: e.RMS_CHECK_DELAY_MS, intervalMs: e.RMS_CHECK_INTERVAL_MS, maxChecks: e.RMS_CHECK_MAX },
+    delivery: {
+      ackTimeoutMs: e.RMS_ACK_TIMEOUT_MS,
+      retryImmediate: e.RMS_RETRY_IMMEDIATE,
+      retryFirstDelayMs: e.RMS_RETRY_FIRST_DELAY_MS,
+      retryIntervalMs: e.RMS_RETRY_INTERVAL_MS,
+      retryMax: e.RMS_RETRY_MAX,
+    },
+    failover: {
+      threshold: e.RMS_FAILOVER_THRESHOLD,
+      shards: e.RMS_FALLBACK_SHARDS,
+      probeIntervalMs: e.RMS_PROBE_INTERVAL_MS,
+    },
+    maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
+    logLevel: e.LOG_LEVEL,
+    shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,
+  };
+}

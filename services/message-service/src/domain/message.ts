@@ -1,0 +1,107 @@
+/**
+ * The message record and its vocabulary: statuses, dead reasons, transports.
+ * Shared by the state machine, the stores and the HTTP layer; no I/O here.
+ */
+
+/** Every status a message can be in (design section 3). */
+export const MESSAGE_STATUSES = ['PENDING', 'SENDING', 'COMPLETED', 'CANCELLED', 'DEAD'] as const;
+
+/** A message's status. */
+export type MessageStatus = (typeof MESSAGE_STATUSES)[number];
+
+/** Why a message became `DEAD`. */
+export const DEAD_REASONS = ['CHECK_EXHAUSTED', 'DELIVERY_EXHAUSTED'] as const;
+
+/** Why a message became `DEAD`: the producer never answered, or no consumer ever acked. */
+export type DeadReason = (typeof DEAD_REASONS)[number];
+
+/** The transports a delivery attempt can go out on. */
+export type TransportName = 'rabbitmq' | 'redis';
+
+/** Message headers: string to string, carried to the consumer unchanged. */
+export type MessageHeaders = Record<string, string>;
+
+/** Any JSON value: what a payload may be. */
+export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
+
+/**
+ * One message as RMS stores it.
+ *
+ * Times are `Date`s; `null` means "has not happened" (or, for `nextAttemptAt`,
+ * "nothing is scheduled").
+ */
+export interface Message {
+  /** RMS's id: a time-ordered UUID (v7). */
+  id: string;
+  /** The app that prepared the message. */
+  producer: string;
+  /** The producer's idempotency key, when it gave one. */
+  producerMessageId: string | null;
+  /** The topic, `[A-Za-z0-9._-]{1,128}`; the RabbitMQ routing key. */
+  topic: string;
+  /** The payload as the producer sent it. */
+  payload: JsonValue;
+  /** The producer's headers. */
+  headers: MessageHeaders;
+  /** Where the message is in its life (design section 3). */
+  status: MessageStatus;
+  /** Set when, and only when, `status` is `DEAD`. */
+  deadReason: DeadReason | null;
+  /** When it was prepared. */
+  createdAt: Date;
+  /** When it last changed. */
+  updatedAt: Date;
+  /** When it was confirmed (by the producer, a check-back COMMIT or an admin). */
+  confirmedAt: Date | null;
+  /** When a consumer acked it. */
+  completedAt: Date | null;
+  /** When it was cancelled (by the producer, a check-back ROLLBACK or an admin). */
+  cancelledAt: Date | null;
+  /** Check-backs made so far. */
+  checkAttempts: number;
+  /** Deliveries (publishes) made so far. */
+  deliveryAttempts: number;
+  /** When the next check-back (PENDING) or redelivery (SENDING) is due; `null` when none is. */
+  nextAttemptAt: Date | null;
+  /** The transport of the last delivery attempt. */
+  lastTransport: TransportName | null;
+  /** The last error met while checking back or delivering. */
+  lastError: string | null;
+}
+
+/** The fields a transition may set besides status and dead reason. */
+export type MessagePatch = Partial<
+  Pick<
+    Message,
+    | 'confirmedAt'
+    | 'completedAt'
+    | 'cancelledAt'
+    | 'checkAttempts'
+    | 'deliveryAttempts'
+    | 'nextAttemptAt'
+    | 'lastTransport'
+    | 'lastError'
+  >
+>;
+
+/** What a caller supplies to prepare a message; the rest is decided by RMS. */
+export interface NewMessage {
+  id: string;
+  producer: string;
+  producerMessageId: string | null;
+  topic: string;
+  payload: JsonValue;
+  headers: MessageHeaders;
+  createdAt: Date;
+  /** When the first check-back is due. */
+  nextAttemptAt: Date;
+}
+
+/** The part of a message the state machine decides on. */
+export interface MessageState {
+  status: MessageStatus;
+  deadReason: DeadReason | null;
+}
+
+/** Topic names allowed by the design: the AMQP routing key and queue suffix. */
+export const TOPIC_PATTERN = /^[A-Za-z0-9._-]{1,128}$/;

@@ -1,0 +1,74 @@
+/**
+ * What the HTTP API accepts, as zod schemas, and `parseOrThrow`, which turns a failed
+ * parse into a 400 that names the field.
+ */
+import { z } from 'zod';
+import { InvalidRequestError } from '../domain/errors.js';
+import { MESSAGE_STATUSES, TOPIC_PATTERN } from '../domain/message.js';
+import type { ListCursor } from '../store/message-store.js';
+import { describeIssue } from '../validation/describe-issue.js';
+
+/** RMS ids are UUIDs; anything else cannot name a message. */
+export const messageIdSchema = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a UUID');
+
+/** Header names are restricted so that they travel as AMQP headers unchanged; `x-rms-` is RMS's own. */
+const headerNameSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9._-]{1,128}$/, 'header names must match [A-Za-z0-9._-]{1,128}')
+  .refine((name) => !name.toLowerCase().startsWith('x-rms-'), 'header names starting with x-rms- are reserved');
+
+/** `POST /v1/messages`. */
+export const prepareBodySchema = z.strictObject({
+  topic: z.string({ error: 'is required' }).regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}'),
+  payload: z.unknown().refine((value) => value !== undefined, 'is required: any JSON value'),
+  messageId: z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').optional(),
+  headers: z
+    .record(headerNameSchema, z.string({ error: 'header values must be strings' }).max(4096, 'header values must be at most 4096 characters'))
+    .refine((headers) => Object.keys(headers).length <= 64, 'at most 64 headers')
+    .optional(),
+});
+
+/** `POST /v1/acks`. */
+export const batchAckBodySchema = z.strictObject({
+  ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(1000, 'at most 1000 ids'),
+});
+
+/** `GET /v1/messages` query. */
+export const listQuerySchema = z.strictObject({
+  status: z.enum(MESSAGE_STATUSES, { error: `must be one of ${MESSAGE_STATUSES.join(', ')}` }).optional(),
+  topic: z.string().regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}').optional(),
+  limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(500, 'must be at most 500').default(50),
+  cursor: z.string().min(1).optional(),
+});
+
+/**
+ * Parses `value` with `schema`, or throws a 400 naming the first offending field.
+ * @param where prefixes the field name (`query`, `path`) where that helps the reader.
+ */
+export function parseOrThrow<Schema extends z.ZodType>(schema: Schema, value: unknown, where = ''): z.output<Schema> {
+  const parsed = schema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  if (where === '' && issue?.path.length === 0 && issue.code === 'invalid_type') {
+    throw new InvalidRequestError('request body must be a JSON object');
+  }
+  const { field, message } = issue ? describeIssue(issue, where) : { field: where, message: 'invalid request' };
+  throw new InvalidRequestError(message, field ? { field } : {});
+}
+
+/** Opaque cursor of the newest-first listing: base64url of `{t, i}`. */
+export function encodeCursor(cursor: ListCursor): string {
+  return Buffer.from(JSON.stringify({ t: cursor.createdAt.toISOString(), i: cursor.id })).toString('base64url');
+}
+
+/** Reads a cursor made by `encodeCursor`. @throws InvalidRequestError if it was not. */
+export function decodeCursor(text: string): ListCursor {
+  try {
+    const { t, i } = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as { t?: unknown; i?: unknown };
+    const createdAt = new Date(typeof t === 'string' ? t : Number.NaN);
+    if (Number.isNaN(createdAt.getTime()) || !messageIdSchema.safeParse(i).success) throw new Error('bad cursor');
+    return { createdAt, id: i as string };
+  } catch {
+    throw new InvalidRequestError('cursor: not a cursor returned by this API', { field: 'cursor' });
+  }
+}

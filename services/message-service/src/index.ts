@@ -1,0 +1,15 @@
+/**
+ * The message service's public surface, for tests and embedding.
+ */
+export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
+export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
+export { loadConfig, type RmsConfig } from './config/config.js';
+export * from './domain/errors.js';
+export * from './domain/message.js';
+export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
+export { createLogger } from './logging/logger.js';
+export { RmsServer, type RmsServerOptions } from './server.js';
+export { createMessageStore } from './store/create-message-store.js';
+export type * from './store/message-store.js';
+export { PostgresMessageStore, type PostgresStoreOptions } from './store/postgres/postgres-message-store.js';
+export { MongoMessageStore, type MongoStoreOptions } from './store/mongo/mongo-message-store.js';

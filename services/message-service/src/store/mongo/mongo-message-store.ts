@@ -1,0 +1,506 @@
+/**
+ * The MongoDB adapter of `MessageStore`, with mongoose.
+ *
+ * Every state change is one `findOneAndUpdate` whose filter is the state it was decided
+ * from, so a transition either happens from that state or not at all: MongoDB updates one
+ * document atomically and re-evaluates the filter when concurrent writes to it conflict.
+ */
+import mongoose from 'mongoose';
+import { DependencyUnavailableError } from '../../domain/errors.js';
+import {
+  DEAD_REASONS,
+  MESSAGE_STATUSES,
+  type DeadReason,
+  type JsonValue,
+  type Message,
+  type MessageHeaders,
+  type MessagePatch,
+  type MessageStatus,
+  type NewMessage,
+  type TransportName,
+} from '../../domain/message.js';
+import type { InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+
+/** Options of the MongoDB store. */
+export interface MongoStoreOptions {
+  /**
+   * A `mongodb://` or `mongodb+srv://` URL; its path names the database. A driver setting
+   * the URL names itself (`serverSelectionTimeoutMS`, `maxPoolSize`, ...) is kept unless
+   * the matching option below is given explicitly.
+   */
+  url: string;
+  /**
+   * The collection that holds the messages.
+   * @defaultValue 'rms_messages'
+   */
+  collection?: string;
+  /**
+   * How long to wait for a usable server (server selection), a new connection, or a free
+   * pooled connection before the call fails as unavailable.
+   * @defaultValue 5000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Server-side limit (`maxTimeMS`) on one query; the client gives up on a silent socket
+   * one second after it.
+   * @defaultValue 10000
+   */
+  operationTimeoutMs?: number;
+  /**
+   * Most connections in the pool.
+   * @defaultValue 10
+   */
+  poolSize?: number;
+}
+
+const DEFAULTS = { collection: 'rms_messages', connectTimeoutMs: 5000, operationTimeoutMs: 10_000, poolSize: 10 } as const;
+
+/** Names the duplicate-key error of an idempotent insert; kept equal to the PostgreSQL constraint's. */
+const PRODUCER_KEY_INDEX = 'rms_messages_producer_key';
+
+/**
+ * The indexes, equivalent to the PostgreSQL ones. Created in one `createIndexes` command
+ * from `init`; the schema declares none, so mongoose never builds any behind our back.
+ */
+const INDEXES: mongoose.mongo.IndexDescription[] = [
+  {
+    key: { producer: 1, producerMessageId: 1 },
+    name: PRODUCER_KEY_INDEX,
+    unique: true,
+    // Messages without a producer key (stored as null) stay out of the index, so they
+    // never collide, as NULLs do not in a PostgreSQL unique constraint.
+    partialFilterExpression: { producerMessageId: { $type: 'string' } },
+  },
+  // The due-message loops read "PENDING (or SENDING) due before now, oldest first".
+  { key: { status: 1, nextAttemptAt: 1 }, name: 'rms_messages_due' },
+  // Newest-first admin listing, unfiltered and by status or topic.
+  { key: { createdAt: -1, _id: -1 }, name: 'rms_messages_created' },
+  { key: { status: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_status_created' },
+  { key: { topic: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_topic_created' },
+];
+
+/**
+ * A stored message: `Message` with the RMS id as `_id`. The payload is `unknown` here
+ * because mongoose's schema typings recurse without end on the recursive `JsonValue`;
+ * only `insert` writes it, from a `JsonValue`.
+ */
+interface MessageDocument {
+  _id: string;
+  producer: string;
+  producerMessageId: string | null;
+  topic: string;
+  payload: unknown;
+  headers: MessageHeaders;
+  status: MessageStatus;
+  deadReason: DeadReason | null;
+  createdAt: Date;
+  updatedAt: Date;
+  confirmedAt: Date | null;
+  completedAt: Date | null;
+  cancelledAt: Date | null;
+  checkAttempts: number;
+  deliveryAttempts: number;
+  nextAttemptAt: Date | null;
+  lastTransport: TransportName | null;
+  lastError: string | null;
+}
+
+const messageSchema = new mongoose.Schema<MessageDocument>(
+  {
+    _id: { type: String },
+    producer: { type: String },
+    producerMessageId: { type: String },
+    topic: { type: String },
+    // Mixed: any JSON value, stored as given (null, scalars and arrays included).
+    payload: { type: mongoose.Schema.Types.Mixed },
+    headers: { type: mongoose.Schema.Types.Mixed },
+    status: { type: String, enum: MESSAGE_STATUSES },
+    deadReason: { type: String, enum: [...DEAD_REASONS, null] },
+    createdAt: { type: Date },
+    updatedAt: { type: Date },
+    confirmedAt: { type: Date },
+    completedAt: { type: Date },
+    cancelledAt: { type: Date },
+    checkAttempts: { type: Number },
+    deliveryAttempts: { type: Number },
+    nextAttemptAt: { type: Date },
+    lastTransport: { type: String },
+    lastError: { type: String },
+  },
+  {
+    // Without this an empty `{}` payload or headers would be dropped on save and read
+    // back as missing.
+    minimize: false,
+    // The state machine decides every timestamp; the store only persists them.
+    timestamps: false,
+    // Concurrency control is the conditional filter of `transition`, not a version field.
+    versionKey: false,
+    id: false,
+    // Fail at once while disconnected instead of queueing calls until a reconnect.
+    bufferCommands: false,
+    // `init` creates the indexes, explicitly and once.
+    autoIndex: false,
+    autoCreate: false,
+  },
+);
+
+function toMessage(document: MessageDocument): Message {
+  return {
+    id: document._id,
+    producer: document.producer,
+    producerMessageId: document.producerMessageId ?? null,
+    topic: document.topic,
+    // A stored JSON null is a payload like any other; only a missing field falls back.
+    payload: document.payload === undefined ? null : (document.payload as JsonValue),
+    headers: document.headers ?? {},
+    status: document.status,
+    deadReason: document.deadReason ?? null,
+    createdAt: document.createdAt,
+    updatedAt: document.updatedAt,
+    confirmedAt: document.confirmedAt ?? null,
+    completedAt: document.completedAt ?? null,
+    cancelledAt: document.cancelledAt ?? null,
+    checkAttempts: document.checkAttempts ?? 0,
+    deliveryAttempts: document.deliveryAttempts ?? 0,
+    nextAttemptAt: document.nextAttemptAt ?? null,
+    lastTransport: document.lastTransport ?? null,
+    lastError: document.lastError ?? null,
+  };
+}
+
+/**
+ * Server error codes that mean "no usable primary right now" (shutting down, stepped
+ * down, unreachable) or "too slow to answer" (`maxTimeMS` expired), not "your request is
+ * wrong". The driver's own retryable set, plus the time limits.
+ */
+const UNAVAILABLE_CODES = new Set<number>([
+  6, // HostUnreachable
+  7, // HostNotFound
+  50, // MaxTimeMSExpired
+  64, // WriteConcernFailed (timeout waiting for replication)
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  134, // ReadConcernMajorityNotAvailableYet
+  189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
+  10058, // LegacyNotPrimary
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
+/** Labels the driver puts on errors that a retry against a recovered server would fix. */
+const UNAVAILABLE_LABELS = ['RetryableWriteError', 'ResetPool', 'PoolRequestedRetry', 'SystemOverloadedError'];
+
+/** Driver errors not exported as classes, recognised by name. */
+const UNAVAILABLE_NAMES = new Set(['MongoWaitQueueTimeoutError', 'MongoPoolClosedError']);
+
+/** What mongoose says when it is asked to run a command with no connection to run it on. */
+const MONGOOSE_DISCONNECTED =
+  /before initial connection is complete|Connection was force closed|closed and destroyed|buffering timed out/;
+
+function isUnavailable(error: unknown): boolean {
+  const { mongo } = mongoose;
+  if (
+    // Refused, reset or silent sockets; MongoNetworkTimeoutError and a cleared pool are subclasses.
+    error instanceof mongo.MongoNetworkError ||
+    error instanceof mongo.MongoServerSelectionError ||
+    error instanceof mongo.MongoNotConnectedError ||
+    error instanceof mongo.MongoTopologyClosedError ||
+    error instanceof mongo.MongoClientClosedError ||
+    error instanceof mongo.MongoServerClosedError ||
+    error instanceof mongo.MongoOperationTimeoutError ||
+    error instanceof mongoose.Error.MongooseServerSelectionError
+  ) {
+    return true;
+  }
+  if (error instanceof mongo.MongoError) {
+    if (UNAVAILABLE_LABELS.some((label) => error.hasErrorLabel(label))) return true;
+    if (typeof error.code === 'number' && UNAVAILABLE_CODES.has(error.code)) return true;
+  }
+  if (error instanceof Error) {
+    if (UNAVAILABLE_NAMES.has(error.name)) return true;
+    if (error instanceof mongoose.Error && MONGOOSE_DISCONNECTED.test(error.message)) return true;
+  }
+  return false;
+}
+
+/**
+ * Turns driver failures that mean "the database is unreachable" (no server selectable,
+ * refused or reset connections, socket and `maxTimeMS` timeouts, shutdowns and primary
+ * step-downs, a closed client) into `DependencyUnavailableError`; anything else (a bug,
+ * a duplicate key, a bad query) is returned as it is, for the caller to rethrow.
+ */
+export function classifyMongoError(error: unknown): unknown {
+  if (error instanceof DependencyUnavailableError) return error;
+  if (!isUnavailable(error)) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new DependencyUnavailableError('store', `MongoDB is unavailable: ${message}`, { cause: error });
+}
+
+/** A duplicate key on the producer key, as opposed to on `_id` (a bug: ids are unique by construction). */
+function isProducerKeyConflict(error: unknown): boolean {
+  if (!(error instanceof mongoose.mongo.MongoServerError) || error.code !== 11000) return false;
+  const keyPattern: unknown = error['keyPattern'];
+  if (keyPattern && typeof keyPattern === 'object') return 'producerMessageId' in keyPattern;
+  // Servers that do not report the key pattern still name the index in the message.
+  return error.message.includes(PRODUCER_KEY_INDEX);
+}
+
+/** Codes of a `createIndexes` that lost a race with another instance's identical one. */
+const INDEX_RACE_CODES = new Set<number>([
+  48, // NamespaceExists: both implicitly created the collection
+  276, // IndexBuildAlreadyInProgress
+]);
+
+/** Lower-cased names of the query parameters of a MongoDB URL (the driver reads them case-insensitively). */
+function settingsNamedIn(url: string): Set<string> {
+  const query = url.split('?')[1] ?? '';
+  return new Set([...new URLSearchParams(query).keys()].map((name) => name.toLowerCase()));
+}
+
+function connectOptionsFor(options: MongoStoreOptions): mongoose.ConnectOptions {
+  const inUrl = settingsNamedIn(options.url);
+  const connectOptions: mongoose.ConnectOptions = {
+    bufferCommands: false,
+    autoIndex: false,
+    autoCreate: false,
+    appName: 'rms',
+  };
+  // An option given here wins, then the URL's own setting, then our default: the driver
+  // would otherwise let our defaults silently override what the URL asks for.
+  const settle = (name: keyof mongoose.ConnectOptions & string, given: number | undefined, fallback: number) => {
+    if (given !== undefined) Object.assign(connectOptions, { [name]: given });
+    else if (!inUrl.has(name.toLowerCase())) Object.assign(connectOptions, { [name]: fallback });
+  };
+  const connectTimeoutMs = options.connectTimeoutMs;
+  const operationTimeoutMs = options.operationTimeoutMs;
+  settle('serverSelectionTimeoutMS', connectTimeoutMs, DEFAULTS.connectTimeoutMs);
+  settle('connectTimeoutMS', connectTimeoutMs, DEFAULTS.connectTimeoutMs);
+  // The driver's default is to wait for a pooled connection forever.
+  settle('waitQueueTimeoutMS', connectTimeoutMs, DEFAULTS.connectTimeoutMs);
+  // The client-side limit catches a server that stops answering altogether; a second
+  // later than `maxTimeMS`, so a merely slow query fails with the server's clean error.
+  settle(
+    'socketTimeoutMS',
+    operationTimeoutMs === undefined ? undefined : operationTimeoutMs + 1000,
+    DEFAULTS.operationTimeoutMs + 1000,
+  );
+  settle('maxPoolSize', options.poolSize, DEFAULTS.poolSize);
+  return connectOptions;
+}
+
+/** `MessageStore` on MongoDB. */
+export class MongoMessageStore implements MessageStore {
+  readonly kind = 'mongodb';
+  private readonly url: string;
+  private readonly connectOptions: mongoose.ConnectOptions;
+  private readonly operationTimeoutMs: number;
+  private readonly connection: mongoose.Connection;
+  private readonly model: mongoose.Model<MessageDocument>;
+  /** The connection attempt under way, shared by concurrent callers; cleared when it fails so the next call retries. */
+  private opening: Promise<void> | undefined;
+  /** The index creation under way, shared by concurrent `init` calls. */
+  private indexing: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(options: MongoStoreOptions) {
+    const collection = options.collection ?? DEFAULTS.collection;
+    if (!/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,119}$/.test(collection) || collection.startsWith('system.')) {
+      throw new Error(`MongoDB collection "${collection}" must match [A-Za-z0-9_][A-Za-z0-9_.-]* and not start with "system."`);
+    }
+    this.url = options.url;
+    this.connectOptions = connectOptionsFor(options);
+    this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs;
+    // A connection of our own, not mongoose's global one: its options, models and
+    // lifetime belong to this store alone. It is opened lazily (see `connect`), so the
+    // constructor does no I/O and a store whose first connection failed can still
+    // connect later, as a pg pool does.
+    this.connection = mongoose.createConnection();
+    // A dropped connection emits 'error'; without a listener that would crash the
+    // process. The driver reconnects by itself and each call reports its own failure.
+    this.connection.on('error', () => undefined);
+    this.model = this.connection.model<MessageDocument>('RmsMessage', messageSchema, collection);
+  }
+
+  async init(): Promise<void> {
+    await this.run(async () => {
+      // `createIndexes`, not `syncIndexes`: creating an index that already exists with the
+      // same options is a no-op, so instances starting together (or running different
+      // versions during a rolling deploy) cannot harm each other, whereas `syncIndexes`
+      // lists and then drops every index it does not know, racing with the others.
+      this.indexing ??= this.createIndexes().finally(() => {
+        this.indexing = undefined;
+      });
+      await this.indexing;
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    // `destroy` rather than `close`: it also drops the connection from mongoose's list,
+    // and a destroyed connection can never be reopened by a late call.
+    await this.connection.destroy();
+  }
+
+  async ping(): Promise<void> {
+    await this.run(async () => {
+      const db = this.connection.db;
+      if (!db) throw new DependencyUnavailableError('store', 'MongoDB is unavailable: not connected');
+      // A hard bound for readiness probes, covering server selection too.
+      const controller = new AbortController();
+      const timer = setTimeout(() => {
+        controller.abort(
+          new DependencyUnavailableError('store', `MongoDB is unavailable: no ping answer within ${this.operationTimeoutMs} ms`),
+        );
+      }, this.operationTimeoutMs);
+      try {
+        await db.command({ ping: 1 }, { signal: controller.signal });
+      } finally {
+        clearTimeout(timer);
+      }
+    });
+  }
+
+  async insert(message: NewMessage): Promise<InsertResult> {
+    return this.run(async () => {
+      const document: MessageDocument = {
+        _id: message.id,
+        producer: message.producer,
+        producerMessageId: message.producerMessageId,
+        topic: message.topic,
+        payload: message.payload,
+        headers: message.headers,
+        status: 'PENDING',
+        deadReason: null,
+        createdAt: message.createdAt,
+        updatedAt: message.createdAt,
+        confirmedAt: null,
+        completedAt: null,
+        cancelledAt: null,
+        checkAttempts: 0,
+        deliveryAttempts: 0,
+        nextAttemptAt: message.nextAttemptAt,
+        lastTransport: null,
+        lastError: null,
+      };
+      try {
+        const created = await this.model.insertOne(document);
+        // `toObject` is a copy of what was written, so the caller never shares the stored payload.
+        return { message: toMessage(created.toObject()), created: true };
+      } catch (error) {
+        if (message.producerMessageId === null || !isProducerKeyConflict(error)) throw error;
+      }
+      // The duplicate-key error comes from the write of the message already holding the
+      // key, so it is there to read now.
+      const existing = await this.model
+        .findOne({
+          producer: message.producer,
+          // `$type` repeats the index's partial filter so the planner may use that index.
+          producerMessageId: { $eq: message.producerMessageId, $type: 'string' },
+        })
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<MessageDocument>()
+        .exec();
+      if (!existing) throw new Error(`insert of ${message.id} conflicted but no message holds its producer key`);
+      return { message: toMessage(existing), created: false };
+    });
+  }
+
+  async findById(id: string): Promise<Message | null> {
+    return this.run(async () => {
+      const document = await this.model
+        .findOne({ _id: id })
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<MessageDocument>()
+        .exec();
+      return document ? toMessage(document) : null;
+    });
+  }
+
+  async transition(change: Transition): Promise<Message | null> {
+    return this.run(async () => {
+      const set: Partial<MessageDocument> = { status: change.to, deadReason: change.deadReason, updatedAt: change.at };
+      for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, MessagePatch[keyof MessagePatch]][]) {
+        if (value === undefined) continue;
+        Object.assign(set, { [field]: value });
+      }
+      const document = await this.model
+        .findOneAndUpdate(
+          // `deadReason: null` also matches a missing field; every document stores it.
+          { _id: change.id, status: change.from.status, deadReason: change.from.deadReason },
+          { $set: set },
+          { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
+        )
+        .lean<MessageDocument>()
+        .exec();
+      return document ? toMessage(document) : null;
+    });
+  }
+
+  async list(query: ListQuery): Promise<MessagePage> {
+    return this.run(async () => {
+      const filter: mongoose.QueryFilter<MessageDocument> = {};
+      if (query.status) filter.status = query.status;
+      if (query.topic) filter.topic = query.topic;
+      if (query.after) {
+        const { createdAt, id } = query.after;
+        // (createdAt, _id) < (c, id), written so that the `createdAt <= c` bound limits the
+        // index scan and the `$or` only sorts out the few messages created at exactly `c`.
+        filter.createdAt = { $lte: createdAt };
+        filter.$or = [{ createdAt: { $lt: createdAt } }, { _id: { $lt: id } }];
+      }
+      const documents = await this.model
+        .find(filter)
+        .sort({ createdAt: -1, _id: -1 })
+        .limit(query.limit + 1)
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<MessageDocument[]>()
+        .exec();
+      const messages = documents.slice(0, query.limit).map(toMessage);
+      const last = messages.at(-1);
+      const next = documents.length > query.limit && last ? { createdAt: last.createdAt, id: last.id } : null;
+      return { messages, next };
+    });
+  }
+
+  /** Opens the connection unless it is open; concurrent callers share one attempt. */
+  private async connect(): Promise<void> {
+    if (this.closed) throw new DependencyUnavailableError('store', 'MongoDB is unavailable: the store is closed');
+    if (this.connection.db) return;
+    this.opening ??= this.connection.openUri(this.url, { ...this.connectOptions }).then(
+      () => undefined,
+      (error: unknown) => {
+        this.opening = undefined;
+        throw error;
+      },
+    );
+    await this.opening;
+  }
+
+  private async createIndexes(): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.model.collection.createIndexes(INDEXES);
+        return;
+      } catch (error) {
+        const code = (error as { code?: unknown } | null)?.code;
+        if (attempt >= 3 || typeof code !== 'number' || !INDEX_RACE_CODES.has(code)) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100 * attempt));
+      }
+    }
+  }
+
+  /** Runs one store operation on an open connection, reporting an unreachable database as `DependencyUnavailableError`. */
+  private async run<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      await this.connect();
+      return await operation();
+    } catch (error) {
+      throw classifyMongoError(error);
+    }
+  }
+}

@@ -1,0 +1,295 @@
+/**
+ * The PostgreSQL adapter of `MessageStore`, with `pg`.
+ *
+ * Every state change is one `UPDATE ... WHERE id = $1 AND status = $2 ... RETURNING *`,
+ * so a transition either happens from the state it was decided from or not at all.
+ */
+import pg from 'pg';
+import { DependencyUnavailableError } from '../../domain/errors.js';
+import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
+import type { InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import { MIGRATIONS } from './schema.js';
+
+/** Options of the PostgreSQL store. */
+export interface PostgresStoreOptions {
+  /** A `postgres://` URL. A `schema` query parameter selects the schema (created if missing). */
+  url: string;
+  /**
+   * Most connections in the pool.
+   * @defaultValue 10
+   */
+  poolSize?: number;
+  /**
+   * How long to wait for a connection before the call fails as unavailable.
+   * @defaultValue 5000
+   */
+  connectTimeoutMs?: number;
+  /**
+   * Server-side and client-side limit on one statement.
+   * @defaultValue 10000
+   */
+  statementTimeoutMs?: number;
+}
+
+const DEFAULTS = { poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 10_000 } as const;
+
+/** Any advisory-lock key will do as long as it is fixed: this one spells "RMS". */
+const MIGRATION_LOCK_KEY = 0x524d53;
+
+/** Columns a patch may set, by `Message` field. */
+const PATCH_COLUMNS: Record<keyof MessagePatch, string> = {
+  confirmedAt: 'confirmed_at',
+  completedAt: 'completed_at',
+  cancelledAt: 'cancelled_at',
+  checkAttempts: 'check_attempts',
+  deliveryAttempts: 'delivery_attempts',
+  nextAttemptAt: 'next_attempt_at',
+  lastTransport: 'last_transport',
+  lastError: 'last_error',
+};
+
+interface MessageRow {
+  id: string;
+  producer: string;
+  producer_message_id: string | null;
+  topic: string;
+  payload: Message['payload'];
+  headers: Message['headers'];
+  status: Message['status'];
+  dead_reason: Message['deadReason'];
+  created_at: Date;
+  updated_at: Date;
+  confirmed_at: Date | null;
+  completed_at: Date | null;
+  cancelled_at: Date | null;
+  check_attempts: number;
+  delivery_attempts: number;
+  next_attempt_at: Date | null;
+  last_transport: Message['lastTransport'];
+  last_error: string | null;
+}
+
+function toMessage(row: MessageRow): Message {
+  return {
+    id: row.id,
+    producer: row.producer,
+    producerMessageId: row.producer_message_id,
+    topic: row.topic,
+    payload: row.payload,
+    headers: row.headers,
+    status: row.status,
+    deadReason: row.dead_reason,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    confirmedAt: row.confirmed_at,
+    completedAt: row.completed_at,
+    cancelledAt: row.cancelled_at,
+    checkAttempts: row.check_attempts,
+    deliveryAttempts: row.delivery_attempts,
+    nextAttemptAt: row.next_attempt_at,
+    lastTransport: row.last_transport,
+    lastError: row.last_error,
+  };
+}
+
+/**
+ * SQLSTATEs that mean "the database cannot serve this now", not "your query is wrong":
+ * connection exceptions (08), insufficient resources (53), operator intervention (57:
+ * shutdowns, and 57014, a statement cancelled by `statement_timeout`).
+ */
+const UNAVAILABLE_SQLSTATE = /^(08|53|57)/;
+
+/**
+ * Turns driver failures that mean "the database is unreachable" (refused or reset
+ * connections, pool or statement timeouts, shutdowns) into `DependencyUnavailableError`;
+ * anything else (a bug) is rethrown as it is.
+ */
+export function classifyPostgresError(error: unknown): unknown {
+  if (error instanceof DependencyUnavailableError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const isSqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+  if (isSqlState && !UNAVAILABLE_SQLSTATE.test(code)) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  return new DependencyUnavailableError('store', `PostgreSQL is unavailable: ${message}`, { cause: error });
+}
+
+function parseUrl(url: string): { connectionString: string; schema: string } {
+  const parsed = new URL(url);
+  const schema = parsed.searchParams.get('schema') ?? 'public';
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
+    throw new Error(`STORE_URL: schema "${schema}" must match [a-z_][a-z0-9_]*`);
+  }
+  parsed.searchParams.delete('schema');
+  return { connectionString: parsed.toString(), schema };
+}
+
+/** `MessageStore` on PostgreSQL. */
+export class PostgresMessageStore implements MessageStore {
+  readonly kind = 'postgres';
+  private readonly pool: pg.Pool;
+  private readonly table: string;
+  private readonly schema: string;
+
+  constructor(options: PostgresStoreOptions) {
+    const { connectionString, schema } = parseUrl(options.url);
+    const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs;
+    this.schema = schema;
+    this.table = `"${schema}".rms_messages`;
+    this.pool = new pg.Pool({
+      connectionString,
+      max: options.poolSize ?? DEFAULTS.poolSize,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      statement_timeout: statementTimeoutMs,
+      // The client-side limit catches a server that stops answering altogether.
+      query_timeout: statementTimeoutMs + 1000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: 'rms',
+    });
+    // An idle client whose connection drops emits 'error' on the pool; without a
+    // listener that would crash the process. The next query reconnects.
+    this.pool.on('error', () => undefined);
+  }
+
+  async init(): Promise<void> {
+    const client = await this.connect();
+    try {
+      await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+      try {
+        await client.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+        await client.query(
+          `CREATE TABLE IF NOT EXISTS "${this.schema}".rms_schema_migrations (
+             version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+        );
+        const { rows } = await client.query<{ version: number }>(
+          `SELECT version FROM "${this.schema}".rms_schema_migrations`,
+        );
+        const applied = new Set(rows.map((row) => row.version));
+        for (const migration of MIGRATIONS) {
+          if (applied.has(migration.version)) continue;
+          await client.query('BEGIN');
+          try {
+            await client.query(migration.sql.replaceAll('$schema', `"${this.schema}"`));
+            await client.query(
+              `INSERT INTO "${this.schema}".rms_schema_migrations (version, description) VALUES ($1, $2)`,
+              [migration.version, migration.description],
+            );
+            await client.query('COMMIT');
+          } catch (error) {
+            await client.query('ROLLBACK');
+            throw error;
+          }
+        }
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+      }
+    } catch (error) {
+      throw classifyPostgresError(error);
+    } finally {
+      client.release();
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  async ping(): Promise<void> {
+    await this.query('SELECT 1');
+  }
+
+  async insert(message: NewMessage): Promise<InsertResult> {
+    const inserted = await this.query<MessageRow>(
+      `INSERT INTO ${this.table}
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8)
+       ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
+       RETURNING *`,
+      [
+        message.id,
+        message.producer,
+        message.producerMessageId,
+        message.topic,
+        JSON.stringify(message.payload),
+        JSON.stringify(message.headers),
+        message.createdAt,
+        message.nextAttemptAt,
+      ],
+    );
+    const row = inserted.rows[0];
+    if (row) return { message: toMessage(row), created: true };
+    // ON CONFLICT waits for a racing insert of the same key to commit, so the row is there now.
+    const existing = await this.query<MessageRow>(
+      `SELECT * FROM ${this.table} WHERE producer = $1 AND producer_message_id = $2`,
+      [message.producer, message.producerMessageId],
+    );
+    const existingRow = existing.rows[0];
+    if (!existingRow) throw new Error(`insert of ${message.id} conflicted but no message holds its producer key`);
+    return { message: toMessage(existingRow), created: false };
+  }
+
+  async findById(id: string): Promise<Message | null> {
+    const { rows } = await this.query<MessageRow>(`SELECT * FROM ${this.table} WHERE id = $1`, [id]);
+    return rows[0] ? toMessage(rows[0]) : null;
+  }
+
+  async transition(change: Transition): Promise<Message | null> {
+    const values: unknown[] = [change.id, change.from.status, change.from.deadReason, change.to, change.deadReason, change.at];
+    const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6'];
+    for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, unknown][]) {
+      if (value === undefined) continue;
+      values.push(value);
+      assignments.push(`${PATCH_COLUMNS[field]} = $${values.length}`);
+    }
+    const { rows } = await this.query<MessageRow>(
+      `UPDATE ${this.table} SET ${assignments.join(', ')}
+       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3
+       RETURNING *`,
+      values,
+    );
+    return rows[0] ? toMessage(rows[0]) : null;
+  }
+
+  async list(query: ListQuery): Promise<MessagePage> {
+    const conditions: string[] = [];
+    const values: unknown[] = [];
+    if (query.status) {
+      values.push(query.status);
+      conditions.push(`status = $${values.length}`);
+    }
+    if (query.topic) {
+      values.push(query.topic);
+      conditions.push(`topic = $${values.length}`);
+    }
+    if (query.after) {
+      values.push(query.after.createdAt, query.after.id);
+      conditions.push(`(created_at, id) < ($${values.length - 1}, $${values.length})`);
+    }
+    values.push(query.limit + 1);
+    const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
+    const { rows } = await this.query<MessageRow>(
+      `SELECT * FROM ${this.table} ${where} ORDER BY created_at DESC, id DESC LIMIT $${values.length}`,
+      values,
+    );
+    const messages = rows.slice(0, query.limit).map(toMessage);
+    const last = messages.at(-1);
+    const next = rows.length > query.limit && last ? { createdAt: last.createdAt, id: last.id } : null;
+    return { messages, next };
+  }
+
+  private async connect(): Promise<pg.PoolClient> {
+    try {
+      return await this.pool.connect();
+    } catch (error) {
+      throw classifyPostgresError(error);
+    }
+  }
+
+  private async query<Row extends pg.QueryResultRow>(sql: string, values: unknown[] = []): Promise<pg.QueryResult<Row>> {
+    try {
+      return await this.pool.query<Row>(sql, values);
+    } catch (error) {
+      throw classifyPostgresError(error);
+    }
+  }
+}

@@ -1,0 +1,55 @@
+/**
+ * The PostgreSQL schema, as an ordered list of migrations. `PostgresMessageStore.init`
+ * applies the ones not yet recorded, under an advisory lock so that several RMS
+ * instances starting together migrate once.
+ */
+
+/** One schema change; `version`s are applied in order and recorded. */
+export interface Migration {
+  version: number;
+  description: string;
+  /** SQL with `$schema` standing for the quoted schema name. */
+  sql: string;
+}
+
+/** Every migration so far. Append; never edit one that has shipped. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'messages table and its indexes',
+    sql: `
+      CREATE TABLE $schema.rms_messages (
+        id                  uuid        PRIMARY KEY,
+        producer            text        NOT NULL,
+        producer_message_id text,
+        topic               text        NOT NULL,
+        payload             json        NOT NULL,
+        headers             jsonb       NOT NULL DEFAULT '{}'::jsonb,
+        status              text        NOT NULL
+          CHECK (status IN ('PENDING', 'SENDING', 'COMPLETED', 'CANCELLED', 'DEAD')),
+        dead_reason         text
+          CHECK (dead_reason IN ('CHECK_EXHAUSTED', 'DELIVERY_EXHAUSTED')),
+        created_at          timestamptz NOT NULL,
+        updated_at          timestamptz NOT NULL,
+        confirmed_at        timestamptz,
+        completed_at        timestamptz,
+        cancelled_at        timestamptz,
+        check_attempts      integer     NOT NULL DEFAULT 0,
+        delivery_attempts   integer     NOT NULL DEFAULT 0,
+        next_attempt_at     timestamptz,
+        last_transport      text,
+        last_error          text,
+        CONSTRAINT rms_messages_producer_key UNIQUE (producer, producer_message_id),
+        CONSTRAINT rms_messages_dead_reason_only_when_dead CHECK ((status = 'DEAD') = (dead_reason IS NOT NULL))
+      );
+      -- The due-message loops read "PENDING (or SENDING) due before now, oldest first":
+      -- a range scan of this partial index costs the number of due rows, not the table size.
+      CREATE INDEX rms_messages_due ON $schema.rms_messages (status, next_attempt_at)
+        WHERE status IN ('PENDING', 'SENDING');
+      -- Newest-first admin listing, unfiltered and by status or topic.
+      CREATE INDEX rms_messages_created ON $schema.rms_messages (created_at DESC, id DESC);
+      CREATE INDEX rms_messages_status_created ON $schema.rms_messages (status, created_at DESC, id DESC);
+      CREATE INDEX rms_messages_topic_created ON $schema.rms_messages (topic, created_at DESC, id DESC);
+    `,
+  },
+];

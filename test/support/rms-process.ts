@@ -1,0 +1,44 @@
+/**
+ * Runs RMS as a separate process (`services/message-service/src/main.ts` through tsx), the
+ * way `npm start` does, for tests of start-up, signals and crashes.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const MAIN = 'services/message-service/src/main.ts';
+
+/** A started RMS process and what it printed. */
+export interface RmsProcess {
+  child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the port once the server logs that it listens. */
+  listening: Promise<number>;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+/** Spawns RMS with exactly `env` (plus PATH), from the repository root. */
+export function spawnRms(env: Record<string, string>): RmsProcess {
+  const child = spawn(process.execPath, ['--conditions=rms-source', '--import', 'tsx', MAIN], {
+    cwd: ROOT,
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  child.stderr?.on('data', (chunk: Buffer) => (err += chunk.toString()));
+  const listening = new Promise<number>((resolve, reject) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /"port":(\d+)[^\n]*"msg":"RMS listening"/.exec(out);
+      if (match) resolve(Number(match[1]));
+    });
+    child.once('exit', () => reject(new Error(`RMS exited before listening:\n${out}\n${err}`)));
+  });
+  listening.catch(() => undefined);
+  const exited = once(child, 'exit').then(([code, signal]) => (code ?? signal) as number | string);
+  return { child, stdout: () => out, stderr: () => err, listening, exited };
+}

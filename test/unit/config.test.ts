@@ -1,0 +1,102 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { AppRegistry, ConfigurationError, loadConfig, parseAppRegistry } from '@rms/message-service';
+
+const APPS = [
+  { app: 'orders', token: 'orders-token-0123456789', roles: ['producer'], checkUrl: 'http://orders:3001/check', secret: 'orders-secret-0123456789' },
+  { app: 'inventory', token: 'inventory-token-0123456789', roles: ['consumer'] },
+];
+const MINIMAL = { STORE_URL: 'postgres://postgres@127.0.0.1:5432/test', RMS_APPS: JSON.stringify(APPS) };
+
+function configError(env: Record<string, string>): string {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    assert.ok(error instanceof ConfigurationError, String(error));
+    return error.message;
+  }
+  assert.fail('expected a ConfigurationError');
+}
+
+describe('configuration from the environment', () => {
+  test('every variable of design section 9 has its documented default', () => {
+    const config = loadConfig(MINIMAL);
+    assert.equal(config.port, 8080);
+    assert.equal(config.rabbitmqUrl, 'amqp://guest:guest@127.0.0.1:5672');
+    assert.equal(config.redisUrl, 'redis://127.0.0.1:6379');
+    assert.equal(config.zkConnect, '127.0.0.1:2181');
+    assert.equal(config.zkRoot, '/rms');
+    assert.deepEqual(config.checkBack, { delayMs: 6000, intervalMs: 30_000, maxChecks: 15 });
+    assert.deepEqual(config.delivery, {
+      ackTimeoutMs: 240_000, retryImmediate: 3, retryFirstDelayMs: 240_000, retryIntervalMs: 60_000, retryMax: 50,
+    });
+    assert.deepEqual(config.failover, { threshold: 10, shards: 100, probeIntervalMs: 5000 });
+    assert.equal(config.maxPayloadBytes, 262_144);
+  });
+
+  test('set variables override the defaults, as numbers', () => {
+    const config = loadConfig({ ...MINIMAL, PORT: '9000', RMS_CHECK_DELAY_MS: '50', RMS_RETRY_MAX: '3', RMS_FALLBACK_SHARDS: '16' });
+    assert.equal(config.port, 9000);
+    assert.equal(config.checkBack.delayMs, 50);
+    assert.equal(config.delivery.retryMax, 3);
+    assert.equal(config.failover.shards, 16);
+  });
+
+  test('an empty variable counts as unset', () => {
+    assert.equal(loadConfig({ ...MINIMAL, PORT: '' }).port, 8080);
+  });
+
+  test('a missing STORE_URL or RMS_APPS stops start-up, naming the variable', () => {
+    assert.match(configError({ RMS_APPS: MINIMAL.RMS_APPS }), /STORE_URL: is required/);
+    assert.match(configError({ STORE_URL: MINIMAL.STORE_URL }), /RMS_APPS: is required/);
+  });
+
+  test('malformed settings are each named', () => {
+    const message = configError({ ...MINIMAL, PORT: 'eighty', RMS_CHECK_MAX: '1.5', STORE_URL: 'mysql://x', RMS_ZK_ROOT: 'rms' });
+    assert.match(message, /PORT: must be a number/);
+    assert.match(message, /RMS_CHECK_MAX: must be a whole number/);
+    assert.match(message, /STORE_URL: must start with postgres:\/\/ or mongodb:\/\//);
+    assert.match(message, /RMS_ZK_ROOT: must be an absolute ZooKeeper path/);
+  });
+});
+
+describe('the app registry (RMS_APPS)', () => {
+  test('is read from a JSON array or from a file path', () => {
+    assert.deepEqual(parseAppRegistry(JSON.stringify(APPS)), APPS);
+    const file = join(mkdtempSync(join(tmpdir(), 'rms-apps-')), 'apps.json');
+    writeFileSync(file, JSON.stringify(APPS));
+    assert.deepEqual(parseAppRegistry(file), APPS);
+  });
+
+  test('names the entry and field that is wrong', () => {
+    const cases: [unknown, RegExp][] = [
+      [[{ ...APPS[0], roles: ['writer'] }], /RMS_APPS\[0\]\.roles\[0\]/],
+      [[{ ...APPS[0], token: 'short' }], /RMS_APPS\[0\]\.token: token must be at least 16 characters/],
+      [[{ ...APPS[0], checkUrl: undefined }], /RMS_APPS\[0\]: a producer needs checkUrl and secret/],
+      [[{ ...APPS[0], checkUrl: 'ftp://orders/check' }], /RMS_APPS\[0\]\.checkUrl: checkUrl must be an http\(s\) URL/],
+      [[APPS[1], { ...APPS[1], colour: 'red' }], /unknown field RMS_APPS\[1\]\.colour/],
+      [[APPS[0], { ...APPS[1], app: 'orders' }], /app "orders" is registered twice/],
+      [[APPS[0], { ...APPS[1], token: APPS[0]?.token }], /reuses another app's token/],
+      [[], /register at least one app/],
+    ];
+    for (const [apps, pattern] of cases) {
+      assert.throws(() => parseAppRegistry(JSON.stringify(apps)), (error: unknown) => {
+        assert.ok(error instanceof ConfigurationError);
+        assert.match(error.message, pattern);
+        return true;
+      });
+    }
+    assert.throws(() => parseAppRegistry('[not json'), /RMS_APPS: not valid JSON/);
+    assert.throws(() => parseAppRegistry('/no/such/file.json'), /RMS_APPS: not a JSON array and not a readable file/);
+  });
+
+  test('finds apps by token, and no app by an unknown or prefix token', () => {
+    const registry = new AppRegistry(parseAppRegistry(JSON.stringify(APPS)));
+    assert.equal(registry.findByToken('orders-token-0123456789')?.app, 'orders');
+    assert.equal(registry.findByToken('orders-token-012345678'), undefined);
+    assert.equal(registry.findByToken(''), undefined);
+  });
+});
