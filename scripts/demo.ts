@@ -27,13 +27,13 @@ async function call(as: keyof typeof TOKENS, method: string, path: string, body?
     ...(body !== undefined && { body: JSON.stringify(body) }),
     signal: AbortSignal.timeout(10_000),
   });
-  const json = (await response.json()) as Record<string, any>;
-  const summary = json['error'] ? `${json['error'].code}: ${json['error'].message}` : `status ${json['status'] ?? ''}`;
+  const json = (await response.json()) as Record<string, unknown> & { error?: { code: string; message: string } };
+  const summary = json.error ? `${json.error.code}: ${json.error.message}` : `status ${String(json['status'] ?? '')}`;
   console.log(`  ${as.padEnd(9)} ${method.padEnd(6)} ${path.replace(/[0-9a-f-]{36}/, ':id').padEnd(30)} → ${response.status} ${summary}`);
   return json;
 }
 
-let failed = false;
+let failed: boolean;
 try {
   console.log(`RMS is up on ${base} (store: ${STORE_URL.replace(/\?.*/, '')})\n`);
   const orderId = `order-${Date.now()}`;
