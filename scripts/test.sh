@@ -9,4 +9,6 @@ if [ "${#files[@]}" -eq 0 ]; then
   echo "no test files under ${targets[*]}" >&2
   exit 1
 fi
-exec node --conditions=rms-source --import tsx --test --test-reporter=spec "${files[@]}"
+# --test-force-exit: a failed test that leaves a socket open must not keep CI waiting;
+# --test-timeout: no single test may run longer than three minutes.
+exec node --conditions=rms-source --import tsx --test --test-force-exit --test-timeout=180000 --test-reporter=spec "${files[@]}"

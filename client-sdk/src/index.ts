@@ -6,3 +6,13 @@
 
 /** The SDK's version, sent as part of its User-Agent once it makes calls. */
 export const SDK_VERSION = '0.1.0';
+
+export * from './transport/transport.js';
+export * from './transport/errors.js';
+export {
+  RabbitMqTransport,
+  rabbitMqQueueName,
+  type RabbitMqTransportLogger,
+  type RabbitMqTransportOptions,
+} from './transport/rabbitmq-transport.js';
+export * from './check-signature.js';

@@ -218,6 +218,90 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       }
     });
 
+    test('claimDue claims only due messages of the asked status, oldest due first, and leases them', async () => {
+      const topic = `claim.${Date.now()}`;
+      const base = tick().getTime();
+      const due = [];
+      for (const offset of [-3000, -1000, -2000]) {
+        due.push((await store.insert(newMessage({ topic, nextAttemptAt: new Date(base + offset) }))).message);
+      }
+      const notDue = (await store.insert(newMessage({ topic, nextAttemptAt: new Date(base + 60_000) }))).message;
+      const now = new Date(base);
+      const leaseUntil = new Date(base + 30_000);
+      const claimed = (await store.claimDue({ status: 'PENDING', now, leaseUntil, limit: 1000 })).filter((m) => m.topic === topic);
+      assert.deepEqual(claimed.map((m) => m.id), [due[0]!.id, due[2]!.id, due[1]!.id]);
+      for (const message of claimed) assert.deepEqual(message.nextAttemptAt, leaseUntil);
+      assert.equal((await store.findById(notDue.id))?.nextAttemptAt?.getTime(), base + 60_000);
+      const again = (await store.claimDue({ status: 'PENDING', now, leaseUntil, limit: 1000 })).filter((m) => m.topic === topic);
+      assert.deepEqual(again, [], 'leased messages are not due again before the lease ends');
+      const sending = (await store.claimDue({ status: 'SENDING', now: new Date(base + 100_000), leaseUntil, limit: 1000 })).filter((m) => m.topic === topic);
+      assert.deepEqual(sending, [], 'a PENDING message is never claimed as SENDING');
+      const afterLease = (await store.claimDue({ status: 'PENDING', now: new Date(base + 30_000), leaseUntil: new Date(base + 90_000), limit: 2 }));
+      assert.equal(afterLease.length, 2, 'the limit is respected, and expired leases are claimable');
+    });
+
+    test('three concurrent claimers get disjoint sets that together cover every due message', async () => {
+      const topic = `claim.race.${Date.now()}`;
+      const base = tick().getTime() + 1_000_000;
+      const ids = new Set<string>();
+      for (let i = 0; i < 90; i++) {
+        ids.add((await store.insert(newMessage({ topic, nextAttemptAt: new Date(base - i) }))).message.id);
+      }
+      const claimer = async () => {
+        const mine: string[] = [];
+        for (;;) {
+          const batch = await store.claimDue({ status: 'PENDING', now: new Date(base), leaseUntil: new Date(base + 60_000), limit: 7 });
+          if (batch.length === 0) return mine;
+          mine.push(...batch.filter((m) => m.topic === topic).map((m) => m.id));
+        }
+      };
+      const sets = await Promise.all([claimer(), claimer(), claimer()]);
+      const all = sets.flat();
+      assert.equal(all.length, 90, 'no message claimed twice');
+      assert.deepEqual(new Set(all), ids, 'every due message claimed');
+    });
+
+    test('a fenced transition writes nothing once another claimer took the message over', async () => {
+      const { message } = await store.insert(newMessage({ nextAttemptAt: new Date(0) }));
+      const leaseA = new Date(Date.parse('2030-01-01T00:00:00Z'));
+      const [claimedA] = (await store.claimDue({ status: 'PENDING', now: new Date(1), leaseUntil: leaseA, limit: 1000 })).filter((m) => m.id === message.id);
+      assert.ok(claimedA);
+      // A's lease expires; B claims the message with a lease of its own.
+      const leaseB = new Date(leaseA.getTime() + 60_000);
+      const [claimedB] = (await store.claimDue({ status: 'PENDING', now: leaseA, leaseUntil: leaseB, limit: 1000 })).filter((m) => m.id === message.id);
+      assert.ok(claimedB);
+      const base = { id: message.id, from: { status: 'PENDING' as const, deadReason: null }, to: 'PENDING' as const, deadReason: null, at: tick() };
+      assert.equal(await store.transition({ ...base, set: { checkAttempts: 1 }, fence: { nextAttemptAt: leaseA } }), null);
+      const byB = await store.transition({ ...base, set: { checkAttempts: 1 }, fence: { nextAttemptAt: leaseB } });
+      assert.equal(byB?.checkAttempts, 1);
+    });
+
+    test('deleteFinished removes only COMPLETED and CANCELLED messages older than the cutoff, in bounded batches', async () => {
+      const topic = `retention.${Date.now()}`;
+      const old = new Date('2000-01-01T00:00:00Z');
+      const finish = async (to: 'COMPLETED' | 'CANCELLED' | 'DEAD', at: Date) => {
+        const { message } = await store.insert(newMessage({ topic }));
+        const from = { status: 'PENDING' as const, deadReason: null };
+        if (to === 'COMPLETED') {
+          await store.transition({ id: message.id, from, to: 'SENDING', deadReason: null, at, set: {} });
+          await store.transition({ id: message.id, from: { status: 'SENDING', deadReason: null }, to, deadReason: null, at, set: {} });
+        } else {
+          await store.transition({ id: message.id, from, to, deadReason: to === 'DEAD' ? 'CHECK_EXHAUSTED' : null, at, set: {} });
+        }
+        return message.id;
+      };
+      const oldCompleted = [await finish('COMPLETED', old), await finish('COMPLETED', old), await finish('CANCELLED', old)];
+      const oldDead = await finish('DEAD', old);
+      const recent = await finish('COMPLETED', new Date());
+      const pending = (await store.insert(newMessage({ topic }))).message.id;
+      const cutoff = new Date('2001-01-01T00:00:00Z');
+      assert.equal(await store.deleteFinished(cutoff, 2), 2, 'at most the limit per call');
+      assert.equal(await store.deleteFinished(cutoff, 100), 1);
+      assert.equal(await store.deleteFinished(cutoff, 100), 0);
+      for (const id of oldCompleted) assert.equal(await store.findById(id), null);
+      for (const id of [oldDead, recent, pending]) assert.ok(await store.findById(id), 'kept');
+    });
+
     test('list pages newest first, filters by status and topic, and visits each message once', async () => {
       const topic = `list.${Date.now()}`;
       const sameInstant = tick();

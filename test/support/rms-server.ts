@@ -2,8 +2,16 @@
  * Starts a real RMS server in the test process, on an ephemeral port, against a fresh
  * PostgreSQL schema, and gives tests a small typed HTTP client for it.
  */
-import { type AppRegistration, PostgresMessageStore, RmsServer, createLogger, loadConfig } from '@rms/message-service';
+import {
+  type AppRegistration,
+  type NotificationSink,
+  PostgresMessageStore,
+  RmsServer,
+  createLogger,
+  loadConfig,
+} from '@rms/message-service';
 import { dropSchema, freshSchemaUrl } from './postgres.js';
+import { TEST_RABBITMQ_URL } from './rabbitmq.js';
 
 /** The apps every test server registers. */
 export const TEST_APPS = {
@@ -26,6 +34,8 @@ export interface TestServer {
   baseUrl: string;
   /** The schema's store URL, for a second store handle on the same data. */
   storeUrl: string;
+  /** The PostgreSQL schema holding this server's messages. */
+  schema: string;
   /** Sends a request as `app` (or with no token when `app` is null). */
   call(app: keyof typeof TEST_APPS | null, method: string, path: string, body?: unknown, init?: RequestInit): Promise<Answer>;
   stop(): Promise<void>;
@@ -33,6 +43,12 @@ export interface TestServer {
 
 /** Options of `startTestServer`. */
 export interface TestServerOptions {
+  /** Share another server's schema (several instances on one store); it is then not dropped on stop. */
+  shareSchemaOf?: TestServer;
+  /** The producers' check URL. @defaultValue a port nothing listens on */
+  checkUrl?: string;
+  /** Sinks for grouped alerts. */
+  notificationSinks?: NotificationSink[];
   /** Overrides of the environment the configuration is read from. */
   env?: Record<string, string>;
   /** Connect the store through this URL (a fault proxy) instead of straight to PostgreSQL. */
@@ -43,23 +59,33 @@ export interface TestServerOptions {
 
 /** Starts RMS on port 0 with a fresh schema. */
 export async function startTestServer(options: TestServerOptions = {}): Promise<TestServer> {
-  const { url, schema } = freshSchemaUrl();
+  const shared = options.shareSchemaOf;
+  const { url, schema } = shared ? { url: shared.storeUrl, schema: shared.schema } : freshSchemaUrl();
+  const apps = Object.values(TEST_APPS).map((app) => ('checkUrl' in app && options.checkUrl ? { ...app, checkUrl: options.checkUrl } : app));
   const config = loadConfig({
     PORT: '0',
     STORE_URL: url,
-    RMS_APPS: JSON.stringify(Object.values(TEST_APPS)),
+    RMS_APPS: JSON.stringify(apps),
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
     RMS_SHUTDOWN_GRACE_MS: '1000',
+    RABBITMQ_URL: TEST_RABBITMQ_URL,
     ...options.env,
   });
   const storeUrl = options.storeUrlThrough ? options.storeUrlThrough(url) : url;
   const store = new PostgresMessageStore({ url: storeUrl, ...options.storeTimeouts });
-  const server = await RmsServer.start({ config, store, logger: createLogger(config.logLevel), storeStartupTimeoutMs: 5000 });
+  const server = await RmsServer.start({
+    config,
+    store,
+    logger: createLogger(config.logLevel),
+    storeStartupTimeoutMs: 5000,
+    ...(options.notificationSinks && { notificationSinks: options.notificationSinks }),
+  });
   const baseUrl = `http://127.0.0.1:${server.port}`;
   return {
     server,
     baseUrl,
     storeUrl: url,
+    schema,
     async call(app, method, path, body, init = {}) {
       const headers = new Headers(init.headers);
       if (app) headers.set('authorization', `Bearer ${TEST_APPS[app].token}`);
@@ -76,7 +102,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     },
     async stop() {
       await server.stop();
-      await dropSchema(schema);
+      if (!shared) await dropSchema(schema);
     },
   };
 }

@@ -100,3 +100,20 @@ describe('the app registry (RMS_APPS)', () => {
     assert.equal(registry.findByToken(''), undefined);
   });
 });
+
+describe('configuration: bounds and cross-checks', () => {
+  test('numbers out of range say the bound', () => {
+    assert.match(configError({ ...MINIMAL, RMS_CHECK_MAX: '0' }), /RMS_CHECK_MAX: must be at least 1/);
+    assert.match(configError({ ...MINIMAL, PORT: '70000' }), /PORT: must be at most 65535/);
+  });
+
+  test('a lease shorter than the slowest handling is refused: it would let two instances work on one message', () => {
+    const message = configError({ ...MINIMAL, RMS_LEASE_MS: '1000', RMS_PUBLISH_TIMEOUT_MS: '500', RMS_RETRY_IMMEDIATE: '3' });
+    assert.match(message, /RMS_LEASE_MS \(1000\) must exceed/);
+  });
+
+  test('alert webhooks are a comma-separated list of URLs', () => {
+    assert.deepEqual(loadConfig({ ...MINIMAL, RMS_ALERT_WEBHOOKS: 'http://a/hook, https://b/hook' }).alerts.webhooks, ['http://a/hook', 'https://b/hook']);
+    assert.match(configError({ ...MINIMAL, RMS_ALERT_WEBHOOKS: 'not a url' }), /RMS_ALERT_WEBHOOKS/);
+  });
+});

@@ -21,6 +21,9 @@ const COMMANDS: Record<string, Command> = {
   'check-back ROLLBACK': { type: 'check-rollback' },
   'check-backs exhausted': { type: 'check-exhausted' },
   'deliveries exhausted': { type: 'delivery-exhausted' },
+  'delivery round recorded': { type: 'delivery-recorded' },
+  'check-back recorded': { type: 'check-recorded' },
+  heartbeat: { type: 'heartbeat' },
 };
 
 /** `→X` moves to X (`→X!` also dispatches), `=` is an idempotent repeat, `409` a refusal. */
@@ -38,6 +41,9 @@ const TABLE: Record<string, Record<keyof typeof STATES, Expected>> = {
   'check-back ROLLBACK':   { PENDING: '→CANCELLED', SENDING: '409', COMPLETED: '409', CANCELLED: '=', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'check-backs exhausted': { PENDING: '→DEAD', SENDING: '409', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'deliveries exhausted':  { PENDING: '409', SENDING: '→DEAD', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
+  'delivery round recorded': { PENDING: '409', SENDING: '→SENDING', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
+  'check-back recorded':   { PENDING: '→PENDING', SENDING: '409', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
+  heartbeat:               { PENDING: '409', SENDING: '→SENDING', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
 };
 
 function summarize(decision: Decision): Expected {

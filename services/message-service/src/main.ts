@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { loadConfig, type RmsConfig } from './config/config.js';
 import { ConfigurationError } from './domain/errors.js';
-import { createLogger } from './logging/logger.js';
+import { createLogger } from './observability/logger.js';
 import { RmsServer } from './server.js';
 
 if (existsSync('.env')) process.loadEnvFile('.env');

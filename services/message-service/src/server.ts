@@ -1,16 +1,29 @@
 /**
- * The composition root: builds the store, the message service and the HTTP app from the
- * configuration, starts listening, and shuts everything down gracefully.
+ * The composition root: builds the store, the transport, the dispatcher, the check-back
+ * and redelivery loops, retention, alerts and the HTTP app from the configuration, starts
+ * them, and shuts everything down gracefully.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { RabbitMqTransport, type Transport } from '@rms/client-sdk';
+import { AlertBatcher } from './alerts/alert-batcher.js';
+import type { NotificationSink } from './alerts/notifier.js';
+import { WebhookSink } from './alerts/webhook-sink.js';
+import { CheckBackWorker } from './application/check-back.js';
+import { Dispatcher } from './application/dispatcher.js';
+import { DueLoop } from './application/due-loop.js';
 import { MessageService } from './application/message-service.js';
+import { RetentionSweeper } from './application/retention.js';
+import type { CheckBackClient } from './check-back/check-back-client.js';
+import { HttpCheckBackClient } from './check-back/http-check-back-client.js';
+import { deliveryScheduleResolver } from './config/topic-schedules.js';
+import { Metrics } from './observability/metrics.js';
 import { AppRegistry } from './config/app-registry.js';
 import type { RmsConfig } from './config/config.js';
 import { DependencyUnavailableError } from './domain/errors.js';
 import { createHttpApp } from './http/http-app.js';
-import { createLogger, type Logger } from './logging/logger.js';
+import { createLogger, type Logger } from './observability/logger.js';
 import { createMessageStore } from './store/create-message-store.js';
 import type { MessageStore } from './store/message-store.js';
 
@@ -21,6 +34,12 @@ export interface RmsServerOptions {
   logger?: Logger;
   /** @defaultValue the adapter `config.storeUrl` selects */
   store?: MessageStore;
+  /** @defaultValue a RabbitMQ transport on `config.rabbitmqUrl` */
+  transport?: Transport;
+  /** @defaultValue HTTP check-backs with `config.checkTimeoutMs` */
+  checkBackClient?: CheckBackClient;
+  /** Sinks for grouped alerts besides the configured webhooks. */
+  notificationSinks?: NotificationSink[];
   /**
    * How long start-up keeps retrying a store that is not reachable yet (containers start
    * in any order) before giving up.
@@ -53,25 +72,82 @@ export class RmsServer {
 
   private constructor(
     private readonly http: Server,
-    private readonly store: MessageStore,
+    private readonly parts: {
+      store: MessageStore;
+      transport: Transport;
+      dispatcher: Dispatcher;
+      loops: DueLoop[];
+      retention: RetentionSweeper;
+      notifier: AlertBatcher;
+    },
     private readonly logger: Logger,
     private readonly shutdownGraceMs: number,
   ) {
     this.port = (http.address() as AddressInfo).port;
   }
 
-  /** Initialises the store (creating or migrating its schema) and starts listening. */
+  /** Initialises the store (creating or migrating its schema), starts the loops and listens. */
   static async start(options: RmsServerOptions): Promise<RmsServer> {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.logLevel);
     const store = options.store ?? createMessageStore(config.storeUrl);
     await initStore(store, logger, options.storeStartupTimeoutMs ?? 60_000);
-    const service = new MessageService({ store, checkDelayMs: config.checkBack.delayMs });
+    const registry = new AppRegistry(config.apps);
+    const metrics = new Metrics();
+    const transport =
+      options.transport ??
+      new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+    const notifier = new AlertBatcher({
+      sinks: [...config.alerts.webhooks.map((url) => new WebhookSink(url)), ...(options.notificationSinks ?? [])],
+      windowMs: config.alerts.windowMs,
+      logger: logger.child({ part: 'alerts' }),
+    });
+    const scheduleFor = deliveryScheduleResolver(config.delivery, config.topicSchedules);
+    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, logger: logger.child({ part: 'dispatcher' }) });
+    const checkBack = new CheckBackWorker({
+      store,
+      client: options.checkBackClient ?? new HttpCheckBackClient({ timeoutMs: config.checkTimeoutMs }),
+      registry,
+      schedule: config.checkBack,
+      dispatcher,
+      dispatchLeaseMs: config.loops.leaseMs,
+      notifier,
+      metrics,
+      logger: logger.child({ part: 'check-back' }),
+    });
+    const loopOptions = {
+      batchSize: config.loops.claimBatch,
+      concurrency: config.loops.concurrency,
+      pollIntervalMs: config.loops.pollIntervalMs,
+    };
+    const claim = (status: 'PENDING' | 'SENDING') => (limit: number) => {
+      const now = new Date();
+      return store.claimDue({ status, now, leaseUntil: new Date(now.getTime() + config.loops.leaseMs), limit });
+    };
+    const loops = [
+      new DueLoop({ ...loopOptions, name: 'check-back', claim: claim('PENDING'), handle: (m) => checkBack.check(m), logger }),
+      new DueLoop({ ...loopOptions, name: 'redelivery', claim: claim('SENDING'), handle: (m) => dispatcher.redeliver(m), logger }),
+    ];
+    const retention = new RetentionSweeper({
+      store,
+      retentionMs: config.retention.retentionMs,
+      intervalMs: config.retention.intervalMs,
+      logger,
+      metrics,
+    });
+    const service = new MessageService({
+      store,
+      checkDelayMs: config.checkBack.delayMs,
+      dispatcher,
+      dispatchLeaseMs: config.loops.leaseMs,
+      ackTimeoutFor: (topic) => scheduleFor(topic).ackTimeoutMs,
+    });
     const app = createHttpApp({
       service,
-      registry: new AppRegistry(config.apps),
+      registry,
       maxPayloadBytes: config.maxPayloadBytes,
       logger,
+      metrics,
       readinessChecks: [
         {
           name: 'store',
@@ -80,6 +156,7 @@ export class RmsServer {
             return { kind: store.kind };
           },
         },
+        { name: 'rabbitmq', check: () => transport.ping() },
       ],
     });
     const http = await new Promise<Server>((resolve, reject) => {
@@ -89,24 +166,31 @@ export class RmsServer {
     http.requestTimeout = 30_000;
     http.headersTimeout = 10_000;
     http.keepAliveTimeout = 5_000;
-    const server = new RmsServer(http, store, logger, config.shutdownGraceMs);
+    for (const loop of loops) loop.start();
+    retention.start();
+    const server = new RmsServer(http, { store, transport, dispatcher, loops, retention, notifier }, logger, config.shutdownGraceMs);
     logger.info({ port: server.port, store: store.kind, apps: config.apps.map((app) => app.app) }, 'RMS listening');
     return server;
   }
 
   /**
-   * Stops accepting connections, lets in-flight requests finish (up to the grace period,
-   * then closes what is left), and closes the store. Idempotent.
+   * Stops accepting connections and claiming due messages, lets in-flight requests and
+   * deliveries finish (requests up to the grace period, then what is left is closed),
+   * sends held-back alerts, and closes the transport and the store. Idempotent.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
+      const { store, transport, dispatcher, loops, retention, notifier } = this.parts;
       this.logger.info({ graceMs: this.shutdownGraceMs }, 'RMS shutting down');
       const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
       this.http.closeIdleConnections();
       const grace = setTimeout(() => this.http.closeAllConnections(), this.shutdownGraceMs);
-      await closed;
+      await Promise.all([closed, ...loops.map((loop) => loop.stop()), retention.stop()]);
       clearTimeout(grace);
-      await this.store.close();
+      await dispatcher.close();
+      await notifier.flush();
+      await transport.close();
+      await store.close();
       this.logger.info('RMS stopped');
     })();
     return this.stopping;

@@ -11,8 +11,10 @@ import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, Role } from '../config/app-registry.js';
 import { ForbiddenError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
-import type { JsonValue, Message, MessageHeaders, MessageStatus } from '../domain/message.js';
-import { type Actor, type Command, decide, patchFor } from '../domain/state-machine.js';
+import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageStatus } from '../domain/message.js';
+import type { Actor, Command } from '../domain/state-machine.js';
+import { applyCommand } from './apply-command.js';
+import type { Dispatcher } from './dispatcher.js';
 import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
 
 /** The authenticated app making a call. */
@@ -41,6 +43,16 @@ export interface MessageServiceOptions {
   now?: () => Date;
   /** New message ids. @defaultValue UUID v7 (time-ordered, so recent rows share index pages) */
   newId?: () => string;
+  /** Publishes messages that enter SENDING; without one they wait for the redelivery loop. */
+  dispatcher?: Dispatcher;
+  /** The ack deadline of a topic's deliveries (heartbeats extend by it). @defaultValue () => 240000 */
+  ackTimeoutFor?: (topic: string) => number;
+  /**
+   * A message entering SENDING is due this long later unless its dispatch reports first:
+   * if this instance dies before publishing, another instance's redelivery loop takes over.
+   * @defaultValue 30000
+   */
+  dispatchLeaseMs?: number;
 }
 
 /** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
@@ -56,12 +68,18 @@ export class MessageService {
   private readonly checkDelayMs: number;
   private readonly now: () => Date;
   private readonly newId: () => string;
+  private readonly dispatcher: Dispatcher | undefined;
+  private readonly dispatchLeaseMs: number;
+  private readonly ackTimeoutFor: (topic: string) => number;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
     this.checkDelayMs = options.checkDelayMs;
     this.now = options.now ?? (() => new Date());
     this.newId = options.newId ?? uuidv7;
+    this.dispatcher = options.dispatcher;
+    this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
+    this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
   }
 
   /**
@@ -133,6 +151,40 @@ export class MessageService {
     return this.apply(id, { type: 'resend' }, () => undefined);
   }
 
+  /**
+   * A consumer still handling the message pushes its ack deadline to `extendMs` from now
+   * (default: the topic's ack timeout), so a slow handler is not redelivered under itself.
+   */
+  heartbeat(_caller: Caller, id: string, extendMs?: number): Promise<Message> {
+    return this.apply(id, { type: 'heartbeat' }, () => undefined, (message, now) => ({
+      nextAttemptAt: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic))),
+    }));
+  }
+
+  /**
+   * Resends the DEAD (delivery exhausted) messages of a topic, oldest pages last, at most
+   * `limit` of them; returns the ids resent. Messages that moved meanwhile are skipped.
+   */
+  async resendTopic(caller: Caller, topic: string, limit: number): Promise<string[]> {
+    const resent: string[] = [];
+    let after: ListCursor | undefined;
+    while (resent.length < limit) {
+      const page = await this.store.list({ status: 'DEAD', topic, limit: Math.min(100, limit - resent.length), ...(after && { after }) });
+      for (const message of page.messages) {
+        if (message.deadReason !== 'DELIVERY_EXHAUSTED') continue;
+        try {
+          await this.resend(caller, message.id);
+          resent.push(message.id);
+        } catch (error) {
+          if (!(error instanceof StateConflictError)) throw error;
+        }
+      }
+      if (!page.next) break;
+      after = page.next;
+    }
+    return resent;
+  }
+
   /** The message, if the caller owns it or is an admin. */
   async get(caller: Caller, id: string): Promise<Message> {
     const message = await this.store.findById(id);
@@ -156,25 +208,33 @@ export class MessageService {
     }
   }
 
-  private async apply(id: string, command: Command, authorize: (message: Message) => void): Promise<Message> {
+  private async apply(
+    id: string,
+    command: Command,
+    authorize: (message: Message) => void,
+    extra?: (message: Message, now: Date) => MessagePatch,
+  ): Promise<Message> {
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);
       authorize(message);
-      const decision = decide(message, command);
-      if (decision.outcome === 'unchanged') return message;
-      if (decision.outcome === 'refused') throw new StateConflictError(decision.reason, message.status);
       const now = this.now();
-      const updated = await this.store.transition({
-        id,
-        from: { status: message.status, deadReason: message.deadReason },
-        to: decision.to,
-        deadReason: decision.deadReason,
+      const applied = await applyCommand(this.store, message, command, {
         at: now,
-        set: patchFor(message, decision, now),
+        dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
+        ...(extra && { set: extra(message, now) }),
       });
-      if (updated) return updated;
-      message = await this.store.findById(id);
+      switch (applied.kind) {
+        case 'unchanged':
+          return applied.message;
+        case 'refused':
+          throw new StateConflictError(applied.reason, applied.message.status);
+        case 'moved':
+          if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+          return applied.message;
+        case 'lost':
+          message = await this.store.findById(id);
+      }
     }
     throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, message?.status ?? 'PENDING');
   }

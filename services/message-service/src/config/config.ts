@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ConfigurationError } from '../domain/errors.js';
 import { describeIssue } from '../validation/describe-issue.js';
 import { type AppRegistration, parseAppRegistry } from './app-registry.js';
+import { type TopicScheduleOverrides, parseTopicSchedules } from './topic-schedules.js';
 
 /** Check-back schedule (design section 5). */
 export interface CheckBackConfig {
@@ -42,6 +43,18 @@ export interface FailoverConfig {
   probeIntervalMs: number;
 }
 
+/** The due-message loops (check-back and redelivery). */
+export interface LoopConfig {
+  /** `RMS_POLL_INTERVAL_MS`: how often an idle loop looks for due messages. @defaultValue 1000 */
+  pollIntervalMs: number;
+  /** `RMS_CLAIM_BATCH`: messages claimed per pass. @defaultValue 100 */
+  claimBatch: number;
+  /** `RMS_LEASE_MS`: how long a claimed message belongs to one instance. @defaultValue 30000 */
+  leaseMs: number;
+  /** `RMS_LOOP_CONCURRENCY`: messages one loop works on at once. @defaultValue 16 */
+  concurrency: number;
+}
+
 /** Everything RMS is configured with. */
 export interface RmsConfig {
   /** HTTP port (`PORT`). @defaultValue 8080 */
@@ -61,6 +74,17 @@ export interface RmsConfig {
   checkBack: CheckBackConfig;
   delivery: DeliveryConfig;
   failover: FailoverConfig;
+  /** `RMS_TOPIC_SCHEDULES`: per-topic overrides of the delivery schedule. @defaultValue {} */
+  topicSchedules: TopicScheduleOverrides;
+  /** `RMS_CHECK_TIMEOUT_MS`: how long a producer has to answer a check-back. @defaultValue 5000 */
+  checkTimeoutMs: number;
+  /** `RMS_PUBLISH_TIMEOUT_MS`: how long RabbitMQ has to confirm a publish. @defaultValue 5000 */
+  publishTimeoutMs: number;
+  loops: LoopConfig;
+  /** `RMS_ALERT_WEBHOOKS` (comma-separated URLs) and `RMS_ALERT_WINDOW_MS` [300000]. */
+  alerts: { webhooks: string[]; windowMs: number };
+  /** `RMS_RETENTION_MS` [7 days]: finished messages are deleted after this; `RMS_RETENTION_INTERVAL_MS` [1 hour]: how often. */
+  retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
   maxPayloadBytes: number;
   /** `LOG_LEVEL`: pino level. @defaultValue info */
@@ -69,10 +93,11 @@ export interface RmsConfig {
   shutdownGraceMs: number;
 }
 
-const integer = (min: number) => z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min);
+const integer = (min: number) =>
+  z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
 
 const envSchema = z.object({
-  PORT: integer(0).max(65_535).default(8080),
+  PORT: integer(0).max(65_535, 'must be at most 65535').default(8080),
   STORE_URL: z
     .string({ error: 'is required: postgres://… or mongodb://…' })
     .regex(/^(postgres(ql)?|mongodb(\+srv)?):\/\//, 'must start with postgres:// or mongodb://'),
@@ -90,9 +115,24 @@ const envSchema = z.object({
   RMS_RETRY_INTERVAL_MS: integer(1).default(60_000),
   RMS_RETRY_MAX: integer(1).default(50),
   RMS_FAILOVER_THRESHOLD: integer(1).default(10),
-  RMS_FALLBACK_SHARDS: integer(1).max(10_000).default(100),
+  RMS_FALLBACK_SHARDS: integer(1).max(10_000, 'must be at most 10000').default(100),
   RMS_PROBE_INTERVAL_MS: integer(1).default(5000),
   RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
+  RMS_TOPIC_SCHEDULES: z.string().optional(),
+  RMS_CHECK_TIMEOUT_MS: integer(1).default(5000),
+  RMS_PUBLISH_TIMEOUT_MS: integer(1).default(5000),
+  RMS_POLL_INTERVAL_MS: integer(1).default(1000),
+  RMS_CLAIM_BATCH: integer(1).max(10_000, 'must be at most 10000').default(100),
+  RMS_LEASE_MS: integer(1).default(30_000),
+  RMS_LOOP_CONCURRENCY: integer(1).max(1000, 'must be at most 1000').default(16),
+  RMS_ALERT_WEBHOOKS: z
+    .string()
+    .transform((value) => value.split(',').map((url) => url.trim()).filter(Boolean))
+    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'must be comma-separated http(s) URLs' })))
+    .default([]),
+  RMS_ALERT_WINDOW_MS: integer(0).default(300_000),
+  RMS_RETENTION_MS: integer(0).default(7 * 24 * 3600 * 1000),
+  RMS_RETENTION_INTERVAL_MS: integer(1).default(3600 * 1000),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
 });
@@ -110,6 +150,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     throw new ConfigurationError(`invalid configuration: ${problems.join('; ')}`);
   }
   const e = parsed.data;
+  // A claimed message must stay claimed for the whole of its slowest handling, or a second
+  // instance would take it over mid-way and double the work.
+  const slowestDeliveryMs = (e.RMS_RETRY_IMMEDIATE + 1) * e.RMS_PUBLISH_TIMEOUT_MS;
+  if (e.RMS_LEASE_MS <= Math.max(slowestDeliveryMs, e.RMS_CHECK_TIMEOUT_MS)) {
+    throw new ConfigurationError(
+      `invalid configuration: RMS_LEASE_MS (${e.RMS_LEASE_MS}) must exceed both RMS_CHECK_TIMEOUT_MS (${e.RMS_CHECK_TIMEOUT_MS}) ` +
+        `and (RMS_RETRY_IMMEDIATE + 1) × RMS_PUBLISH_TIMEOUT_MS (${slowestDeliveryMs})`,
+    );
+  }
   return {
     port: e.PORT,
     storeUrl: e.STORE_URL,
@@ -131,6 +180,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       shards: e.RMS_FALLBACK_SHARDS,
       probeIntervalMs: e.RMS_PROBE_INTERVAL_MS,
     },
+    topicSchedules: parseTopicSchedules(e.RMS_TOPIC_SCHEDULES),
+    checkTimeoutMs: e.RMS_CHECK_TIMEOUT_MS,
+    publishTimeoutMs: e.RMS_PUBLISH_TIMEOUT_MS,
+    loops: {
+      pollIntervalMs: e.RMS_POLL_INTERVAL_MS,
+      claimBatch: e.RMS_CLAIM_BATCH,
+      leaseMs: e.RMS_LEASE_MS,
+      concurrency: e.RMS_LOOP_CONCURRENCY,
+    },
+    alerts: { webhooks: e.RMS_ALERT_WEBHOOKS, windowMs: e.RMS_ALERT_WINDOW_MS },
+    retention: { retentionMs: e.RMS_RETENTION_MS, intervalMs: e.RMS_RETENTION_INTERVAL_MS },
     maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,

@@ -28,7 +28,13 @@ export type Command =
   /** The last allowed check-back went unanswered. */
   | { type: 'check-exhausted' }
   /** The last allowed delivery went unacked. */
-  | { type: 'delivery-exhausted' };
+  | { type: 'delivery-exhausted' }
+  /** A delivery round was made (published or not): counters and schedule change, status stays. */
+  | { type: 'delivery-recorded' }
+  /** A check-back got no decisive answer: counters and schedule change, status stays. */
+  | { type: 'check-recorded' }
+  /** A consumer still working on the message pushes its ack deadline out. */
+  | { type: 'heartbeat' };
 
 /** The verdict on a command. */
 export type Decision =
@@ -98,6 +104,15 @@ export function decide(state: MessageState, command: Command): Decision {
     case 'delivery-exhausted':
       if (status === 'SENDING') return to('DEAD', false, 'DELIVERY_EXHAUSTED');
       return refused(command, state);
+    case 'delivery-recorded':
+      return status === 'SENDING' ? to('SENDING') : refused(command, state);
+    case 'check-recorded':
+      return status === 'PENDING' ? to('PENDING') : refused(command, state);
+    case 'heartbeat':
+      if (status === 'SENDING') return to('SENDING');
+      // The ack may overtake the last heartbeat; there is nothing left to extend.
+      if (status === 'COMPLETED') return unchanged;
+      return refused(command, state);
   }
 }
 
@@ -114,6 +129,8 @@ export type TransitionDecision = Extract<Decision, { outcome: 'transition' }>;
 export function patchFor(from: MessageState, decision: TransitionDecision, now: Date, dispatchDueAt: Date = now): MessagePatch {
   switch (decision.to) {
     case 'SENDING': {
+      // Staying in SENDING (a recorded round, a heartbeat): the caller sets what changes.
+      if (from.status === 'SENDING') return {};
       const patch: MessagePatch = { nextAttemptAt: dispatchDueAt, lastError: null };
       if (from.status === 'PENDING' || from.deadReason === 'CHECK_EXHAUSTED') patch.confirmedAt = now;
       if (from.deadReason === 'DELIVERY_EXHAUSTED') patch.deliveryAttempts = 0;

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { MessageService } from '../application/message-service.js';
 import type { AppRegistry } from '../config/app-registry.js';
 import { RmsError } from '../domain/errors.js';
+import type { Metrics } from '../observability/metrics.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
@@ -20,6 +21,7 @@ export interface HttpAppOptions {
   /** Largest payload, in bytes of its JSON; the body limit adds room for the envelope. */
   maxPayloadBytes: number;
   logger: Logger;
+  metrics: Metrics;
 }
 
 /** Room in a request body for the topic, headers and key around the payload. */
@@ -34,6 +36,9 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   // Every body is read as JSON whatever its Content-Type: `curl -d` sends a form type by default.
   app.use(express.json({ limit: options.maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, type: () => true, strict: false }));
   app.use(healthRoutes({ checks: options.readinessChecks }));
+  app.get('/metrics', async (_request, response) => {
+    response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+  });
   app.use('/v1', authenticate(options.registry));
   app.use(messageRoutes({ service: options.service, maxPayloadBytes: options.maxPayloadBytes }));
   app.use((request: Request) => {

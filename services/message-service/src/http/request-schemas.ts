@@ -33,6 +33,23 @@ export const batchAckBodySchema = z.strictObject({
   ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(1000, 'at most 1000 ids'),
 });
 
+/** `POST /v1/messages/:id/heartbeat` (the body is optional). */
+export const heartbeatBodySchema = z
+  .strictObject({
+    extendMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(3_600_000, 'must be at most 3600000 (one hour)').optional(),
+  })
+  .optional();
+
+/** `POST /v1/topics/:topic/resend` (the body is optional). */
+export const resendTopicBodySchema = z
+  .strictObject({
+    limit: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(10_000, 'must be at most 10000').optional(),
+  })
+  .optional();
+
+/** A topic in a path. */
+export const topicSchema = z.string().regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}');
+
 /** `GET /v1/messages` query. */
 export const listQuerySchema = z.strictObject({
   status: z.enum(MESSAGE_STATUSES, { error: `must be one of ${MESSAGE_STATUSES.join(', ')}` }).optional(),

@@ -30,6 +30,24 @@ export interface Transition {
   at: Date;
   /** Other fields to set. */
   set: MessagePatch;
+  /**
+   * Also require `nextAttemptAt` to still be this value. A claimed message carries its
+   * lease's end there; a worker whose lease expired and was taken over by another
+   * instance then writes nothing (a fencing token).
+   */
+  fence?: { nextAttemptAt: Date | null };
+}
+
+/** What `claimDue` claims. */
+export interface ClaimQuery {
+  /** `PENDING` for check-backs, `SENDING` for redeliveries. */
+  status: 'PENDING' | 'SENDING';
+  /** Messages due at or before this time. */
+  now: Date;
+  /** The lease: claimed messages are not due again before this time. */
+  leaseUntil: Date;
+  /** At most this many. */
+  limit: number;
 }
 
 /** The outcome of `insert`. */
@@ -81,4 +99,13 @@ export interface MessageStore {
   transition(change: Transition): Promise<Message | null>;
   /** Messages newest first (by `createdAt`, then `id`), filtered and paged. */
   list(query: ListQuery): Promise<MessagePage>;
+  /**
+   * Claims up to `limit` messages of `status` due by `now`, oldest due first, by moving
+   * their `nextAttemptAt` to `leaseUntil` in the same atomic step: concurrent claimers
+   * (other RMS instances) get disjoint sets, and a claimer that dies releases its messages
+   * when the lease ends. Costs the number of due messages, not the size of the store.
+   */
+  claimDue(query: ClaimQuery): Promise<Message[]>;
+  /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`; returns how many. */
+  deleteFinished(before: Date, limit: number): Promise<number>;
 }

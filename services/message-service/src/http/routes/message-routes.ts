@@ -11,6 +11,9 @@ import {
   batchAckBodySchema,
   decodeCursor,
   encodeCursor,
+  heartbeatBodySchema,
+  resendTopicBodySchema,
+  topicSchema,
   listQuerySchema,
   messageIdSchema,
   parseOrThrow,
@@ -71,6 +74,18 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
       ...(query.cursor && { after: decodeCursor(query.cursor) }),
     });
     response.json({ messages: page.messages.map(toMessageView), nextCursor: page.next ? encodeCursor(page.next) : null });
+  });
+
+  router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), async (request, response) => {
+    const body = parseOrThrow(heartbeatBodySchema, request.body);
+    response.json(toMessageView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
+  });
+
+  router.post('/v1/topics/:topic/resend', requireRole('admin'), async (request, response) => {
+    const topic = parseOrThrow(topicSchema, request.params['topic'], 'topic');
+    const body = parseOrThrow(resendTopicBodySchema, request.body);
+    const ids = await service.resendTopic(callerOf(response), topic, body?.limit ?? 1000);
+    response.json({ topic, resent: ids.length, ids });
   });
 
   router.post('/v1/messages/:id/resend', requireRole('admin'), async (request, response) => {

@@ -19,7 +19,7 @@ import {
   type NewMessage,
   type TransportName,
 } from '../../domain/message.js';
-import type { InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
 
 /** Options of the MongoDB store. */
 export interface MongoStoreOptions {
@@ -77,6 +77,8 @@ const INDEXES: mongoose.mongo.IndexDescription[] = [
   { key: { createdAt: -1, _id: -1 }, name: 'rms_messages_created' },
   { key: { status: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_status_created' },
   { key: { topic: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_topic_created' },
+  // The retention sweep: finished messages, oldest first.
+  { key: { status: 1, updatedAt: 1 }, name: 'rms_messages_finished' },
 ];
 
 /**
@@ -431,13 +433,58 @@ export class MongoMessageStore implements MessageStore {
       const document = await this.model
         .findOneAndUpdate(
           // `deadReason: null` also matches a missing field; every document stores it.
-          { _id: change.id, status: change.from.status, deadReason: change.from.deadReason },
+          {
+            _id: change.id,
+            status: change.from.status,
+            deadReason: change.from.deadReason,
+            ...(change.fence && { nextAttemptAt: change.fence.nextAttemptAt }),
+          },
           { $set: set },
           { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
         )
         .lean<MessageDocument>()
         .exec();
       return document ? toMessage(document) : null;
+    });
+  }
+
+  async claimDue(query: ClaimQuery): Promise<Message[]> {
+    return this.run(async () => {
+      // MongoDB has no multi-document "update ... returning" with a limit, so claim one at a
+      // time; each findOneAndUpdate is atomic, so concurrent claimers never share a message.
+      const claimed: Message[] = [];
+      while (claimed.length < query.limit) {
+        const document = await this.model
+          .findOneAndUpdate(
+            { status: query.status, nextAttemptAt: { $lte: query.now } },
+            { $set: { nextAttemptAt: query.leaseUntil } },
+            { sort: { nextAttemptAt: 1 }, returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
+          )
+          .lean<MessageDocument>()
+          .exec();
+        if (!document) break;
+        claimed.push(toMessage(document));
+      }
+      return claimed;
+    });
+  }
+
+  async deleteFinished(before: Date, limit: number): Promise<number> {
+    return this.run(async () => {
+      const finished: MessageStatus[] = ['COMPLETED', 'CANCELLED'];
+      const filter = { status: { $in: finished }, updatedAt: { $lt: before } };
+      const ids = await this.model
+        .find(filter, { _id: 1 })
+        .limit(limit)
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<{ _id: string }[]>()
+        .exec();
+      if (ids.length === 0) return 0;
+      const result = await this.model
+        .deleteMany({ ...filter, _id: { $in: ids.map((document) => document._id) } })
+        .maxTimeMS(this.operationTimeoutMs)
+        .exec();
+      return result.deletedCount;
     });
   }
 

@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { DependencyUnavailableError } from '../../domain/errors.js';
 import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
-import type { InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
 import { MIGRATIONS } from './schema.js';
 
 /** Options of the PostgreSQL store. */
@@ -241,13 +241,48 @@ export class PostgresMessageStore implements MessageStore {
       values.push(value);
       assignments.push(`${PATCH_COLUMNS[field]} = $${values.length}`);
     }
+    let fence = '';
+    if (change.fence) {
+      values.push(change.fence.nextAttemptAt);
+      fence = ` AND next_attempt_at IS NOT DISTINCT FROM $${values.length}`;
+    }
     const { rows } = await this.query<MessageRow>(
       `UPDATE ${this.table} SET ${assignments.join(', ')}
-       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3
+       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${fence}
        RETURNING *`,
       values,
     );
     return rows[0] ? toMessage(rows[0]) : null;
+  }
+
+  async claimDue(query: ClaimQuery): Promise<Message[]> {
+    // SKIP LOCKED: a row another instance is claiming right now is left to it, not waited for.
+    const { rows } = await this.query<MessageRow>(
+      `WITH due AS (
+         SELECT id FROM ${this.table}
+         WHERE status = $1 AND next_attempt_at <= $2
+         ORDER BY next_attempt_at
+         LIMIT $4
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE ${this.table} AS m SET next_attempt_at = $3
+       FROM due WHERE m.id = due.id
+       RETURNING m.*`,
+      [query.status, query.now, query.leaseUntil, query.limit],
+    );
+    return rows.map(toMessage);
+  }
+
+  async deleteFinished(before: Date, limit: number): Promise<number> {
+    const { rowCount } = await this.query(
+      `DELETE FROM ${this.table} WHERE id IN (
+         SELECT id FROM ${this.table}
+         WHERE status IN ('COMPLETED', 'CANCELLED') AND updated_at < $1
+         LIMIT $2
+       )`,
+      [before, limit],
+    );
+    return rowCount ?? 0;
   }
 
   async list(query: ListQuery): Promise<MessagePage> {

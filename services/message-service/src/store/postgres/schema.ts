@@ -52,4 +52,14 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX rms_messages_topic_created ON $schema.rms_messages (topic, created_at DESC, id DESC);
     `,
   },
+  {
+    version: 2,
+    description: 'index for the retention sweep',
+    sql: `
+      -- Retention deletes finished messages oldest first; the partial index keeps that
+      -- sweep off the rows still in flight.
+      CREATE INDEX rms_messages_finished ON $schema.rms_messages (updated_at)
+        WHERE status IN ('COMPLETED', 'CANCELLED');
+    `,
+  },
 ];

@@ -1,0 +1,93 @@
+/**
+ * The check-back worker: for a claimed PENDING message, asks the producer whether its
+ * transaction committed and applies the answer (design section 5). COMMIT confirms and
+ * dispatches, ROLLBACK cancels, anything else schedules the next check, and the last
+ * unanswered check makes the message DEAD (CHECK_EXHAUSTED) and alerts.
+ */
+import type { Logger } from 'pino';
+import type { Notifier } from '../alerts/notifier.js';
+import type { CheckBackClient } from '../check-back/check-back-client.js';
+import type { AppRegistry } from '../config/app-registry.js';
+import type { Message } from '../domain/message.js';
+import { type CheckSchedule, afterUnansweredCheck } from '../domain/schedule.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { MessageStore } from '../store/message-store.js';
+import { applyCommand } from './apply-command.js';
+import type { Dispatcher } from './dispatcher.js';
+import { reportDead } from './report-dead.js';
+
+/** Dependencies of the check-back worker. */
+export interface CheckBackWorkerOptions {
+  store: MessageStore;
+  client: CheckBackClient;
+  registry: AppRegistry;
+  schedule: CheckSchedule;
+  dispatcher: Dispatcher;
+  /** How long a committed message waits for its dispatch before the redelivery loop takes it. */
+  dispatchLeaseMs: number;
+  notifier: Notifier;
+  metrics: Metrics;
+  logger: Logger;
+  /** @defaultValue () => new Date() */
+  now?: () => Date;
+}
+
+/** Checks back on one claimed PENDING message. */
+export class CheckBackWorker {
+  private readonly now: () => Date;
+
+  constructor(private readonly options: CheckBackWorkerOptions) {
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Makes one check-back of `message` (claimed: its `nextAttemptAt` is the lease) and applies the answer. */
+  async check(message: Message): Promise<void> {
+    const { store, client, registry, metrics, logger } = this.options;
+    const attempt = message.checkAttempts + 1;
+    const app = registry.findByName(message.producer);
+    const answer =
+      app?.checkUrl && app.secret
+        ? await client.check(
+            { app: app.app, checkUrl: app.checkUrl, secret: app.secret },
+            {
+              id: message.id,
+              messageId: message.producerMessageId ?? message.id,
+              topic: message.topic,
+              headers: message.headers,
+              createdAt: message.createdAt,
+              attempt,
+            },
+          )
+        : { verdict: 'UNKNOWN' as const, detail: `producer ${message.producer} has no check URL registered` };
+    metrics.checkBacks.inc({ verdict: answer.verdict });
+    const now = this.now();
+    const fence = { nextAttemptAt: message.nextAttemptAt };
+    const counted = { checkAttempts: attempt };
+
+    if (answer.verdict === 'COMMIT') {
+      const applied = await applyCommand(store, message, { type: 'check-commit' }, {
+        at: now,
+        set: counted,
+        fence,
+        dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
+      });
+      if (applied.kind === 'moved') this.options.dispatcher.dispatchSoon(applied.message);
+      logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: COMMIT');
+      return;
+    }
+    if (answer.verdict === 'ROLLBACK') {
+      const applied = await applyCommand(store, message, { type: 'check-rollback' }, { at: now, set: counted, fence });
+      logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: ROLLBACK');
+      return;
+    }
+    const next = afterUnansweredCheck(this.options.schedule, attempt, now);
+    const set = { ...counted, lastError: `check-back ${attempt}: ${answer.detail ?? 'UNKNOWN'}` };
+    if (next.kind === 'exhausted') {
+      const applied = await applyCommand(store, message, { type: 'check-exhausted' }, { at: now, set, fence });
+      if (applied.kind === 'moved') reportDead(applied.message, this.options);
+      return;
+    }
+    await applyCommand(store, message, { type: 'check-recorded' }, { at: now, set: { ...set, nextAttemptAt: next.at }, fence });
+    logger.debug({ id: message.id, attempt, detail: answer.detail, nextAt: next.at }, 'check-back: no decisive answer');
+  }
+}

@@ -1,0 +1,72 @@
+/**
+ * The one place that decides *when*: the check-back schedule (design section 5) and the
+ * delivery and redelivery schedule (section 6). Pure functions of the message's counters,
+ * the outcome of the last attempt and the configured durations.
+ */
+
+/** Check-back timing. */
+export interface CheckSchedule {
+  /** First check this long after prepare. */
+  delayMs: number;
+  /** Then every this long. */
+  intervalMs: number;
+  /** At most this many checks. */
+  maxChecks: number;
+}
+
+/** Delivery timing. */
+export interface DeliverySchedule {
+  /** After a delivery the consumer has this long to ack before it is redelivered. */
+  ackTimeoutMs: number;
+  /** Immediate retries of a failed publish inside one delivery round. */
+  retryImmediate: number;
+  /** The next round this long after a round whose publishes all failed... */
+  retryFirstDelayMs: number;
+  /** ...and this long after each further failed round in a row. */
+  retryIntervalMs: number;
+  /** At most this many delivery rounds. */
+  retryMax: number;
+}
+
+/** What to do after an UNKNOWN (or missing) check-back answer. */
+export type AfterCheck = { kind: 'retry'; at: Date } | { kind: 'exhausted' };
+
+/**
+ * After check number `checksMade` (counting this one) got no decisive answer: check again
+ * an interval later, or give up when the maximum is reached.
+ */
+export function afterUnansweredCheck(schedule: CheckSchedule, checksMade: number, now: Date): AfterCheck {
+  if (checksMade >= schedule.maxChecks) return { kind: 'exhausted' };
+  return { kind: 'retry', at: new Date(now.getTime() + schedule.intervalMs) };
+}
+
+/** What to do after a delivery round. */
+export type AfterDelivery = { kind: 'await-ack' | 'retry'; at: Date } | { kind: 'exhausted' };
+
+/**
+ * When the next delivery round is due after round number `roundsMade` (counting this one).
+ *
+ * - Published: wait for the ack until the ack deadline, then redeliver (if rounds remain;
+ *   the last round too waits for its ack, so a late consumer is not declared dead early).
+ * - Every publish of the round failed: the first failed round in a row waits
+ *   `retryFirstDelayMs`, later ones `retryIntervalMs`; the last round gives up at once.
+ *
+ * @param previousRoundFailed whether the round before this one also failed to publish.
+ */
+export function afterDeliveryRound(
+  schedule: DeliverySchedule,
+  roundsMade: number,
+  published: boolean,
+  previousRoundFailed: boolean,
+  now: Date,
+): AfterDelivery {
+  if (published) return { kind: 'await-ack', at: new Date(now.getTime() + schedule.ackTimeoutMs) };
+  if (roundsMade >= schedule.retryMax) return { kind: 'exhausted' };
+  const delay = previousRoundFailed ? schedule.retryIntervalMs : schedule.retryFirstDelayMs;
+  return { kind: 'retry', at: new Date(now.getTime() + delay) };
+}
+
+/** Whether a message whose ack deadline passed after `roundsMade` rounds is out of rounds. */
+export function deliveryExhausted(schedule: DeliverySchedule, roundsMade: number): boolean {
+  return roundsMade >= schedule.retryMax;
+}

@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, test } from 'node:test';
+import { type Notification, PostgresMessageStore } from '@rms/message-service';
+import { QueueWatcher, type SeenDelivery } from '../support/rabbitmq.js';
+import { startTestServer, type TestServer } from '../support/rms-server.js';
+import { waitUntil } from '../support/wait.js';
+
+// Real PostgreSQL and RabbitMQ; the schedules are the real ones, in milliseconds.
+const ENV = {
+  RMS_POLL_INTERVAL_MS: '20',
+  RMS_ACK_TIMEOUT_MS: '150',
+  RMS_RETRY_MAX: '3',
+  RMS_RETRY_IMMEDIATE: '1',
+  RMS_RETRY_FIRST_DELAY_MS: '100',
+  RMS_RETRY_INTERVAL_MS: '100',
+  RMS_PUBLISH_TIMEOUT_MS: '1000',
+  RMS_LEASE_MS: '3000',
+  RMS_CHECK_TIMEOUT_MS: '500',
+  RMS_CHECK_DELAY_MS: '60000',
+  RMS_ALERT_WINDOW_MS: '1500',
+};
+
+describe('delivery: publish on confirm, redeliver until acked, DEAD and one alert when exhausted', { timeout: 120_000 }, () => {
+  let rms: TestServer;
+  let store: PostgresMessageStore;
+  let watcher: QueueWatcher;
+  const notifications: Notification[] = [];
+  const topics: string[] = [];
+  const topic = (name: string) => {
+    const t = `${name}.${randomUUID().slice(0, 8)}`;
+    topics.push(t);
+    return t;
+  };
+
+  before(async () => {
+    rms = await startTestServer({ env: ENV, notificationSinks: [{ send: async (n) => void notifications.push(n) }] });
+    store = new PostgresMessageStore({ url: rms.storeUrl });
+    watcher = await QueueWatcher.open();
+  });
+  after(async () => {
+    await rms?.stop();
+    await store?.close();
+    await watcher?.deleteQueues(topics);
+    await watcher?.close();
+  });
+
+  async function prepareAndConfirm(t: string, payload: unknown = { n: 1 }, headers: Record<string, string> = {}) {
+    const prepared = await rms.call('orders', 'POST', '/v1/messages', { topic: t, payload, headers });
+    assert.equal(prepared.status, 201, JSON.stringify(prepared.body));
+    const confirmed = await rms.call('orders', 'POST', `/v1/messages/${prepared.body.id}/confirm`);
+    assert.equal(confirmed.body.status, 'SENDING');
+    return prepared.body.id as string;
+  }
+
+  test('confirm publishes to rms.<topic> with the id, attempt and producer headers; ack completes it', async () => {
+    const t = topic('deliver');
+    const seen: SeenDelivery[] = [];
+    await watcher.consume(t, (delivery) => void seen.push(delivery));
+    const id = await prepareAndConfirm(t, { sku: 'A-1', qty: 2 }, { 'trace-id': 'tr-1' });
+    await waitUntil(() => seen.length >= 1, 'the message reaches the queue');
+    const [delivery] = seen;
+    assert.ok(delivery);
+    assert.equal(delivery.id, id);
+    assert.deepEqual(delivery.payload, { sku: 'A-1', qty: 2 });
+    assert.equal(delivery.persistent, true);
+    assert.equal(delivery.contentType, 'application/json');
+    assert.equal(delivery.headers['x-rms-topic'], t);
+    assert.equal(delivery.headers['x-rms-attempt'], 1);
+    assert.equal(delivery.headers['x-rms-producer'], 'orders');
+    assert.equal(delivery.headers['trace-id'], 'tr-1');
+    const recorded = await waitUntil(async () => {
+      const m = await store.findById(id);
+      return m?.deliveryAttempts === 1 ? m : null;
+    }, 'the delivery round is recorded');
+    assert.equal(recorded.lastTransport, 'rabbitmq');
+    const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
+    assert.equal(acked.body.status, 'COMPLETED');
+  });
+
+  test('a message never acked is redelivered on schedule with x-rms-attempt counting up, then DEAD', async () => {
+    const t = topic('unacked');
+    const seen: SeenDelivery[] = [];
+    const arrivals: number[] = [];
+    await watcher.consume(t, (delivery) => {
+      seen.push(delivery);
+      arrivals.push(Date.now());
+    });
+    const id = await prepareAndConfirm(t);
+    const dead = await waitUntil(async () => {
+      const m = await store.findById(id);
+      return m?.status === 'DEAD' ? m : null;
+    }, 'the message is DEAD');
+    assert.equal(dead.deadReason, 'DELIVERY_EXHAUSTED');
+    assert.equal(dead.deliveryAttempts, 3);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(seen.map((d) => d.attempt), [1, 2, 3], 'exactly RMS_RETRY_MAX deliveries');
+    assert.ok(seen.every((d) => d.id === id));
+    // At least one ack deadline (150 ms) between deliveries: none early.
+    for (let i = 1; i < arrivals.length; i++) {
+      const gap = (arrivals[i] ?? 0) - (arrivals[i - 1] ?? 0);
+      assert.ok(gap >= 140, `delivery ${i + 1} came ${gap} ms after the previous one`);
+    }
+  });
+
+  test('20 messages exhausted on one topic page a person once, with the count and sample ids', async () => {
+    const t = topic('burst');
+    const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => prepareAndConfirm(t, { i })));
+    await waitUntil(async () => {
+      const page = await store.list({ topic: t, status: 'DEAD', limit: 100 });
+      return page.messages.length === 20;
+    }, 'all 20 are DEAD');
+    const forTopic = await waitUntil(() => {
+      const found = notifications.filter((n) => n.topic === t);
+      return found.length > 0 ? found : null;
+    }, 'the notification arrives', 5000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(notifications.filter((n) => n.topic === t).length, 1, 'one notification for the burst');
+    const [notification] = forTopic;
+    assert.equal(notification?.count, 20);
+    assert.equal(notification?.reason, 'DELIVERY_EXHAUSTED');
+    assert.equal(notification?.sampleIds.length, 10);
+    for (const sample of notification?.sampleIds ?? []) assert.ok(ids.includes(sample));
+  });
+
+  test('a heartbeat keeps a slow handler from being redelivered under itself', async () => {
+    const t = topic('slow');
+    const seen: SeenDelivery[] = [];
+    await watcher.consume(t, (delivery) => void seen.push(delivery));
+    const id = await prepareAndConfirm(t);
+    await waitUntil(() => seen.length >= 1, 'first delivery');
+    // Heartbeat for 5 ack deadlines, each extending it by 150 ms.
+    for (let i = 0; i < 10; i++) {
+      const beat = await rms.call('inventory', 'POST', `/v1/messages/${id}/heartbeat`, {});
+      assert.equal(beat.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 75));
+    }
+    assert.equal(seen.length, 1, 'no redelivery while the consumer heartbeats');
+    await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
+    const wrongState = await rms.call('inventory', 'POST', `/v1/messages/${(await prepareAndConfirmPending(t)).id}/heartbeat`);
+    assert.equal(wrongState.status, 409);
+  });
+
+  async function prepareAndConfirmPending(t: string) {
+    return (await rms.call('orders', 'POST', '/v1/messages', { topic: t, payload: 1 })).body as { id: string };
+  }
+
+  test('admin resend of a dead message delivers it again from attempt 1; resend by topic takes them all', async () => {
+    const t = topic('resend');
+    const ids = await Promise.all([prepareAndConfirm(t), prepareAndConfirm(t), prepareAndConfirm(t)]);
+    await waitUntil(async () => (await store.list({ topic: t, status: 'DEAD', limit: 10 })).messages.length === 3, 'all 3 DEAD');
+    await watcher.drain(t);
+    const seen: SeenDelivery[] = [];
+    await watcher.consume(t, async (delivery) => {
+      seen.push(delivery);
+      await rms.call('inventory', 'POST', `/v1/messages/${delivery.id}/ack`);
+    });
+    const single = await rms.call('ops', 'POST', `/v1/messages/${ids[0]}/resend`);
+    assert.equal(single.body.status, 'SENDING');
+    const byTopic = await rms.call('ops', 'POST', `/v1/topics/${t}/resend`, {});
+    assert.equal(byTopic.status, 200);
+    assert.equal(byTopic.body.resent, 2);
+    await waitUntil(async () => (await store.list({ topic: t, status: 'COMPLETED', limit: 10 })).messages.length === 3, 'all 3 COMPLETED');
+    assert.deepEqual(new Set(seen.map((d) => d.id)), new Set(ids));
+    assert.ok(seen.every((d) => d.attempt === 1), 'attempts were reset');
+  });
+});

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
+
+const now = new Date('2026-01-01T00:00:00Z');
+const at = (ms: number) => new Date(now.getTime() + ms);
+// The design's defaults: 3 immediate retries, then 4 minutes, then every minute, 50 rounds, 4-minute ack deadline.
+const DELIVERY = { ackTimeoutMs: 240_000, retryImmediate: 3, retryFirstDelayMs: 240_000, retryIntervalMs: 60_000, retryMax: 50 };
+const CHECKS = { delayMs: 6000, intervalMs: 30_000, maxChecks: 15 };
+
+describe('delivery schedule', () => {
+  test('a published round waits for the ack until the ack deadline', () => {
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 1, true, false, now), { kind: 'await-ack', at: at(240_000) });
+  });
+
+  test('the first failed round retries 4 minutes after the failure, later failed rounds every minute', () => {
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 1, false, false, now), { kind: 'retry', at: at(240_000) });
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 2, false, true, now), { kind: 'retry', at: at(60_000) });
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 7, false, true, now), { kind: 'retry', at: at(60_000) });
+    // A failure after a successful round (the broker went down between redeliveries) starts the ladder again.
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 8, false, false, now), { kind: 'retry', at: at(240_000) });
+  });
+
+  test('the 50th round that fails is the last; a published 50th round still gets its ack deadline', () => {
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 49, false, true, now), { kind: 'retry', at: at(60_000) });
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 50, false, true, now), { kind: 'exhausted' });
+    assert.deepEqual(afterDeliveryRound(DELIVERY, 50, true, true, now), { kind: 'await-ack', at: at(240_000) });
+    assert.equal(deliveryExhausted(DELIVERY, 49), false);
+    assert.equal(deliveryExhausted(DELIVERY, 50), true);
+  });
+
+  test('per-topic overrides replace only the fields they name', () => {
+    const scheduleFor = deliveryScheduleResolver(DELIVERY, parseTopicSchedules('{"payments.capture": {"ackTimeoutMs": 30000, "retryMax": 5}}'));
+    assert.deepEqual(scheduleFor('payments.capture'), { ...DELIVERY, ackTimeoutMs: 30_000, retryMax: 5 });
+    assert.equal(scheduleFor('stock.reduce'), DELIVERY);
+    assert.throws(() => parseTopicSchedules('{"a": {"retryMax": 0}}'), /RMS_TOPIC_SCHEDULES\.a\.retryMax: must be at least 1/);
+    assert.throws(() => parseTopicSchedules('{"bad topic": {}}'), /topic names must match/);
+    assert.throws(() => parseTopicSchedules('{"a": {"speed": 1}}'), /unknown field RMS_TOPIC_SCHEDULES\.a\.speed/);
+  });
+});
+
+describe('check-back schedule', () => {
+  test('an unanswered check is followed by another an interval later, up to the maximum', () => {
+    assert.deepEqual(afterUnansweredCheck(CHECKS, 1, now), { kind: 'retry', at: at(30_000) });
+    assert.deepEqual(afterUnansweredCheck(CHECKS, 14, now), { kind: 'retry', at: at(30_000) });
+    assert.deepEqual(afterUnansweredCheck(CHECKS, 15, now), { kind: 'exhausted' });
+  });
+});
