@@ -90,7 +90,7 @@ describe('the app registry (RMS_APPS)', () => {
       });
     }
     assert.throws(() => parseAppRegistry('[not json'), /RMS_APPS: not valid JSON/);
-    assert.throws(() => parseAppRegistry('/no/such/file.json'), /RMS_APPS: not a JSON array and not a readable file/);
+    assert.throws(() => parseAppRegistry('/no/such/file.json'), /RMS_APPS: not inline JSON and not a readable file/);
   });
 
   test('finds apps by token, and no app by an unknown or prefix token', () => {

@@ -4,10 +4,9 @@
  * file holding one) and validated; lookups by token are constant-time per request.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { ConfigurationError } from '../domain/errors.js';
-import { describeIssue } from '../validation/describe-issue.js';
+import { readJsonSetting } from './json-setting.js';
 
 /** What an app may do. */
 export const ROLES = ['producer', 'consumer', 'admin'] as const;
@@ -83,26 +82,7 @@ export class AppRegistry {
  * @throws ConfigurationError naming `RMS_APPS` and the offending entry and field.
  */
 export function parseAppRegistry(value: string): AppRegistration[] {
-  let text = value.trim();
-  if (!text.startsWith('[')) {
-    try {
-      text = readFileSync(text, 'utf8');
-    } catch (error) {
-      throw new ConfigurationError(`RMS_APPS: not a JSON array and not a readable file (${(error as Error).message})`);
-    }
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigurationError(`RMS_APPS: not valid JSON (${(error as Error).message})`);
-  }
-  const parsed = registrySchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigurationError(issue ? describeIssue(issue, 'RMS_APPS').message : 'RMS_APPS: invalid');
-  }
-  const apps = parsed.data as AppRegistration[];
+  const apps = readJsonSetting('RMS_APPS', value, registrySchema) as AppRegistration[];
   const names = new Set<string>();
   const tokens = new Set<string>();
   for (const app of apps) {

@@ -3,12 +3,10 @@
  * some topics by `RMS_TOPIC_SCHEDULES` (a JSON object, or a path to a file holding one):
  * `{"payments.capture": {"ackTimeoutMs": 30000, "retryMax": 10}}`.
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { ConfigurationError } from '../domain/errors.js';
 import { TOPIC_PATTERN } from '../domain/message.js';
 import type { DeliverySchedule } from '../domain/schedule.js';
-import { describeIssue } from '../validation/describe-issue.js';
+import { readJsonSetting } from './json-setting.js';
 
 const count = (min: number) => z.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
 
@@ -30,27 +28,7 @@ export type TopicScheduleOverrides = Record<string, Partial<DeliverySchedule>>;
  * @throws ConfigurationError naming the topic and field that is wrong.
  */
 export function parseTopicSchedules(value: string | undefined): TopicScheduleOverrides {
-  if (!value) return {};
-  let text = value.trim();
-  if (!text.startsWith('{')) {
-    try {
-      text = readFileSync(text, 'utf8');
-    } catch (error) {
-      throw new ConfigurationError(`RMS_TOPIC_SCHEDULES: not a JSON object and not a readable file (${(error as Error).message})`);
-    }
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigurationError(`RMS_TOPIC_SCHEDULES: not valid JSON (${(error as Error).message})`);
-  }
-  const parsed = overridesSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ConfigurationError(issue ? describeIssue(issue, 'RMS_TOPIC_SCHEDULES').message : 'RMS_TOPIC_SCHEDULES: invalid');
-  }
-  return parsed.data as TopicScheduleOverrides;
+  return value ? (readJsonSetting('RMS_TOPIC_SCHEDULES', value, overridesSchema) as TopicScheduleOverrides) : {};
 }
 
 /** The delivery schedule of a topic: its overrides over the defaults. */

@@ -85,17 +85,10 @@ export type MessagePatch = Partial<
 >;
 
 /** What a caller supplies to prepare a message; the rest is decided by RMS. */
-export interface NewMessage {
-  id: string;
-  producer: string;
-  producerMessageId: string | null;
-  topic: string;
-  payload: JsonValue;
-  headers: MessageHeaders;
-  createdAt: Date;
+export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> & {
   /** When the first check-back is due. */
   nextAttemptAt: Date;
-}
+};
 
 /** The part of a message the state machine decides on. */
 export interface MessageState {

@@ -10,14 +10,11 @@ import { DependencyUnavailableError } from '../../domain/errors.js';
 import {
   DEAD_REASONS,
   MESSAGE_STATUSES,
-  type DeadReason,
   type JsonValue,
   type Message,
-  type MessageHeaders,
   type MessagePatch,
   type MessageStatus,
   type NewMessage,
-  type TransportName,
 } from '../../domain/message.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
 
@@ -86,26 +83,7 @@ const INDEXES: mongoose.mongo.IndexDescription[] = [
  * because mongoose's schema typings recurse without end on the recursive `JsonValue`;
  * only `insert` writes it, from a `JsonValue`.
  */
-interface MessageDocument {
-  _id: string;
-  producer: string;
-  producerMessageId: string | null;
-  topic: string;
-  payload: unknown;
-  headers: MessageHeaders;
-  status: MessageStatus;
-  deadReason: DeadReason | null;
-  createdAt: Date;
-  updatedAt: Date;
-  confirmedAt: Date | null;
-  completedAt: Date | null;
-  cancelledAt: Date | null;
-  checkAttempts: number;
-  deliveryAttempts: number;
-  nextAttemptAt: Date | null;
-  lastTransport: TransportName | null;
-  lastError: string | null;
-}
+type MessageDocument = Omit<Message, 'id' | 'payload'> & { _id: string; payload: unknown };
 
 const messageSchema = new mongoose.Schema<MessageDocument>(
   {
