@@ -1,12 +1,14 @@
 /**
- * The RMS client SDK. It will hold the producer client, `subscribe` for consumers and the
- * wrapped MQ transport (issues 3 to 5); for now it only builds, so the workspace and the
- * message service can depend on it from the start.
+ * The RMS client SDK: the producer client and check-back handler, `subscribe` for
+ * consumers, the wrapped MQ transports, and the typed errors.
  */
 
-/** The SDK's version, sent as part of its User-Agent once it makes calls. */
+/** The SDK's version. */
 export const SDK_VERSION = '0.1.0';
 
+export * from './errors.js';
+export * from './http/rms-http-client.js';
+export * from './check-signature.js';
 export * from './transport/transport.js';
 export * from './transport/errors.js';
 export {
@@ -15,4 +17,4 @@ export {
   type RabbitMqTransportLogger,
   type RabbitMqTransportOptions,
 } from './transport/rabbitmq-transport.js';
-export * from './check-signature.js';
+export * from './logger.js';

@@ -1,0 +1,166 @@
+/**
+ * The SDK's HTTP client for RMS: every call has a timeout, answers become typed errors,
+ * and calls that are safe to repeat are retried with capped exponential backoff and full
+ * jitter on 503, network errors and timeouts. Every call RMS offers is safe to repeat:
+ * prepare carries the producer's `messageId`, and confirm, cancel, ack and heartbeat are
+ * idempotent by design.
+ */
+import { randomUUID } from 'node:crypto';
+import { type MessageStatus, RmsError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
+
+/** A message as RMS returns it. */
+export interface RmsMessage {
+  id: string;
+  producer: string;
+  messageId: string | null;
+  topic: string;
+  payload: unknown;
+  headers: Record<string, string>;
+  status: MessageStatus;
+  deadReason: 'CHECK_EXHAUSTED' | 'DELIVERY_EXHAUSTED' | null;
+  createdAt: string;
+  updatedAt: string;
+  confirmedAt: string | null;
+  completedAt: string | null;
+  cancelledAt: string | null;
+  checkAttempts: number;
+  deliveryAttempts: number;
+  nextAttemptAt: string | null;
+  lastTransport: 'rabbitmq' | 'redis' | null;
+  lastError: string | null;
+}
+
+/** One entry of a batch ack's answer. */
+export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
+
+/** Retry policy for calls that fail with 503, a network error or a timeout. */
+export interface RetryOptions {
+  /** Attempts after the first. @defaultValue 5 */
+  retries?: number;
+  /** First backoff. @defaultValue 100 */
+  baseDelayMs?: number;
+  /** Largest backoff. @defaultValue 2000 */
+  maxDelayMs?: number;
+}
+
+/** How to reach RMS. */
+export interface RmsHttpClientOptions {
+  /** RMS's base URL, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** The app's bearer token. */
+  token: string;
+  /** Limit on one HTTP exchange. @defaultValue 5000 */
+  timeoutMs?: number;
+  /** @defaultValue `{ retries: 5, baseDelayMs: 100, maxDelayMs: 2000 }` */
+  retry?: RetryOptions;
+}
+
+const DEFAULT_RETRY: Required<RetryOptions> = { retries: 5, baseDelayMs: 100, maxDelayMs: 2000 };
+
+/** Low-level typed access to RMS's HTTP API; the producer and the consumer build on it. */
+export class RmsHttpClient {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly retry: Required<RetryOptions>;
+
+  constructor(private readonly options: RmsHttpClientOptions) {
+    this.base = options.url.replace(/\/+$/, '');
+    this.timeoutMs = options.timeoutMs ?? 5000;
+    this.retry = { ...DEFAULT_RETRY, ...options.retry };
+  }
+
+  /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
+    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+    return this.request<RmsMessage>('POST', '/v1/messages', body);
+  }
+
+  /** `POST /v1/messages/:id/confirm`. */
+  confirm(id: string): Promise<RmsMessage> {
+    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/confirm`);
+  }
+
+  /** `DELETE /v1/messages/:id`. */
+  cancel(id: string): Promise<RmsMessage> {
+    return this.request<RmsMessage>('DELETE', `/v1/messages/${encodeURIComponent(id)}`);
+  }
+
+  /** `GET /v1/messages/:id`. */
+  get(id: string): Promise<RmsMessage> {
+    return this.request<RmsMessage>('GET', `/v1/messages/${encodeURIComponent(id)}`);
+  }
+
+  /** `POST /v1/messages/:id/ack`. */
+  ack(id: string): Promise<RmsMessage> {
+    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  }
+
+  /** `POST /v1/acks`: per-id results, in the order given. */
+  async ackMany(ids: readonly string[]): Promise<AckResult[]> {
+    return (await this.request<{ results: AckResult[] }>('POST', '/v1/acks', { ids })).results;
+  }
+
+  /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
+  heartbeat(id: string, extendMs?: number): Promise<RmsMessage> {
+    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  }
+
+  /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.once<T>(method, path, body);
+      } catch (error) {
+        if (!(error instanceof RmsUnavailableError) || attempt >= this.retry.retries) throw error;
+        const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** attempt);
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
+      }
+    }
+  }
+
+  private async once<T>(method: string, path: string, body: unknown): Promise<T> {
+    let response: Response;
+    try {
+      response = await fetch(`${this.base}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.options.token}`,
+          ...(body !== undefined && { 'content-type': 'application/json' }),
+        },
+        ...(body !== undefined && { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+    } catch (error) {
+      const timedOut = error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError');
+      throw new RmsUnavailableError(
+        timedOut ? 'TIMEOUT' : 'NETWORK',
+        0,
+        timedOut ? `RMS did not answer ${method} ${path} within ${this.timeoutMs} ms` : `RMS unreachable for ${method} ${path}: ${describeCause(error)}`,
+        {},
+        { cause: error },
+      );
+    }
+    let text: string;
+    try {
+      text = await response.text();
+    } catch (error) {
+      throw new RmsUnavailableError('NETWORK', response.status, `reading RMS's answer to ${method} ${path} failed`, {}, { cause: error });
+    }
+    let json: unknown = null;
+    if (text) {
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new RmsError('MALFORMED_ANSWER', response.status, `RMS answered ${method} ${path} with something that is not JSON`);
+      }
+    }
+    if (!response.ok) throw errorFromAnswer(response.status, json);
+    return json as T;
+  }
+}
+
+function describeCause(error: unknown): string {
+  const cause = (error as { cause?: unknown } | null)?.cause;
+  if (cause instanceof Error) return cause.message;
+  return error instanceof Error ? error.message : String(error);
+}
