@@ -18,3 +18,9 @@ export {
   type RabbitMqTransportOptions,
 } from './transport/rabbitmq-transport.js';
 export * from './logger.js';
+export * from './producer/producer.js';
+export * from './producer/check-handler.js';
+export * from './consumer/subscribe.js';
+export * from './consumer/ack-batcher.js';
+export * from './consumer/idempotency.js';
+export * from './transport/rabbitmq-consumer.js';

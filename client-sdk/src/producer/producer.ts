@@ -1,0 +1,169 @@
+/**
+ * The producer side of the reliable-message pattern (design section 1): prepare a message,
+ * run the local transaction, then confirm or cancel. `send` does the three steps in order
+ * and handles each way they can fail; the check-back handler (`check-handler.ts`) covers
+ * the cases `send` cannot, such as the process dying half way.
+ */
+import { randomUUID } from 'node:crypto';
+import { RmsConflictError, RmsUnavailableError } from '../errors.js';
+import { RmsHttpClient, type RmsHttpClientOptions, type RmsMessage } from '../http/rms-http-client.js';
+import { type SdkLogger, silentLogger } from '../logger.js';
+
+/** How to reach RMS as a producer, and where to log. */
+export interface ProducerOptions extends RmsHttpClientOptions {
+  /** Receives the warnings `send` does not throw (a failed confirm, a failed cancel). @defaultValue silentLogger */
+  logger?: SdkLogger;
+}
+
+/** Options of one prepared message. */
+export interface PrepareOptions {
+  /**
+   * The producer's idempotency key: preparing again with the same key returns the same
+   * message instead of a second one. Use a key of your own (an order id, an outbox row id)
+   * when your resolver looks messages up by it.
+   * @defaultValue a random UUID, generated once per call so the client's retries reuse it
+   */
+  messageId?: string;
+  /** String headers delivered with the message. @defaultValue none */
+  headers?: Record<string, string>;
+}
+
+/** What `send` returns. */
+export interface SendResult<T> {
+  /**
+   * The message: as confirmed (status `SENDING`) when `confirmed` is true, otherwise as
+   * prepared (status `PENDING`).
+   */
+  message: RmsMessage;
+  /** What the local transaction returned. */
+  result: T;
+  /**
+   * Whether RMS acknowledged the confirm. `false` means the local transaction committed
+   * but the confirm did not get through; RMS will check back and the resolver must then
+   * answer `COMMIT`. It is not an error to handle, only a delay.
+   */
+  confirmed: boolean;
+}
+
+/** Creates a producer for one app. */
+export function createProducer(options: ProducerOptions): RmsProducer {
+  return new RmsProducer(options);
+}
+
+/**
+ * A producer app's client of RMS. `prepare`, `confirm`, `cancel` and `get` are the raw
+ * calls (each retried on 503, network errors and timeouts, then thrown as typed errors);
+ * `send` runs the whole prepare → local transaction → confirm sequence.
+ */
+export class RmsProducer {
+  private readonly client: RmsHttpClient;
+  private readonly logger: SdkLogger;
+
+  constructor(options: ProducerOptions) {
+    this.client = new RmsHttpClient(options);
+    this.logger = options.logger ?? silentLogger;
+  }
+
+  /** Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on `messageId`. */
+  prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<RmsMessage> {
+    return this.client.prepare(topic, payload, { ...options, messageId: options.messageId ?? randomUUID() });
+  }
+
+  /** Hands the message to RMS for delivery (status `SENDING`). Confirming again succeeds again. */
+  confirm(id: string): Promise<RmsMessage> {
+    return this.client.confirm(id);
+  }
+
+  /** Drops a `PENDING` message for good (status `CANCELLED`). Cancelling again succeeds again. */
+  cancel(id: string): Promise<RmsMessage> {
+    return this.client.cancel(id);
+  }
+
+  /** Reads one of this app's messages. */
+  get(id: string): Promise<RmsMessage> {
+    return this.client.get(id);
+  }
+
+  /**
+   * prepare → `localTransaction(message)` → confirm; cancel (best effort) and rethrow when
+   * the transaction throws. What happens when a step fails:
+   *
+   * 1. **prepare fails** (after the client's retries): `send` throws the typed error
+   *    (`RmsUnavailableError`, `RmsValidationError`, ...). The local transaction never ran,
+   *    so there is nothing to undo. If the prepare did reach RMS and only its answer was
+   *    lost, the message stays `PENDING`; the check-back asks about it and the resolver
+   *    answers `ROLLBACK`, since nothing committed.
+   * 2. **the local transaction throws**: `send` cancels the message, then rethrows the
+   *    transaction's own error (the very object it threw). A cancel that fails is logged
+   *    (warn when RMS was unreachable, error otherwise), never thrown: the message stays
+   *    `PENDING` and the check-back gets `ROLLBACK` from the resolver, because nothing
+   *    committed.
+   * 3. **the confirm fails** after the transaction committed: `send` does not cancel (the
+   *    transaction's effects are real and the message must go out) and does not throw (the
+   *    caller must not take a committed transaction for a failed one). It logs a warning and
+   *    returns `{ confirmed: false }` with the prepared message; RMS checks back and the
+   *    resolver answers `COMMIT`. One refusal is logged as an error instead: a confirm
+   *    answered 409 with status `CANCELLED`, meaning a check-back got `ROLLBACK` while the
+   *    transaction was still running. Keep local transactions shorter than RMS's first
+   *    check-back delay (6 s by default), and have the resolver answer `UNKNOWN` rather than
+   *    `ROLLBACK` while a transaction may still commit.
+   * 4. **the process dies** anywhere after the prepare reached RMS: the message stays
+   *    `PENDING` and the check-back resolves it from what the local transaction left behind
+   *    (`COMMIT` if it committed, `ROLLBACK` if not).
+   *
+   * A `messageId` is always sent (the caller's, or a UUID generated here), so a prepare the
+   * client retries after a lost answer finds the same message instead of making a second.
+   * The resolver is asked with that `messageId`, so the local transaction should record it
+   * (or `message.id`) where the resolver can find it.
+   *
+   * @param localTransaction - the producer's own database work; it receives the prepared
+   *   message and must commit before it resolves.
+   * @throws the prepare's typed error (case 1) or the transaction's own error (case 2).
+   */
+  async send<T>(
+    topic: string,
+    payload: unknown,
+    localTransaction: (message: RmsMessage) => Promise<T>,
+    options: PrepareOptions = {},
+  ): Promise<SendResult<T>> {
+    const messageId = options.messageId ?? randomUUID();
+    const prepared = await this.client.prepare(topic, payload, { ...options, messageId });
+
+    let result: T;
+    try {
+      result = await localTransaction(prepared);
+    } catch (transactionError) {
+      await this.cancelAfterFailedTransaction(prepared, transactionError);
+      throw transactionError;
+    }
+
+    try {
+      const confirmed = await this.client.confirm(prepared.id);
+      return { message: confirmed, result, confirmed: true };
+    } catch (error) {
+      const context = { id: prepared.id, messageId, topic, err: error };
+      if (error instanceof RmsConflictError && error.currentStatus === 'CANCELLED') {
+        this.logger.error(
+          context,
+          'RMS: the local transaction committed but the message was already cancelled (a check-back got ROLLBACK while the transaction ran); it will not be delivered',
+        );
+      } else {
+        this.logger.warn(context, 'RMS: confirm failed after the local transaction committed; the check-back will confirm the message');
+      }
+      return { message: prepared, result, confirmed: false };
+    }
+  }
+
+  private async cancelAfterFailedTransaction(message: RmsMessage, transactionError: unknown): Promise<void> {
+    try {
+      await this.client.cancel(message.id);
+    } catch (error) {
+      const context = { id: message.id, messageId: message.messageId, topic: message.topic, err: error, transactionError };
+      if (error instanceof RmsUnavailableError) {
+        this.logger.warn(context, 'RMS: cancel failed after the local transaction failed; the check-back will roll the message back');
+      } else {
+        this.logger.error(context, 'RMS: cancel was refused after the local transaction failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The whole orders → inventory system in one process, for `npm run demo` and the
+ * end-to-end tests: RMS (on PostgreSQL, RabbitMQ), the order service and the inventory
+ * service, each a real HTTP server on its own port, each with its own database schema.
+ */
+import { createServer } from 'node:net';
+import { RmsServer, createLogger, loadConfig } from '@rms/message-service';
+import { InventoryService } from '@rms/inventory-service';
+import { OrderService, type Simulation } from '@rms/order-service';
+
+/** Where the stack's services keep their data, and how RMS reaches its dependencies. */
+export interface DemoStackOptions {
+  /** PostgreSQL for RMS and both examples. @defaultValue postgres://postgres@127.0.0.1:5432/test */
+  databaseUrl?: string;
+  /** RabbitMQ. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
+  amqpUrl?: string;
+  /** Suffix of the three schemas (`rms_<s>`, `orders_<s>`, `inventory_<s>`). */
+  schemaSuffix: string;
+  /** RMS environment overrides (schedules in ms). */
+  rmsEnv?: Record<string, string>;
+  /** Inventory handler knobs (see `InventoryServiceOptions`). */
+  inventory?: { slowRate?: number; slowMs?: number; heartbeatIntervalMs?: number; concurrency?: number };
+  /** Stock to start with, per SKU. */
+  initialStock: Record<string, number>;
+  logLevel?: string;
+}
+
+const TOKENS = {
+  orders: 'demo-orders-token-0000000',
+  inventory: 'demo-inventory-token-000',
+  ops: 'demo-ops-admin-token-0000',
+  secret: 'demo-orders-check-secret-000',
+};
+
+/** A running stack. */
+export interface DemoStack {
+  rms: RmsServer;
+  orders: OrderService;
+  inventory: InventoryService;
+  rmsUrl: string;
+  ordersUrl: string;
+  /** The run's topic. */
+  topic: string;
+  /** Places one order through the order service's HTTP API; resolves with its HTTP status. */
+  placeOrder(sku: string, qty: number, simulate: Simulation): Promise<number>;
+  /** Counts RMS's messages by status through the admin API. */
+  messagesByStatus(): Promise<Record<string, number>>;
+  /** Sums one of RMS's Prometheus counters over the label sets that contain `labels` (all when omitted). */
+  rmsCounter(name: string, labels?: string): Promise<number>;
+  /** Stops everything and drops the schemas. */
+  stop(options?: { keepData?: boolean }): Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts RMS and both examples. */
+export async function startDemoStack(options: DemoStackOptions): Promise<DemoStack> {
+  const databaseUrl = options.databaseUrl ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const amqpUrl = options.amqpUrl ?? 'amqp://guest:guest@127.0.0.1:5672';
+  const [rmsPort, ordersPort] = [await freePort(), await freePort()];
+  const rmsUrl = `http://127.0.0.1:${rmsPort}`;
+  const ordersUrl = `http://127.0.0.1:${ordersPort}`;
+  const storeUrl = new URL(databaseUrl);
+  storeUrl.searchParams.set('schema', `rms_${options.schemaSuffix}`);
+  const config = loadConfig({
+    PORT: String(rmsPort),
+    STORE_URL: storeUrl.toString(),
+    RABBITMQ_URL: amqpUrl,
+    LOG_LEVEL: options.logLevel ?? 'warn',
+    RMS_SHUTDOWN_GRACE_MS: '2000',
+    RMS_APPS: JSON.stringify([
+      { app: 'orders', token: TOKENS.orders, roles: ['producer'], checkUrl: `${ordersUrl}/rms/check`, secret: TOKENS.secret },
+      { app: 'inventory', token: TOKENS.inventory, roles: ['consumer'] },
+      { app: 'ops', token: TOKENS.ops, roles: ['admin'] },
+    ]),
+    ...options.rmsEnv,
+  });
+  // A topic of the run's own, so nothing left in RabbitMQ by an earlier run is mixed in.
+  const topic = `stock.reduce.${options.schemaSuffix}`;
+  const rms = await RmsServer.start({ config, logger: createLogger(config.logLevel) });
+  const orders = await OrderService.start({
+    port: ordersPort,
+    databaseUrl,
+    schema: `orders_${options.schemaSuffix}`,
+    rmsUrl,
+    rmsToken: TOKENS.orders,
+    checkSecret: TOKENS.secret,
+    topic,
+  });
+  const inventory = await InventoryService.start({
+    port: 0,
+    databaseUrl,
+    schema: `inventory_${options.schemaSuffix}`,
+    rmsUrl,
+    rmsToken: TOKENS.inventory,
+    amqpUrl,
+    topic,
+    ...options.inventory,
+  });
+  for (const [sku, qty] of Object.entries(options.initialStock)) await inventory.store.setStock(sku, qty);
+
+  const admin = async (path: string) => {
+    const response = await fetch(`${rmsUrl}${path}`, { headers: { authorization: `Bearer ${TOKENS.ops}` }, signal: AbortSignal.timeout(10_000) });
+    return (await response.json()) as { messages: { status: string }[]; nextCursor: string | null };
+  };
+
+  return {
+    rms,
+    orders,
+    inventory,
+    rmsUrl,
+    ordersUrl,
+    topic,
+    async placeOrder(sku, qty, simulate) {
+      const response = await fetch(`${ordersUrl}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku, qty, simulate }),
+        signal: AbortSignal.timeout(30_000),
+      });
+      await response.body?.cancel();
+      return response.status;
+    },
+    async messagesByStatus() {
+      const counts: Record<string, number> = { PENDING: 0, SENDING: 0, COMPLETED: 0, CANCELLED: 0, DEAD: 0 };
+      let cursor: string | null = null;
+      do {
+        const page = await admin(`/v1/messages?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+        for (const message of page.messages) counts[message.status] = (counts[message.status] ?? 0) + 1;
+        cursor = page.nextCursor;
+      } while (cursor);
+      return counts;
+    },
+    async rmsCounter(name, labels = '') {
+      const text = await (await fetch(`${rmsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+      let total = 0;
+      for (const line of text.split('\n')) {
+        const match = new RegExp(`^${name}(\\{[^}]*\\})? ([0-9.e+]+)$`).exec(line);
+        if (match && (match[1] ?? '').includes(labels)) total += Number(match[2]);
+      }
+      return total;
+    },
+    async stop({ keepData = false } = {}) {
+      await inventory.stop();
+      await orders.stop();
+      await rms.stop();
+      const { default: amqp } = await import('amqplib');
+      const connection = await amqp.connect(amqpUrl);
+      const channel = await connection.createChannel();
+      await channel.deleteQueue(`rms.${topic}`);
+      await connection.close();
+      if (!keepData) {
+        const { default: pg } = await import('pg');
+        const client = new pg.Client({ connectionString: databaseUrl });
+        await client.connect();
+        for (const schema of ['rms', 'orders', 'inventory']) await client.query(`DROP SCHEMA IF EXISTS "${schema}_${options.schemaSuffix}" CASCADE`);
+        await client.end();
+      }
+    },
+  };
+}
