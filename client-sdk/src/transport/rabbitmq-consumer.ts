@@ -23,11 +23,11 @@
  * by us anyway, and ack handles must be tied to the channel that delivered, which is
  * simplest when we own the whole session.
  */
-import type { Socket } from 'node:net';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
 import type { Delivery } from '../consumer/subscribe.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { rabbitMqQueueName } from './rabbitmq-transport.js';
+import { closeConnection, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
 
 /** How a {@link RabbitMqConsumer} connects and consumes. */
 export interface RabbitMqConsumerOptions {
@@ -133,56 +133,6 @@ const DEFAULTS = {
   closeTimeoutMs: 5000,
 } as const;
 
-function noop(): void {}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** The URL with the heartbeat asked for, unless the URL already names one. */
-function withHeartbeat(url: string, seconds: number): string {
-  try {
-    const parsed = new URL(url);
-    if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(seconds));
-    return parsed.toString();
-  } catch {
-    return url; // amqplib reports the bad URL when connecting
-  }
-}
-
-/**
- * Ends a connection without waiting on the broker. `ChannelModel.close()` is no use on a
- * stalled connection: it waits for a close-ok that never comes. Destroying amqplib's socket
- * (its internal `connection.stream`, as the publisher does) makes amqplib run its own
- * clean-up and emit 'error' and 'close'.
- */
-function destroyConnection(model: ChannelModel, reason: string): void {
-  const stream = (model.connection as unknown as { stream?: Partial<Socket> }).stream;
-  if (typeof stream?.destroy === 'function') stream.destroy(new Error(reason));
-  else model.close().catch(noop);
-}
-
-/**
- * Closes politely and destroys the connection if the broker has not answered within
- * `graceMs`. Waits on 'close' too: when the socket dies during the close handshake amqplib
- * emits 'close' but never settles `close()`'s promise.
- */
-async function closeConnection(model: ChannelModel, graceMs: number): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  let onClose: () => void = noop;
-  const closed = new Promise<true>((resolve) => {
-    onClose = () => resolve(true);
-    model.once('close', onClose);
-    model.close().then(onClose, onClose); // a rejection means it was already closed
-  });
-  const gaveUp = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), graceMs);
-  });
-  const clean = await Promise.race([closed, gaveUp]);
-  clearTimeout(timer);
-  model.off('close', onClose);
-  if (!clean) destroyConnection(model, `no close-ok within ${graceMs} ms`);
-}
 
 /** Resolves with the promise's outcome, or with `undefined` after `ms` (the promise is left to settle alone). */
 async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } | undefined> {

@@ -2,29 +2,11 @@
  * How a message looks on the wire: the stored record with ISO dates and the producer's
  * key under the name the producer used for it (`messageId`).
  */
+import type { RmsMessage } from '@rms/client-sdk';
 import type { Message } from '../domain/message.js';
 
-/** A message as the HTTP API returns it. */
-export interface MessageView {
-  id: string;
-  producer: string;
-  messageId: string | null;
-  topic: string;
-  payload: Message['payload'];
-  headers: Message['headers'];
-  status: Message['status'];
-  deadReason: Message['deadReason'];
-  createdAt: string;
-  updatedAt: string;
-  confirmedAt: string | null;
-  completedAt: string | null;
-  cancelledAt: string | null;
-  checkAttempts: number;
-  deliveryAttempts: number;
-  nextAttemptAt: string | null;
-  lastTransport: Message['lastTransport'];
-  lastError: string | null;
-}
+/** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
+export type MessageView = RmsMessage;
 
 const iso = (date: Date | null): string | null => (date ? date.toISOString() : null);
 

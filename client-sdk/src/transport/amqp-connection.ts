@@ -1,0 +1,65 @@
+/**
+ * Connection handling shared by the RabbitMQ publisher and consumer: the heartbeat in the
+ * URL, and closing a connection without trusting amqplib 2.3.1's `close()` to settle on a
+ * stalled or dying socket.
+ */
+import type { Socket } from 'node:net';
+import type { ChannelModel } from 'amqplib';
+
+/** Does nothing; for ignored rejections and default listeners. */
+export function noop(): void {}
+
+/** The message of an error, or the value as text. */
+export function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The URL with the heartbeat asked for, unless the URL already names one. */
+export function withHeartbeat(url: string, seconds: number): string {
+  try {
+    const parsed = new URL(url);
+    if (!parsed.searchParams.has('heartbeat')) parsed.searchParams.set('heartbeat', String(seconds));
+    return parsed.toString();
+  } catch {
+    return url; // amqplib reports the bad URL when connecting
+  }
+}
+
+/**
+ * Ends a connection without waiting on the broker: destroys its socket with an error, so
+ * amqplib runs its own clean-up (channels closed, pending confirms failed, heartbeat timer
+ * cleared, 'error' then 'close'). `ChannelModel.close()` is no use on a stalled connection:
+ * it waits for a close-ok that never comes, and the heartbeat timer keeps the process up.
+ * The socket is amqplib's internal `connection.stream`; if that ever moves, fall back to
+ * the polite close.
+ */
+export function destroyConnection(model: ChannelModel, reason: string): void {
+  const stream = (model.connection as unknown as { stream?: Partial<Socket> }).stream;
+  if (typeof stream?.destroy === 'function') {
+    stream.destroy(new Error(reason));
+  } else {
+    model.close().catch(noop);
+  }
+}
+
+/**
+ * Closes politely, and destroys the connection if the broker has not answered within
+ * `graceMs`. Done on the 'close' event, not only on `close()`'s promise: when the socket
+ * dies during the close handshake, amqplib emits 'close' but never settles that promise.
+ */
+export async function closeConnection(model: ChannelModel, graceMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  let onClose: () => void = noop;
+  const closed = new Promise<true>((resolve) => {
+    onClose = () => resolve(true);
+    model.once('close', onClose);
+    model.close().then(onClose, onClose); // a rejection means it was already closed
+  });
+  const gaveUp = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), graceMs);
+  });
+  const clean = await Promise.race([closed, gaveUp]);
+  clearTimeout(timer);
+  model.off('close', onClose);
+  if (!clean) destroyConnection(model, `no close-ok within ${graceMs} ms`);
+}
