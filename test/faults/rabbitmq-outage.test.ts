@@ -29,6 +29,8 @@ describe('RabbitMQ cut while 200 messages are confirmed', { timeout: 120_000 }, 
         RMS_CHECK_TIMEOUT_MS: '500',
         RMS_ACK_TIMEOUT_MS: '30000',
         RMS_CHECK_DELAY_MS: '60000',
+        // This test is about RabbitMQ retries alone: no failover to Redis.
+        RMS_FAILOVER_THRESHOLD: '1000000',
       },
     });
     store = new PostgresMessageStore({ url: rms.storeUrl });

@@ -288,7 +288,7 @@ describe('RabbitMQ transport', () => {
 
     // 20 waves of 10, 5 ms apart, cut right after the 10th is issued: some are confirmed
     // before the cut, some are on the wire or awaiting their confirm, some start after it.
-    const outcomes: Promise<{ id: string; result: PromiseSettledResult<void> }>[] = [];
+    const outcomes: Promise<{ id: string; result: PromiseSettledResult<unknown> }>[] = [];
     for (let wave = 0; wave < 20; wave++) {
       for (let i = 0; i < 10; i++) {
         const outgoing = message(topic, { payload: { wave, i } });

@@ -69,6 +69,8 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
     LOG_LEVEL: process.env['TEST_LOG_LEVEL'] ?? 'silent',
     RMS_SHUTDOWN_GRACE_MS: '1000',
     RABBITMQ_URL: TEST_RABBITMQ_URL,
+    // A degrade flag of its own: one test's failover never moves another's traffic.
+    RMS_ZK_ROOT: `/rms-test/${schema}`,
     ...options.env,
   });
   const storeUrl = options.storeUrlThrough ? options.storeUrlThrough(url) : url;

@@ -33,7 +33,7 @@ describe('configuration from the environment', () => {
     assert.deepEqual(config.delivery, {
       ackTimeoutMs: 240_000, retryImmediate: 3, retryFirstDelayMs: 240_000, retryIntervalMs: 60_000, retryMax: 50,
     });
-    assert.deepEqual(config.failover, { threshold: 10, shards: 100, probeIntervalMs: 5000 });
+    assert.deepEqual(config.failover, { threshold: 10, shards: 100, probeIntervalMs: 5000, zkSessionTimeoutMs: 6000 });
     assert.equal(config.maxPayloadBytes, 262_144);
   });
 

@@ -24,6 +24,9 @@ import { type SdkLogger, silentLogger } from '../logger.js';
 import { RabbitMqConsumer, type DeliverySettlement } from '../transport/rabbitmq-consumer.js';
 import { AckBatcher } from './ack-batcher.js';
 import { RedisIdempotency, type IdempotencyDecision } from './idempotency.js';
+import type { DegradeSwitch } from '../degrade/degrade-switch.js';
+import { FallbackConsumption } from './fallback-consumption.js';
+import { RedisListSource } from './redis-list-source.js';
 
 /** How to consume a topic. */
 export interface SubscribeOptions {
@@ -75,6 +78,22 @@ export interface SubscribeOptions {
    * @defaultValue `30000`
    */
   closeTimeoutMs?: number;
+  /**
+   * The MQ-outage fallback: while the degrade flag is on (or when neither ZooKeeper nor
+   * RabbitMQ can be reached), also pop the topic's Redis shard lists with `workers` blocking
+   * workers, through the same handler, idempotency and ack path; after the flag clears, pop
+   * until the lists are empty, then stop.
+   * @defaultValue none (RabbitMQ only)
+   */
+  fallback?: {
+    degradeSwitch: DegradeSwitch;
+    /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
+    redis: Redis | string;
+    /** Blocking workers. @defaultValue 2 */
+    workers?: number;
+    /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
+    shards?: number;
+  };
   /**
    * Receives the consumer's log lines (a pino logger fits).
    * @defaultValue a logger that drops everything
@@ -373,6 +392,27 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
     void processor.process(delivery, settlement);
   });
   await consumer.start();
+  const fallbackOptions = options.fallback;
+  const fallback =
+    fallbackOptions &&
+    new FallbackConsumption({
+      topic,
+      degradeSwitch: fallbackOptions.degradeSwitch,
+      amqpConsuming: () => consumer.consuming,
+      logger,
+      createSource: () =>
+        new RedisListSource(
+          {
+            topic,
+            ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
+            ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
+            ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),
+            logger,
+          },
+          (delivery, settlement) => processor.process(delivery, settlement),
+        ),
+    });
+  fallback?.start();
 
   let closing: Promise<void> | undefined;
   return {
@@ -381,6 +421,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
     close() {
       closing ??= (async () => {
         await consumer.cancel();
+        await fallback?.close();
         acks.expedite();
         if (!(await processor.idle(closeTimeoutMs))) {
           logger.warn({ topic, stillRunning: processor.inFlight }, `handlers still running after ${closeTimeoutMs} ms; closing anyway, RMS will redeliver their messages`);

@@ -114,6 +114,9 @@ export function rabbitMqQueueName(topic: string, prefix: string = DEFAULTS.queue
 
 const TRANSPORT = 'rabbitmq';
 
+/** The routing key of probes: no queue is ever bound to it. */
+const PROBE_ROUTING_KEY = '__rms.probe__';
+
 const SILENT_LOGGER: RabbitMqTransportLogger = { info: noop, warn: noop, error: noop };
 
 function transportError(code: TransportErrorCode, message: string, cause?: unknown): TransportError {
@@ -232,7 +235,22 @@ export class RabbitMqTransport implements Transport {
    * `TransportError`: `NACKED`, `CHANNEL_CLOSED`, `CONFIRM_TIMEOUT`, `BLOCKED`,
    * `UNAVAILABLE` or `CLOSED`, with the underlying error as `cause`.
    */
-  publish(message: OutgoingMessage): Promise<void> {
+  async publish(message: OutgoingMessage): Promise<'rabbitmq'> {
+    await this.#publish(message.topic, message, true);
+    return 'rabbitmq';
+  }
+
+  /**
+   * Publishes a probe to the exchange with a routing key no queue is bound to and waits for
+   * the confirm: proof that the broker accepts publishes again, without leaving anything in
+   * a queue (an unroutable message is confirmed and dropped).
+   */
+  async probe(): Promise<void> {
+    const probe: OutgoingMessage = { id: `probe-${Date.now()}`, topic: PROBE_ROUTING_KEY, payload: null, headers: {}, attempt: 0, producer: 'rms-probe' };
+    await this.#publish(PROBE_ROUTING_KEY, probe, false);
+  }
+
+  #publish(routingKey: string, message: OutgoingMessage, declareQueue: boolean): Promise<void> {
     if (this.#closed) return Promise.reject(transportError('CLOSED', 'the RabbitMQ transport is closed'));
     let content: Buffer;
     try {
@@ -259,7 +277,7 @@ export class RabbitMqTransport implements Transport {
         else reject(error);
       });
       this.#inFlight.add(pending);
-      this.#send(pending, message.topic, content, options).catch((error: unknown) => pending.settle(error as Error));
+      this.#send(pending, routingKey, content, options, declareQueue).catch((error: unknown) => pending.settle(error as Error));
     });
   }
 
@@ -291,7 +309,7 @@ export class RabbitMqTransport implements Transport {
     }
   }
 
-  async #send(pending: PendingPublish, topic: string, content: Buffer, options: Options.Publish): Promise<void> {
+  async #send(pending: PendingPublish, topic: string, content: Buffer, options: Options.Publish, declareQueue: boolean): Promise<void> {
     let channel: ChannelState;
     try {
       channel = await this.#ensureChannel();
@@ -313,7 +331,8 @@ export class RabbitMqTransport implements Transport {
     pending.timer = setTimeout(() => this.#onConfirmTimeout(pending, channel), this.#confirmTimeoutMs);
 
     try {
-      await this.#declare(channel, topic);
+      // The exchange is declared when the channel opens; probes need nothing more.
+      if (declareQueue) await this.#declare(channel, topic);
     } catch (error) {
       pending.settle(transportError('CHANNEL_CLOSED', `declaring the queue of topic ${topic} failed: ${describe(error)}`, error));
       return;

@@ -27,11 +27,17 @@ export interface Transport {
   /** Which transport this is, recorded on each delivery attempt. */
   readonly name: TransportName;
   /**
-   * Resolves once the broker has taken responsibility for the delivery (publisher confirm);
+   * Resolves once the broker has taken responsibility for the delivery (publisher confirm),
+   * with the name of the transport that carried it (a failover transport may use either);
    * rejects with a `TransportError` otherwise (unreachable, nack, channel or connection
    * lost, no confirm in time). Never hangs past its configured timeout.
    */
-  publish(message: OutgoingMessage): Promise<void>;
+  publish(message: OutgoingMessage): Promise<TransportName>;
+  /**
+   * Proves that publishing works again without delivering anything (used by the failover
+   * probe); transports without a cheaper check may publish nothing and just `ping()`.
+   */
+  probe?(): Promise<void>;
   /** Resolves when the transport can publish right now (for readiness); rejects otherwise. */
   ping(): Promise<void>;
   /** Releases connections. Publishes in flight are rejected. Idempotent. */

@@ -6,7 +6,14 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RabbitMqTransport, type Transport } from '@rms/client-sdk';
+import {
+  type DegradeSwitch,
+  FailoverTransport,
+  RabbitMqTransport,
+  RedisListTransport,
+  type Transport,
+  ZooKeeperDegradeSwitch,
+} from '@rms/client-sdk';
 import { AlertBatcher } from './alerts/alert-batcher.js';
 import type { NotificationSink } from './alerts/notifier.js';
 import { WebhookSink } from './alerts/webhook-sink.js';
@@ -34,7 +41,10 @@ export interface RmsServerOptions {
   logger?: Logger;
   /** @defaultValue the adapter `config.storeUrl` selects */
   store?: MessageStore;
-  /** @defaultValue a RabbitMQ transport on `config.rabbitmqUrl` */
+  /**
+   * @defaultValue RabbitMQ on `config.rabbitmqUrl`, failing over to the Redis lists on
+   * `config.redisUrl` behind the ZooKeeper degrade switch at `config.zkConnect`
+   */
   transport?: Transport;
   /** @defaultValue HTTP check-backs with `config.checkTimeoutMs` */
   checkBackClient?: CheckBackClient;
@@ -64,6 +74,49 @@ async function initStore(store: MessageStore, logger: Logger, timeoutMs: number)
   }
 }
 
+/** The default transport and its parts, for readiness reports and shutdown. */
+interface FailoverParts {
+  transport: FailoverTransport;
+  rabbitmq: RabbitMqTransport;
+  redis: RedisListTransport;
+  degradeSwitch: ZooKeeperDegradeSwitch;
+}
+
+/** RabbitMQ, failing over to the Redis lists behind the ZooKeeper degrade switch (design section 7). */
+async function createFailoverTransport(config: RmsConfig, logger: Logger): Promise<FailoverParts> {
+  const rabbitmq = new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+  const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
+  const degradeSwitch = new ZooKeeperDegradeSwitch({
+    connect: config.zkConnect,
+    root: config.zkRoot,
+    sessionTimeoutMs: config.failover.zkSessionTimeoutMs,
+    logger: logger.child({ part: 'zookeeper' }),
+  });
+  // Resolves within the connect timeout even with ZooKeeper down: RMS then acts on the
+  // initial state (RabbitMQ) and keeps connecting in the background.
+  await degradeSwitch.start();
+  const transport = new FailoverTransport({
+    primary: rabbitmq,
+    fallback: redis,
+    degradeSwitch,
+    threshold: config.failover.threshold,
+    probeIntervalMs: config.failover.probeIntervalMs,
+    logger: logger.child({ part: 'failover' }),
+  });
+  return { transport, rabbitmq, redis, degradeSwitch };
+}
+
+/** What `/readyz` shows of the failover state. */
+function failoverDetails(transport: FailoverTransport): Record<string, unknown> {
+  const status = transport.status();
+  return {
+    mode: status.mode,
+    consecutiveFailures: status.consecutiveFailures,
+    locallyDegraded: status.locallyDegraded,
+    degradeFlag: { ...status.degradeState },
+  };
+}
+
 /** A running RMS server. */
 export class RmsServer {
   /** The port it listens on (useful when configured with port 0). */
@@ -75,6 +128,7 @@ export class RmsServer {
     private readonly parts: {
       store: MessageStore;
       transport: Transport;
+      degradeSwitch: DegradeSwitch | undefined;
       dispatcher: Dispatcher;
       loops: DueLoop[];
       retention: RetentionSweeper;
@@ -94,9 +148,8 @@ export class RmsServer {
     await initStore(store, logger, options.storeStartupTimeoutMs ?? 60_000);
     const registry = new AppRegistry(config.apps);
     const metrics = new Metrics();
-    const transport =
-      options.transport ??
-      new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+    const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
+    const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
     const notifier = new AlertBatcher({
       sinks: [...config.alerts.webhooks.map((url) => new WebhookSink(url)), ...(options.notificationSinks ?? [])],
       windowMs: config.alerts.windowMs,
@@ -156,7 +209,21 @@ export class RmsServer {
             return { kind: store.kind };
           },
         },
-        { name: 'rabbitmq', check: () => transport.ping() },
+        // The transport publishes go to now: RabbitMQ, or Redis while degraded.
+        { name: 'transport', check: async () => (await transport.ping(), failover ? failoverDetails(failover.transport) : { mode: transport.name }) },
+        ...(failover
+          ? [
+              { name: 'rabbitmq', required: false, check: () => failover.rabbitmq.ping() },
+              { name: 'redis', required: false, check: () => failover.redis.ping() },
+              {
+                name: 'zookeeper',
+                required: false,
+                check: async () => {
+                  if (!failover.degradeSwitch.connected) throw new Error('not connected; acting on the last state seen');
+                },
+              },
+            ]
+          : []),
       ],
     });
     const http = await new Promise<Server>((resolve, reject) => {
@@ -168,7 +235,12 @@ export class RmsServer {
     http.keepAliveTimeout = 5_000;
     for (const loop of loops) loop.start();
     retention.start();
-    const server = new RmsServer(http, { store, transport, dispatcher, loops, retention, notifier }, logger, config.shutdownGraceMs);
+    const server = new RmsServer(
+      http,
+      { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier },
+      logger,
+      config.shutdownGraceMs,
+    );
     logger.info({ port: server.port, store: store.kind, apps: config.apps.map((app) => app.app) }, 'RMS listening');
     return server;
   }
@@ -180,7 +252,7 @@ export class RmsServer {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const { store, transport, dispatcher, loops, retention, notifier } = this.parts;
+      const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier } = this.parts;
       this.logger.info({ graceMs: this.shutdownGraceMs }, 'RMS shutting down');
       const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
       this.http.closeIdleConnections();
@@ -190,6 +262,7 @@ export class RmsServer {
       await dispatcher.close();
       await notifier.flush();
       await transport.close();
+      await degradeSwitch?.close();
       await store.close();
       this.logger.info('RMS stopped');
     })();

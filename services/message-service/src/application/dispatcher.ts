@@ -6,7 +6,7 @@
  * `nextAttemptAt` this round started from), so a round whose message was acked meanwhile,
  * or taken over by another instance after a lease expired, writes nothing.
  */
-import type { OutgoingMessage, Transport } from '@rms/client-sdk';
+import type { OutgoingMessage, Transport, TransportName } from '@rms/client-sdk';
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
 import type { Message } from '../domain/message.js';
@@ -66,24 +66,24 @@ export class Dispatcher {
       producer: message.producer,
     };
     metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
-    let published = false;
+    let carrier: TransportName | undefined;
     let lastError: string | null = null;
-    for (let attempt = 0; attempt <= schedule.retryImmediate && !published && !this.closed; attempt++) {
+    for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
       try {
-        await transport.publish(outgoing);
-        published = true;
-        metrics.publishes.inc({ transport: transport.name, outcome: 'ok' });
+        carrier = await transport.publish(outgoing);
+        metrics.publishes.inc({ transport: carrier, outcome: 'ok' });
       } catch (error) {
         lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
         metrics.publishes.inc({ transport: transport.name, outcome: 'failed' });
       }
     }
+    const published = carrier !== undefined;
     if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
     const now = this.now();
     const previousRoundFailed = message.deliveryAttempts > 0 && message.lastError !== null;
     const next = afterDeliveryRound(schedule, round, published, previousRoundFailed, now);
     const fence = { nextAttemptAt: message.nextAttemptAt };
-    const set = { deliveryAttempts: round, lastError, ...(published && { lastTransport: transport.name }) };
+    const set = { deliveryAttempts: round, lastError, ...(carrier && { lastTransport: carrier }) };
     if (next.kind === 'exhausted') {
       const applied = await applyCommand(store, message, { type: 'delivery-exhausted' }, { at: now, set, fence });
       if (applied.kind === 'moved') reportDead(applied.message, this.options);

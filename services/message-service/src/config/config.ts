@@ -41,6 +41,8 @@ export interface FailoverConfig {
   shards: number;
   /** How often a degraded publisher probes RabbitMQ. @defaultValue 5000 */
   probeIntervalMs: number;
+  /** `RMS_ZK_SESSION_TIMEOUT_MS`: a ZooKeeper session lost this long is rebuilt. @defaultValue 6000 */
+  zkSessionTimeoutMs: number;
 }
 
 /** The due-message loops (check-back and redelivery). */
@@ -117,6 +119,7 @@ const envSchema = z.object({
   RMS_FAILOVER_THRESHOLD: integer(1).default(10),
   RMS_FALLBACK_SHARDS: integer(1).max(10_000, 'must be at most 10000').default(100),
   RMS_PROBE_INTERVAL_MS: integer(1).default(5000),
+  RMS_ZK_SESSION_TIMEOUT_MS: integer(100).default(6000),
   RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_CHECK_TIMEOUT_MS: integer(1).default(5000),
@@ -179,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       threshold: e.RMS_FAILOVER_THRESHOLD,
       shards: e.RMS_FALLBACK_SHARDS,
       probeIntervalMs: e.RMS_PROBE_INTERVAL_MS,
+      zkSessionTimeoutMs: e.RMS_ZK_SESSION_TIMEOUT_MS,
     },
     topicSchedules: parseTopicSchedules(e.RMS_TOPIC_SCHEDULES),
     checkTimeoutMs: e.RMS_CHECK_TIMEOUT_MS,

@@ -7,6 +7,12 @@ import { Router } from 'express';
 export interface ReadinessCheck {
   /** The name shown in the report: `store`, `rabbitmq`, ... */
   name: string;
+  /**
+   * Whether RMS is not ready while this is down. RabbitMQ is not required while RMS can
+   * deliver through Redis, for instance: it is reported, but does not fail `/readyz`.
+   * @defaultValue true
+   */
+  required?: boolean;
   /** Resolves with details when the dependency works; rejects when it does not. */
   check(): Promise<Record<string, unknown> | void>;
 }
@@ -43,9 +49,9 @@ export function healthRoutes({ checks, timeoutMs = 2000 }: HealthRoutesOptions):
     response.json({ status: 'ok' });
   });
   router.get('/readyz', async (_request, response) => {
-    const results = await Promise.all(checks.map(async (check) => [check.name, await runCheck(check, timeoutMs)] as const));
-    const ready = results.every(([, result]) => result['status'] === 'up');
-    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', dependencies: Object.fromEntries(results) });
+    const results = await Promise.all(checks.map(async (check) => [check.name, await runCheck(check, timeoutMs), check.required ?? true] as const));
+    const ready = results.every(([, result, required]) => !required || result['status'] === 'up');
+    response.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'not ready', dependencies: Object.fromEntries(results.map(([name, result]) => [name, result])) });
   });
   return router;
 }
