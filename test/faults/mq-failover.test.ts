@@ -126,6 +126,14 @@ describe('MQ-outage fallback: RabbitMQ cut mid-stream with consumers running', {
     assert.match(on.state.reason ?? '', /^10 consecutive RabbitMQ publish failures/);
     assert.equal(on.state.mode, 'auto');
     await waitUntil(() => flagHistory.some((h) => h.at > on.at && !h.state.degraded), 'the probe cleared the flag', 30_000);
+    const clearedAt = Date.now();
+    await waitUntil(
+      async () => (await Promise.all(fallbackKeys(topic, SHARDS).map((key) => redis.llen(key)))).every((n) => n === 0),
+      'the lists drained',
+      30_000,
+      20,
+    );
+    const drainMs = Date.now() - clearedAt;
     await waitUntil(async () => (await store.list({ topic, status: 'COMPLETED', limit: 2000 })).messages.length === 2000, 'all 2,000 COMPLETED', 90_000, 250);
     const lengths = await Promise.all(fallbackKeys(topic, SHARDS).map((key) => redis.llen(key)));
     assert.equal(lengths.reduce((a, b) => a + b, 0), 0, 'the Redis lists drained to empty');
@@ -145,7 +153,7 @@ describe('MQ-outage fallback: RabbitMQ cut mid-stream with consumers running', {
     const off = flagHistory.find((h) => h.at > on.at && !h.state.degraded);
     console.log(
       `# failover: 2000 messages, ${viaRedis.length} via Redis, ${all.length - viaRedis.length} via RabbitMQ, ${duplicates} duplicate handler runs; ` +
-        `flag on ${switchOverMs} ms after the cut, off ${(off?.at ?? 0) - restoredAt} ms after RabbitMQ returned; ` +
+        `flag on ${switchOverMs} ms after the cut, off ${(off?.at ?? 0) - restoredAt} ms after RabbitMQ returned, lists empty ≤${drainMs} ms after that; ` +
         `shard spread of all 2000 ids min ${Math.min(...allShards)} max ${Math.max(...allShards)}, ` +
         `of those carried by Redis min ${Math.min(...perShard)} max ${Math.max(...perShard)}`,
     );
