@@ -4,25 +4,12 @@ import { after, describe, test } from 'node:test';
 import { RmsHttpClient, type Subscription, ZooKeeperDegradeSwitch, fallbackKeys, subscribe } from '@rms/client-sdk';
 import { PostgresMessageStore } from '@rms/message-service';
 import { Redis } from 'ioredis';
+import { FAILOVER_TEST_ENV } from '../support/failover-env.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { TEST_APPS, startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
-const ENV = {
-  RMS_FAILOVER_THRESHOLD: '10',
-  RMS_PROBE_INTERVAL_MS: '300',
-  RMS_POLL_INTERVAL_MS: '20',
-  RMS_RETRY_IMMEDIATE: '1',
-  RMS_PUBLISH_TIMEOUT_MS: '500',
-  RMS_RETRY_FIRST_DELAY_MS: '200',
-  RMS_RETRY_INTERVAL_MS: '200',
-  RMS_RETRY_MAX: '50',
-  RMS_ACK_TIMEOUT_MS: '10000',
-  RMS_LEASE_MS: '3000',
-  RMS_CHECK_DELAY_MS: '60000',
-  RMS_CHECK_TIMEOUT_MS: '500',
-  RMS_ZK_SESSION_TIMEOUT_MS: '2000',
-};
+const ENV = FAILOVER_TEST_ENV;
 
 /** Everything one scenario starts, stopped in reverse. */
 class Scenario {
@@ -49,6 +36,13 @@ class Scenario {
 
   async allCompleted(ids: string[], what: string, timeoutMs = 30_000): Promise<void> {
     await waitUntil(async () => (await this.statuses(ids)).every((s) => s === 'COMPLETED'), what, timeoutMs, 100);
+  }
+
+  /** Deletes the topic's fallback lists. */
+  async deleteLists(): Promise<void> {
+    const redis = new Redis('redis://127.0.0.1:6379');
+    await redis.del(...fallbackKeys(this.topic, 100));
+    redis.disconnect();
   }
 
   async close(): Promise<void> {
@@ -83,11 +77,7 @@ describe('MQ-outage fallback when ZooKeeper or Redis fail too', { timeout: 170_0
       fallback: { degradeSwitch: consumerSwitch, redis: 'redis://127.0.0.1:6379', workers: 2 },
     });
     s.closers.push(() => subscription.close());
-    s.closers.push(async () => {
-      const redis = new Redis('redis://127.0.0.1:6379');
-      await redis.del(...fallbackKeys(s.topic, 100));
-      redis.disconnect();
-    });
+    s.closers.push(() => s.deleteLists());
 
     await s.allCompleted(await s.produce(20, 'before'), 'warm-up messages completed');
 
@@ -139,11 +129,7 @@ describe('MQ-outage fallback when ZooKeeper or Redis fail too', { timeout: 170_0
       fallback: { degradeSwitch: consumerSwitch, redis: 'redis://127.0.0.1:6379', workers: 2 },
     });
     s.closers.push(() => subscription.close());
-    s.closers.push(async () => {
-      const redis = new Redis('redis://127.0.0.1:6379');
-      await redis.del(...fallbackKeys(s.topic, 100));
-      redis.disconnect();
-    });
+    s.closers.push(() => s.deleteLists());
 
     await sre.setMode('on', 'drill: Redis will fail too', 'test');
     await waitUntil(async () => (await s.rms.call(null, 'GET', '/readyz')).body.dependencies.transport.mode === 'redis', 'RMS publishes to Redis');

@@ -12,6 +12,7 @@ import {
 } from '@rms/client-sdk';
 import { PostgresMessageStore } from '@rms/message-service';
 import { Redis } from 'ioredis';
+import { FAILOVER_TEST_ENV } from '../support/failover-env.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { TEST_APPS, startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
@@ -19,23 +20,7 @@ import { waitUntil } from '../support/wait.js';
 const ZK = '127.0.0.1:2181';
 const SHARDS = 100;
 
-/** The schedules in milliseconds; the threshold and shard count are the design's defaults. */
-const ENV = {
-  RMS_FAILOVER_THRESHOLD: '10',
-  RMS_FALLBACK_SHARDS: String(SHARDS),
-  RMS_PROBE_INTERVAL_MS: '300',
-  RMS_POLL_INTERVAL_MS: '20',
-  RMS_RETRY_IMMEDIATE: '1',
-  RMS_PUBLISH_TIMEOUT_MS: '500',
-  RMS_RETRY_FIRST_DELAY_MS: '200',
-  RMS_RETRY_INTERVAL_MS: '200',
-  RMS_RETRY_MAX: '50',
-  RMS_ACK_TIMEOUT_MS: '10000',
-  RMS_LEASE_MS: '3000',
-  RMS_CHECK_DELAY_MS: '60000',
-  RMS_CHECK_TIMEOUT_MS: '500',
-  RMS_ZK_SESSION_TIMEOUT_MS: '2000',
-};
+const ENV = FAILOVER_TEST_ENV;
 
 /** Produces `count` messages (prepare + confirm) with `concurrency` producers; calls `onProgress` after each. */
 async function produce(client: RmsHttpClient, topic: string, count: number, concurrency: number, onProgress: (done: number) => void | Promise<void>) {

@@ -25,6 +25,7 @@ import {
   type RedisListTransportOptions,
   type SdkLogger,
 } from '@rms/client-sdk';
+import { succeeds } from '../support/failover-env.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -425,15 +426,7 @@ describe('outages, through the fault proxy', () => {
     for (const m of waiting) assert.equal(seen.counts.get(m.id), 1, `${m.id} delivered once`);
     assert.equal(await totalLength(topic), 0);
     assert.equal(logger.count('info', /popping the Redis fallback lists again/), 1);
-    await waitUntil(
-      () => transport.publish(message(topic)).then(
-        () => true,
-        () => false,
-      ),
-      'publishing to work again',
-      5000,
-      100,
-    );
+    await waitUntil(succeeds(() => transport.publish(message(topic))), 'publishing to work again', 5000, 100);
   });
 
   test('Redis stalled: publish fails with UNAVAILABLE within its command timeout, and works again after restore', BOUNDED, async (t) => {
@@ -451,15 +444,7 @@ describe('outages, through the fault proxy', () => {
       assert.ok(ms < 800 + 300, `publish ${i + 1} gave up after ${Math.round(ms)} ms`);
     }
     proxy.restore();
-    await waitUntil(
-      () => transport.publish(message(topic)).then(
-        () => true,
-        () => false,
-      ),
-      'publishing to work again',
-      5000,
-      100,
-    );
+    await waitUntil(succeeds(() => transport.publish(message(topic))), 'publishing to work again', 5000, 100);
   });
 
   test('Redis stalled: a caller-owned client with ioredis defaults cannot make publish hang either', BOUNDED, async (t) => {

@@ -79,21 +79,8 @@ export function fallbackKeys(topic: string, shards: number = DEFAULT_FALLBACK_SH
   return Array.from({ length: shards }, (_, shard) => fallbackKey(topic, shard, shards));
 }
 
-/** One entry of a fallback list: the same fields as an {@link OutgoingMessage}. */
-export interface FallbackEnvelope {
-  /** RMS's message id. */
-  id: string;
-  /** The topic; it matches the topic in the list's key. */
-  topic: string;
-  /** The payload (JSON). */
-  payload: unknown;
-  /** The producer's headers. */
-  headers: Record<string, string>;
-  /** Which delivery of the message this is, from 1. */
-  attempt: number;
-  /** The producing app. */
-  producer: string;
-}
+/** One entry of a fallback list: exactly the fields of an {@link OutgoingMessage}. */
+export type FallbackEnvelope = OutgoingMessage;
 
 /**
  * The JSON text of a message's fallback entry. Only the envelope's fields are written; an
