@@ -69,6 +69,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
   const [rmsPort, ordersPort] = [await freePort(), await freePort()];
   const rmsUrl = `http://127.0.0.1:${rmsPort}`;
   const ordersUrl = `http://127.0.0.1:${ordersPort}`;
+  const zkRoot = `/rms-demo/${options.schemaSuffix}`;
   const storeUrl = new URL(databaseUrl);
   storeUrl.searchParams.set('schema', `rms_${options.schemaSuffix}`);
   const config = loadConfig({
@@ -77,6 +78,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     RABBITMQ_URL: amqpUrl,
     LOG_LEVEL: options.logLevel ?? 'warn',
     RMS_SHUTDOWN_GRACE_MS: '2000',
+    // The run's own degrade flag, watched by RMS and by the inventory service's fallback.
+    RMS_ZK_ROOT: zkRoot,
     RMS_APPS: JSON.stringify([
       { app: 'orders', token: TOKENS.orders, roles: ['producer'], checkUrl: `${ordersUrl}/rms/check`, secret: TOKENS.secret },
       { app: 'inventory', token: TOKENS.inventory, roles: ['consumer'] },
@@ -104,6 +107,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     rmsToken: TOKENS.inventory,
     amqpUrl,
     topic,
+    fallback: { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' },
     ...options.inventory,
   });
   for (const [sku, qty] of Object.entries(options.initialStock)) await inventory.store.setStock(sku, qty);

@@ -10,7 +10,7 @@
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { type Delivery, type Subscription, subscribe } from '@rms/client-sdk';
+import { type Delivery, type Subscription, ZooKeeperDegradeSwitch, subscribe } from '@rms/client-sdk';
 import express from 'express';
 import { StockStore } from './stock-store.js';
 
@@ -37,6 +37,11 @@ export interface InventoryServiceOptions {
   concurrency?: number;
   /** Heartbeat interval while a handler runs; 0 disables. @defaultValue 30000 */
   heartbeatIntervalMs?: number;
+  /**
+   * The MQ-outage fallback: watch the degrade flag at `zkConnect`/`zkRoot` and pop the Redis
+   * lists at `redisUrl` while it is on. @defaultValue none (RabbitMQ only)
+   */
+  fallback?: { zkConnect: string; zkRoot: string; redisUrl: string };
   /** Demo only: the share of deliveries (0..1) whose handler first sleeps `slowMs`. @defaultValue 0 */
   slowRate?: number;
   /** Demo only. @defaultValue 0 */
@@ -55,6 +60,7 @@ export class InventoryService {
   readonly stats: InventoryStats = { deliveries: 0, applied: 0, duplicatesSuppressed: 0 };
   private http: Server | undefined;
   private subscription: Subscription | undefined;
+  private degradeSwitch: ZooKeeperDegradeSwitch | undefined;
 
   private constructor(readonly store: StockStore) {}
 
@@ -77,7 +83,13 @@ export class InventoryService {
       if (outcome === 'applied') service.stats.applied += 1;
       else service.stats.duplicatesSuppressed += 1;
     };
+    if (options.fallback) {
+      service.degradeSwitch = new ZooKeeperDegradeSwitch({ connect: options.fallback.zkConnect, root: options.fallback.zkRoot });
+      await service.degradeSwitch.start();
+    }
     service.subscription = await subscribe<ReduceStock>(options.topic ?? 'stock.reduce', handle, {
+      ...(service.degradeSwitch &&
+        options.fallback && { fallback: { degradeSwitch: service.degradeSwitch, redis: options.fallback.redisUrl } }),
       rms: { url: options.rmsUrl, token: options.rmsToken },
       amqpUrl: options.amqpUrl,
       group,
@@ -102,6 +114,7 @@ export class InventoryService {
   /** Stops consuming (finishing in-flight messages), stops listening, closes the pool. */
   async stop(): Promise<void> {
     await this.subscription?.close();
+    await this.degradeSwitch?.close();
     if (this.http) {
       this.http.closeAllConnections();
       await new Promise<void>((resolve) => this.http?.close(() => resolve()));

@@ -2,7 +2,8 @@
  * Runs the inventory service on its own: `INVENTORY_PORT` [3002], `INVENTORY_DB_URL`
  * [postgres://postgres@127.0.0.1:5432/test], `INVENTORY_DB_SCHEMA` [inventory], `RMS_URL`
  * [http://127.0.0.1:8080], `RMS_TOKEN` (a consumer app's), `RABBITMQ_URL`
- * [amqp://guest:guest@127.0.0.1:5672].
+ * [amqp://guest:guest@127.0.0.1:5672], `ZK_CONNECT` [127.0.0.1:2181], `RMS_ZK_ROOT` [/rms],
+ * `REDIS_URL` [redis://127.0.0.1:6379] (the MQ-outage fallback).
  */
 import { InventoryService } from './inventory-service.js';
 
@@ -18,6 +19,12 @@ const service = await InventoryService.start({
   rmsUrl: process.env['RMS_URL'] ?? 'http://127.0.0.1:8080',
   rmsToken: token,
   amqpUrl: process.env['RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672',
+  // Pop the Redis fallback lists while RMS's degrade flag is on.
+  fallback: {
+    zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181',
+    zkRoot: process.env['RMS_ZK_ROOT'] ?? '/rms',
+    redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379',
+  },
 });
 process.stdout.write(`inventory-service listening on ${service.port}\n`);
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
