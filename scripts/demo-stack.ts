@@ -45,6 +45,10 @@ export interface DemoStack {
   placeOrder(sku: string, qty: number, simulate: Simulation): Promise<number>;
   /** Counts RMS's messages by status through the admin API. */
   messagesByStatus(): Promise<Record<string, number>>;
+  /** Counts RMS's messages by the transport of their last delivery (`none` when never delivered). */
+  messagesByTransport(): Promise<Record<string, number>>;
+  /** The ZooKeeper root of the run's degrade flag. */
+  zkRoot: string;
   /** Sums one of RMS's Prometheus counters over the label sets that contain `labels` (all when omitted). */
   rmsCounter(name: string, labels?: string): Promise<number>;
   /** Stops everything and drops the schemas. */
@@ -114,7 +118,17 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
 
   const admin = async (path: string) => {
     const response = await fetch(`${rmsUrl}${path}`, { headers: { authorization: `Bearer ${TOKENS.ops}` }, signal: AbortSignal.timeout(10_000) });
-    return (await response.json()) as { messages: { status: string }[]; nextCursor: string | null };
+    return (await response.json()) as { messages: { status: string; lastTransport: string | null }[]; nextCursor: string | null };
+  };
+  const countBy = async (key: (message: { status: string; lastTransport: string | null }) => string, initial: Record<string, number>) => {
+    const counts = { ...initial };
+    let cursor: string | null = null;
+    do {
+      const page = await admin(`/v1/messages?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
+      for (const message of page.messages) counts[key(message)] = (counts[key(message)] ?? 0) + 1;
+      cursor = page.nextCursor;
+    } while (cursor);
+    return counts;
   };
 
   return {
@@ -134,16 +148,9 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
       await response.body?.cancel();
       return response.status;
     },
-    async messagesByStatus() {
-      const counts: Record<string, number> = { PENDING: 0, SENDING: 0, COMPLETED: 0, CANCELLED: 0, DEAD: 0 };
-      let cursor: string | null = null;
-      do {
-        const page = await admin(`/v1/messages?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
-        for (const message of page.messages) counts[message.status] = (counts[message.status] ?? 0) + 1;
-        cursor = page.nextCursor;
-      } while (cursor);
-      return counts;
-    },
+    zkRoot,
+    messagesByStatus: () => countBy((m) => m.status, { PENDING: 0, SENDING: 0, COMPLETED: 0, CANCELLED: 0, DEAD: 0 }),
+    messagesByTransport: () => countBy((m) => m.lastTransport ?? 'none', {}),
     async rmsCounter(name, labels = '') {
       const text = await (await fetch(`${rmsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
       let total = 0;
