@@ -1,0 +1,276 @@
+/**
+ * The bench's outputs: the table printed at the end, `docs/bench/results.json`, the chart
+ * `docs/bench/throughput.svg` (plain SVG written by hand, no charting dependency) and
+ * `docs/bench/summary.md` (the same figures as Markdown, for docs/benchmarks.md).
+ */
+import type { ProfileSummary } from './cpu-profile.js';
+import type { DueScanResult } from './due-scan.js';
+import type { PhaseResult } from './workload.js';
+
+/** One target of the issue and whether this run met it. */
+export interface TargetCheck {
+  target: string;
+  measured: string;
+  met: boolean;
+}
+
+/** Everything one run measured. */
+export interface BenchResults {
+  runId: string;
+  date: string;
+  /** Wall time of the whole run, s. */
+  durationSeconds: number;
+  machine: {
+    cores: number;
+    cpuModel: string;
+    memoryGb: number;
+    os: string;
+    /** How busy the box was just before the run (0–100 %): anything else running skews every figure. */
+    busyBeforeRunPercent: number;
+  };
+  versions: Record<string, string>;
+  /** PostgreSQL settings that decide commit cost. */
+  postgresSettings: Record<string, string>;
+  phases: PhaseResult[];
+  dueScan?: DueScanResult;
+  profile?: ProfileSummary;
+  targets: TargetCheck[];
+}
+
+const fixed = (value: number | undefined, digits = 1) => (value === undefined || Number.isNaN(value) ? '—' : value.toFixed(digits));
+
+/** The phases as rows of cells, in {@link HEADER}'s order. */
+function rows(results: BenchResults): string[][] {
+  const raw = results.phases.find((phase) => phase.phase === 'raw');
+  return results.phases.map((phase) => [
+    phase.cpu.contended ? `${phase.phase} (contended!)` : phase.phase,
+    Math.round(phase.messagesPerSecond).toLocaleString('en-US'),
+    fixed(phase.latency.p50),
+    fixed(phase.latency.p95),
+    fixed(phase.latency.p99),
+    fixed(phase.latency.fromConfirmCall.p99),
+    phase.rms ? `${fixed(phase.rms.cpuPercent, 0)} (${fixed(phase.rms.systemPercent, 0)} sys)` : '—',
+    phase.rms ? fixed(phase.rms.peakRssMb, 1) : '—',
+    raw && phase.phase !== 'raw' && phase.settings['producers'] !== undefined ? `${(phase.messagesPerSecond / raw.messagesPerSecond).toFixed(3)}×` : '—',
+  ]);
+}
+
+const HEADER = ['phase', 'msgs/s', 'p50 ms', 'p95 ms', 'p99 ms', 'p99 from call ms', 'RMS CPU %', 'RMS peak RSS MB', 'RMS / raw'];
+
+/** The table for the terminal, with the due-scan, the machine's CPU split and the targets. */
+export function formatTable(results: BenchResults): string {
+  const table = [HEADER, ...rows(results)];
+  const widths = HEADER.map((_, column) => Math.max(...table.map((row) => (row[column] ?? '').length)));
+  const line = (row: string[]) => row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
+  const out = [line(HEADER), widths.map((width) => '-'.repeat(width)).join('  '), ...table.slice(1).map(line)];
+  if (results.phases.some((phase) => phase.cpu.contended)) {
+    out.push('(contended!): something else used the CPU during that phase (see "other node" and "unaccounted" below); repeat the run on a quiet machine.');
+  }
+  const withPostgres = results.phases.filter((phase) => phase.postgresPerMessage);
+  if (withPostgres.length > 0) {
+    out.push('', 'PostgreSQL work per delivered message (database-wide counters):');
+    for (const phase of withPostgres) {
+      const counters = phase.postgresPerMessage ?? {};
+      out.push(`  ${phase.phase.padEnd(12)} ${Object.entries(counters).map(([name, value]) => `${name} ${value}`).join(', ')}`);
+    }
+  }
+  out.push('', 'CPU over each load window, % of one core (200 % = the whole box):');
+  for (const phase of results.phases) {
+    const split = Object.entries(phase.cpu.byProgram)
+      .filter(([, value]) => value >= 1)
+      .sort((a, b) => b[1] - a[1])
+      .map(([name, value]) => `${name} ${value.toFixed(0)}`)
+      .join(', ');
+    out.push(`  ${phase.phase.padEnd(12)} machine busy ${fixed(phase.cpu.machineBusyPercent, 0)} % (steal ${fixed(phase.cpu.stealPercent, 1)} %); ${split}; unaccounted ${fixed(phase.cpu.unaccountedPercent, 0)}`);
+  }
+  if (results.dueScan) {
+    out.push('', 'Due-scan (claimDue, 1,000 due, limit 1,000; median of the passes):');
+    for (const point of results.dueScan.points) {
+      out.push(`  ${point.storedMessages.toLocaleString('en-US').padStart(9)} stored: ${point.medianMs.toFixed(1)} ms (SQL execution ${fixed(point.explainExecutionMs, 1)} ms)`);
+    }
+    out.push(`  ratio largest / smallest: ${results.dueScan.ratio.toFixed(2)}`);
+  }
+  out.push('', 'Targets:');
+  for (const target of results.targets) out.push(`  [${target.met ? 'met' : 'NOT met'}] ${target.target}: ${target.measured}`);
+  return out.join('\n');
+}
+
+/** The same table as Markdown. */
+export function markdownTable(results: BenchResults): string {
+  const out = [`| ${HEADER.join(' | ')} |`, `| ${HEADER.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`];
+  for (const row of rows(results)) out.push(`| ${row.join(' | ')} |`);
+  return out.join('\n');
+}
+
+/** `docs/bench/summary.md`: the run's figures, regenerated by every run. */
+export function renderSummary(results: BenchResults): string {
+  const out = [
+    `# Benchmark run ${results.runId}`,
+    '',
+    `${results.date}; ${results.machine.cores} cores (${results.machine.cpuModel}), ${results.machine.memoryGb} GB, ${results.machine.os}; machine ${results.machine.busyBeforeRunPercent.toFixed(0)} % busy just before the run; the whole run took ${results.durationSeconds.toFixed(0)} s.`,
+    '',
+    `Versions: ${Object.entries(results.versions).map(([name, version]) => `${name} ${version}`).join(', ')}.`,
+    '',
+    `PostgreSQL settings: ${Object.entries(results.postgresSettings).map(([name, value]) => `${name}=${value}`).join(', ')}.`,
+    '',
+    markdownTable(results),
+    '',
+    ...(results.phases.some((phase) => phase.cpu.contended)
+      ? ['(contended!): something else used the CPU during that phase (see "other node" and "unaccounted" below); repeat the run on a quiet machine.', '']
+      : []),
+    '| phase | delivered | seconds | confirmed/s | handled before confirm answer | errors | unconfirmed | duplicates | transports | settings |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |',
+    ...results.phases.map(
+      (phase) =>
+        `| ${phase.phase} | ${phase.messages} | ${phase.seconds.toFixed(1)} | ${Math.round(phase.confirmedPerSecond)} | ${phase.latency.handledBeforeConfirm} | ${phase.errors} | ${phase.unconfirmed} | ${phase.duplicates} | ${JSON.stringify(phase.transports ?? {})} | ${Object.entries(phase.settings).map(([k, v]) => `${k}=${v}`).join(', ')} |`,
+    ),
+    '',
+    'PostgreSQL work per delivered message (database-wide counters):',
+    '',
+    ...results.phases
+      .filter((phase) => phase.postgresPerMessage)
+      .map((phase) => `- ${phase.phase}: ${Object.entries(phase.postgresPerMessage ?? {}).map(([name, value]) => `${name} ${value}`).join(', ')}`),
+    '',
+    'CPU over each load window, % of one core (200 % = the whole box):',
+    '',
+    ...results.phases.map(
+      (phase) =>
+        `- ${phase.phase}: machine busy ${fixed(phase.cpu.machineBusyPercent, 0)} % (steal ${fixed(phase.cpu.stealPercent, 1)} %); ${Object.entries(phase.cpu.byProgram)
+          .filter(([, value]) => value >= 1)
+          .sort((a, b) => b[1] - a[1])
+          .map(([name, value]) => `${name} ${value.toFixed(0)}`)
+          .join(', ')}; unaccounted ${fixed(phase.cpu.unaccountedPercent, 0)}`,
+    ),
+  ];
+  if (results.dueScan) {
+    out.push('', '## Due-scan', '', '| stored | due | median ms | passes ms | SQL execution ms | load s |', '| ---: | ---: | ---: | --- | ---: | ---: |');
+    for (const point of results.dueScan.points) {
+      out.push(
+        `| ${point.storedMessages.toLocaleString('en-US')} | ${point.dueMessages} | ${point.medianMs.toFixed(1)} | ${point.passesMs.map((ms) => ms.toFixed(1)).join(', ')} | ${fixed(point.explainExecutionMs, 1)} | ${point.loadSeconds.toFixed(1)} |`,
+      );
+    }
+    out.push('', `Ratio largest / smallest: ${results.dueScan.ratio.toFixed(2)}.`);
+    for (const point of results.dueScan.points) {
+      out.push('', `Plan at ${point.storedMessages.toLocaleString('en-US')} stored:`, '', '```', ...point.plan, '```');
+    }
+  }
+  if (results.profile) {
+    const profile = results.profile;
+    out.push(
+      '',
+      '## RMS CPU profile (profiled run)',
+      '',
+      `${profile.busyMs} ms of non-idle samples in ${profile.windowMs} ms sampled${profile.windowed ? ' (the load window)' : ' (whole process: the load window did not match the profile clock)'}` +
+        (profile.processCpuMs === undefined
+          ? '.'
+          : `; RMS used ${profile.processCpuMs} ms of CPU in that window. V8 samples on a wall-clock timer, so the difference is mostly time the thread was runnable but descheduled, sampled where it stopped (usually \`writev\`, after a loopback write woke a peer).`),
+      '',
+      '| layer | self ms | % of busy |',
+      '| --- | ---: | ---: |',
+      ...profile.byLayer.map((row) => `| ${row.name} | ${row.selfMs} | ${row.percent} |`),
+      '',
+      '| package | self ms | % of busy |',
+      '| --- | ---: | ---: |',
+      ...profile.byPackage.map((row) => `| ${row.name} | ${row.selfMs} | ${row.percent} |`),
+      '',
+      '| function | self ms | % of busy |',
+      '| --- | ---: | ---: |',
+      ...profile.topFunctions.map((row) => `| \`${row.name}\` | ${row.selfMs} | ${row.percent} |`),
+    );
+  }
+  out.push('', '## Targets', '', ...results.targets.map((target) => `- ${target.met ? 'met' : '**not met**'}: ${target.target}: ${target.measured}`), '');
+  return out.join('\n');
+}
+
+const escapeXml = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/**
+ * A two-panel bar chart: messages/s per phase (with the 5,000/s target and 0.25 × raw
+ * marked), and p50/p95/p99 latency per phase on a log scale (with the 25 ms target).
+ */
+export function renderChart(results: BenchResults): string {
+  const width = 1000;
+  const height = 380;
+  const panelTop = 60;
+  const panelHeight = 240;
+  const baseline = panelTop + panelHeight;
+  const parts: string[] = [];
+  const text = (x: number, y: number, content: string, attrs = '') =>
+    parts.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${attrs}>${escapeXml(content)}</text>`);
+  parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
+  text(20, 28, `RMS benchmark ${results.date.slice(0, 10)}: ${results.machine.cores} cores, node ${results.versions['node'] ?? ''}`, 'font-size="15" font-weight="bold"');
+
+  // Left panel: throughput.
+  const left = { x: 70, w: 400 };
+  const phases = results.phases;
+  const maxRate = Math.max(5000, ...phases.map((phase) => phase.messagesPerSecond)) * 1.1;
+  const yRate = (value: number) => baseline - (value / maxRate) * panelHeight;
+  text(left.x, panelTop - 12, 'messages/s end to end', 'font-size="13"');
+  for (let tick = 0; tick <= maxRate; tick += niceStep(maxRate)) {
+    parts.push(`<line x1="${left.x}" x2="${left.x + left.w}" y1="${yRate(tick)}" y2="${yRate(tick)}" stroke="#eeeeee"/>`);
+    text(left.x - 6, yRate(tick) + 4, tick.toLocaleString('en-US'), 'font-size="10" text-anchor="end"');
+  }
+  const slot = left.w / phases.length;
+  phases.forEach((phase, i) => {
+    const x = left.x + i * slot + slot * 0.15;
+    const y = yRate(phase.messagesPerSecond);
+    const colour = phase.phase === 'raw' ? '#7f7f7f' : phase.phase === 'degraded' ? '#d62728' : '#1f77b4';
+    parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot * 0.7).toFixed(1)}" height="${(baseline - y).toFixed(1)}" fill="${colour}"/>`);
+    text(x + slot * 0.35, y - 4, Math.round(phase.messagesPerSecond).toLocaleString('en-US'), 'font-size="10" text-anchor="middle"');
+    text(x + slot * 0.35, baseline + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+  });
+  const target = yRate(5000);
+  parts.push(`<line x1="${left.x}" x2="${left.x + left.w}" y1="${target}" y2="${target}" stroke="#2ca02c" stroke-dasharray="6 4"/>`);
+  text(left.x + left.w, target - 4, 'target 5,000/s', 'font-size="10" text-anchor="end" fill="#2ca02c"');
+  const raw = phases.find((phase) => phase.phase === 'raw');
+  if (raw) {
+    const quarter = yRate(raw.messagesPerSecond * 0.25);
+    parts.push(`<line x1="${left.x}" x2="${left.x + left.w}" y1="${quarter}" y2="${quarter}" stroke="#ff7f0e" stroke-dasharray="2 3"/>`);
+    text(left.x + 4, quarter - 4, '0.25 × raw', 'font-size="10" fill="#ff7f0e"');
+  }
+
+  // Right panel: latency percentiles, log scale from 0.1 ms.
+  const right = { x: 540, w: 440 };
+  const maxLatency = Math.max(100, ...phases.map((phase) => (Number.isNaN(phase.latency.p99) ? 0 : phase.latency.p99))) * 1.5;
+  const lo = Math.log10(0.1);
+  const hi = Math.log10(maxLatency);
+  const yLat = (ms: number) => baseline - ((Math.log10(Math.max(0.1, ms)) - lo) / (hi - lo)) * panelHeight;
+  text(right.x, panelTop - 12, 'confirm → handler, ms (log scale): p50 / p95 / p99', 'font-size="13"');
+  for (let exponent = -1; 10 ** exponent <= maxLatency; exponent++) {
+    const ms = 10 ** exponent;
+    parts.push(`<line x1="${right.x}" x2="${right.x + right.w}" y1="${yLat(ms)}" y2="${yLat(ms)}" stroke="#eeeeee"/>`);
+    text(right.x - 6, yLat(ms) + 4, String(ms), 'font-size="10" text-anchor="end"');
+  }
+  const latencySlot = right.w / phases.length;
+  const shades = ['#9ecae1', '#4292c6', '#08519c'];
+  phases.forEach((phase, i) => {
+    const values = [phase.latency.p50, phase.latency.p95, phase.latency.p99];
+    values.forEach((value, j) => {
+      if (Number.isNaN(value)) return;
+      const barWidth = (latencySlot * 0.7) / 3;
+      const x = right.x + i * latencySlot + latencySlot * 0.15 + j * barWidth;
+      const y = yLat(value);
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${(baseline - y).toFixed(1)}" fill="${shades[j]}"/>`);
+    });
+    text(right.x + i * latencySlot + latencySlot * 0.5, yLat(phase.latency.p99) - 4, phase.latency.p99.toFixed(1), 'font-size="9" text-anchor="middle"');
+    text(right.x + i * latencySlot + latencySlot * 0.5, baseline + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+  });
+  const latencyTarget = yLat(25);
+  parts.push(`<line x1="${right.x}" x2="${right.x + right.w}" y1="${latencyTarget}" y2="${latencyTarget}" stroke="#2ca02c" stroke-dasharray="6 4"/>`);
+  text(right.x + 4, latencyTarget - 4, 'p99 target 25 ms (at 1,000/s)', 'font-size="10" fill="#2ca02c"');
+
+  const due = results.dueScan;
+  if (due) {
+    const line = due.points.map((point) => `${point.storedMessages.toLocaleString('en-US')} stored: ${point.medianMs.toFixed(1)} ms`).join(', ');
+    text(20, height - 20, `Due-scan (1,000 due): ${line}; ratio ${due.ratio.toFixed(2)} (target ≤ 2)`, 'font-size="12"');
+  }
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif">\n${parts.join('\n')}\n</svg>\n`;
+}
+
+/** A round grid step giving about five lines up to `max`. */
+function niceStep(max: number): number {
+  const raw = max / 5;
+  const magnitude = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 5, 10].map((m) => m * magnitude).find((candidate) => candidate >= raw) ?? raw;
+  return step;
+}
