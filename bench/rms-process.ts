@@ -5,8 +5,8 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { freePort } from '../scripts/demo-stack.js';
 
 /** How to start one RMS process. */
 export interface RmsProcessOptions {
@@ -22,17 +22,7 @@ export interface RmsProcessOptions {
   startTimeoutMs?: number;
 }
 
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released for the child to take). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+
 
 /** A running RMS child process. */
 export class RmsProcess {

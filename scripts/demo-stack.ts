@@ -55,7 +55,8 @@ export interface DemoStack {
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
-async function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (asked of the kernel, then released for a server to take). */
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
