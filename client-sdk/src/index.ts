@@ -32,3 +32,4 @@ export * from './degrade/memory-degrade-switch.js';
 export * from './degrade/zookeeper-degrade-switch.js';
 export * from './transport/failover-transport.js';
 export * from './consumer/fallback-consumption.js';
+export * from './batching/micro-batcher.js';

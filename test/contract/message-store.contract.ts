@@ -11,6 +11,7 @@ import {
   type MessageStore,
   type NewMessage,
   StateConflictError,
+  type Transition,
 } from '@rms/message-service';
 
 /** A fresh, empty store and how to dispose of it. */
@@ -40,6 +41,28 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         nextAttemptAt: new Date(createdAt.getTime() + 6000),
         ...overrides,
       };
+    }
+
+    /** What `insert` stores for `input`: a PENDING message with nothing else decided yet. */
+    function storedFrom(input: NewMessage): Message {
+      return {
+        ...input,
+        status: 'PENDING',
+        deadReason: null,
+        updatedAt: input.createdAt,
+        confirmedAt: null,
+        completedAt: null,
+        cancelledAt: null,
+        checkAttempts: 0,
+        deliveryAttempts: 0,
+        lastTransport: null,
+        lastError: null,
+      };
+    }
+
+    /** What `transition` makes of `before` when `change` applies. */
+    function applied(before: Message, change: Transition): Message {
+      return { ...before, ...change.set, status: change.to, deadReason: change.deadReason, updatedAt: change.at };
     }
 
     before(async () => {
@@ -332,6 +355,179 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       assert.equal(onlyCancelled.next, null);
       const otherTopic = await store.list({ topic: `${topic}.none`, limit: 10 });
       assert.deepEqual(otherTopic, { messages: [], next: null });
+    });
+
+    test('insertMany stores new messages in the order given, each round-tripping like insert', async () => {
+      const inputs = [
+        newMessage({
+          producerMessageId: 'key-batch-new',
+          payload: { order: { lines: [1, 2.5, 'x', null, true, { deep: {} }] }, text: 'héllo ✓' },
+          headers: { 'trace-id': 'abc', empty: '' },
+        }),
+        newMessage({ producerMessageId: null, topic: 'stock.release', payload: null }),
+        // The same key under another producer is another key, also within one batch.
+        newMessage({ producer: 'billing', producerMessageId: 'key-batch-new', payload: ['a', 2], nextAttemptAt: new Date(0) }),
+      ];
+      const results = await store.insertMany(inputs);
+      assert.equal(results.length, 3);
+      for (const [i, input] of inputs.entries()) {
+        assert.deepEqual(results[i], { message: storedFrom(input), created: true }, `message ${i}`);
+        assert.deepEqual(await store.findById(input.id), storedFrom(input), `message ${i} as stored`);
+      }
+    });
+
+    test('insertMany answers a known or repeated producer key with the stored message, as racing inserts would', async () => {
+      const existing = (await store.insert(newMessage({ producerMessageId: 'key-batch-known' }))).message;
+      const inputs = [
+        newMessage({ producerMessageId: 'key-batch-fresh', payload: { first: true } }),
+        newMessage({ producerMessageId: 'key-batch-known', payload: { late: true } }),
+        newMessage({ producerMessageId: null }),
+        newMessage({ producerMessageId: 'key-batch-fresh', payload: { second: true } }),
+        newMessage({ producerMessageId: 'key-batch-other' }),
+      ];
+      const [fresh, known, unkeyed, repeat, other] = inputs as [NewMessage, NewMessage, NewMessage, NewMessage, NewMessage];
+      const results = await store.insertMany(inputs);
+      assert.deepEqual(results, [
+        { message: storedFrom(fresh), created: true },
+        { message: existing, created: false },
+        { message: storedFrom(unkeyed), created: true },
+        // The first of the batch holding the key wins, payload and all.
+        { message: storedFrom(fresh), created: false },
+        { message: storedFrom(other), created: true },
+      ]);
+      assert.equal(await store.findById(known.id), null, 'no second message under a known key');
+      assert.equal(await store.findById(repeat.id), null, 'no second message under a key repeated in the batch');
+      assert.deepEqual(await store.findById(existing.id), existing, 'the stored message is left as it was');
+      for (const input of [fresh, unkeyed, other]) assert.deepEqual(await store.findById(input.id), storedFrom(input));
+    });
+
+    test('insertMany of nothing stores nothing and answers []', async () => {
+      assert.deepEqual(await store.insertMany([]), []);
+    });
+
+    test('findByIds answers in the order given, null for an unknown id, and a repeated id twice', async () => {
+      const a = (await store.insert(newMessage())).message;
+      const b = (await store.insert(newMessage({ payload: 'b' }))).message;
+      const at = tick();
+      const c = await store.transition({
+        id: (await store.insert(newMessage())).message.id,
+        from: { status: 'PENDING', deadReason: null },
+        to: 'CANCELLED',
+        deadReason: null,
+        at,
+        set: { cancelledAt: at, nextAttemptAt: null },
+      });
+      assert.ok(c);
+      const unknown = uuidv7();
+      assert.deepEqual(await store.findByIds([b.id, unknown, c.id, a.id, b.id]), [b, null, c, a, b]);
+      assert.deepEqual(await store.findByIds([unknown]), [null]);
+      assert.deepEqual(await store.findByIds([]), []);
+    });
+
+    test('transitionMany applies each change exactly as transition would, answering in the order given', async () => {
+      const pending = async (overrides: Partial<NewMessage> = {}) => (await store.insert(newMessage(overrides))).message;
+      const deadOne = async () => {
+        const dead = await store.transition({
+          id: (await pending()).id,
+          from: { status: 'PENDING', deadReason: null },
+          to: 'DEAD',
+          deadReason: 'CHECK_EXHAUSTED',
+          at: tick(),
+          set: { checkAttempts: 5, nextAttemptAt: null },
+        });
+        assert.ok(dead);
+        return dead;
+      };
+      const lease = new Date(Date.parse('2031-01-01T00:00:00Z'));
+      const fromPending = { status: 'PENDING' as const, deadReason: null };
+      const later = (at: Date, ms: number) => new Date(at.getTime() + ms);
+      // Each case: the message as it is before, the change, and whether the change applies.
+      // Deliberately interleaved, with pairs of the same shape (condition, target, fields
+      // set, fenced or not) but values of their own: an adapter that batches by shape must
+      // still apply each change's own `at`, fields and fence.
+      const cases: { before: Message | null; change: (id: string, at: Date) => Transition; applies: boolean }[] = [
+        {
+          before: await pending(),
+          change: (id, at) => ({ id, from: fromPending, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at, nextAttemptAt: later(at, 30_000) } }),
+          applies: true,
+        },
+        {
+          before: await pending(),
+          change: (id, at) => ({ id, from: { status: 'SENDING', deadReason: null }, to: 'COMPLETED', deadReason: null, at, set: { completedAt: at } }),
+          applies: false,
+        },
+        {
+          before: await pending(),
+          change: (id, at) => ({ id, from: fromPending, to: 'CANCELLED', deadReason: null, at, set: { cancelledAt: at, nextAttemptAt: null } }),
+          applies: true,
+        },
+        {
+          before: await pending({ nextAttemptAt: lease }),
+          change: (id, at) => ({
+            id, from: fromPending, to: 'PENDING', deadReason: null, at, set: { checkAttempts: 1, nextAttemptAt: later(at, 6000) },
+            fence: { nextAttemptAt: later(lease, -60_000) },
+          }),
+          applies: false,
+        },
+        {
+          before: await pending(),
+          change: (id, at) => ({ id, from: fromPending, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at, nextAttemptAt: later(at, 45_000) } }),
+          applies: true,
+        },
+        {
+          before: null,
+          change: (_, at) => ({ id: uuidv7(), from: fromPending, to: 'CANCELLED', deadReason: null, at, set: { cancelledAt: at } }),
+          applies: false,
+        },
+        {
+          before: await pending({ nextAttemptAt: lease }),
+          change: (id, at) => ({
+            id, from: fromPending, to: 'PENDING', deadReason: null, at, set: { checkAttempts: 1, nextAttemptAt: later(at, 6000) },
+            fence: { nextAttemptAt: lease },
+          }),
+          applies: true,
+        },
+        {
+          // A null fence requires nextAttemptAt to still be null.
+          before: await deadOne(),
+          change: (id, at) => ({
+            id, from: { status: 'DEAD', deadReason: 'CHECK_EXHAUSTED' }, to: 'PENDING', deadReason: null, at, set: { checkAttempts: 0, nextAttemptAt: at },
+            fence: { nextAttemptAt: null },
+          }),
+          applies: true,
+        },
+        {
+          before: await deadOne(),
+          change: (id, at) => ({ id, from: { status: 'DEAD', deadReason: 'DELIVERY_EXHAUSTED' }, to: 'SENDING', deadReason: null, at, set: { deliveryAttempts: 0, nextAttemptAt: at } }),
+          applies: false,
+        },
+      ];
+      const changes = cases.map(({ before, change }) => change(before?.id ?? '', tick()));
+      const results = await store.transitionMany(changes);
+      assert.deepEqual(
+        results,
+        cases.map(({ before, applies }, i) => (applies && before ? applied(before, changes[i] as Transition) : null)),
+      );
+      for (const [i, { before }] of cases.entries()) {
+        const stored = await store.findById((changes[i] as Transition).id);
+        // What the answer says for a moved message, exactly as it was for the others.
+        assert.deepEqual(stored, results[i] ?? before, `change ${i}`);
+      }
+    });
+
+    test('transitionMany refuses a message named twice with RangeError and writes nothing', async () => {
+      const a = (await store.insert(newMessage())).message;
+      const b = (await store.insert(newMessage())).message;
+      const change = (message: Message, to: 'SENDING' | 'CANCELLED'): Transition => ({
+        id: message.id, from: { status: 'PENDING', deadReason: null }, to, deadReason: null, at: tick(), set: {},
+      });
+      await assert.rejects(store.transitionMany([change(a, 'SENDING'), change(b, 'CANCELLED'), change(a, 'CANCELLED')]), RangeError);
+      assert.deepEqual(await store.findById(a.id), a);
+      assert.deepEqual(await store.findById(b.id), b);
+    });
+
+    test('transitionMany of nothing answers []', async () => {
+      assert.deepEqual(await store.transitionMany([]), []);
     });
   });
 }

@@ -259,7 +259,7 @@ describe('HTTP API: bad input gets a 4xx that names the problem', () => {
   test('an oversized payload is a 413, whether over the payload limit or the body limit', async () => {
     const overPayload = await rms.call('orders', 'POST', '/v1/messages', { topic: 'a', payload: 'x'.repeat(2000) });
     assertError(overPayload, 413, 'PAYLOAD_TOO_LARGE', /1024 bytes/);
-    const overBody = await rms.call('orders', 'POST', '/v1/messages', { topic: 'a', payload: 'x'.repeat(200_000) });
+    const overBody = await rms.call('orders', 'POST', '/v1/messages', { topic: 'a', payload: 'x'.repeat(5_000_000) });
     assertError(overBody, 413, 'PAYLOAD_TOO_LARGE');
   });
 

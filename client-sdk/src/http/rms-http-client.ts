@@ -33,6 +33,21 @@ export interface RmsMessage {
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
+/** One element's answer in a batch request: the HTTP status and body the single call would have answered. */
+export interface BatchItemAnswer {
+  status: number;
+  body: unknown;
+}
+
+/** One message of a batch prepare. */
+export interface PrepareRequest {
+  topic: string;
+  payload: unknown;
+  /** The producer's idempotency key; required here so a retried batch never makes two messages. */
+  messageId: string;
+  headers?: Record<string, string>;
+}
+
 /** Retry policy for calls that fail with 503, a network error or a timeout. */
 export interface RetryOptions {
   /** Attempts after the first. @defaultValue 5 */
@@ -73,6 +88,21 @@ export class RmsHttpClient {
   async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
     return this.request<RmsMessage>('POST', '/v1/messages', body);
+  }
+
+  /**
+   * `POST /v1/messages/batch`: prepares up to 1000 messages in one request; one answer per
+   * message, in order. A refused message (400, 409, 413) does not refuse the others; a 503
+   * or a network failure fails (and retries) the whole request.
+   */
+  async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
+    const body = { messages: messages.map(({ topic, payload, messageId, headers }) => ({ topic, payload, messageId, ...(headers && { headers }) })) };
+    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
+  }
+
+  /** `POST /v1/confirms`: confirms up to 1000 messages in one request; one answer per id, in order. */
+  async confirmMany(ids: readonly string[]): Promise<BatchItemAnswer[]> {
+    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/confirms', { ids })).results;
   }
 
   /** `POST /v1/messages/:id/confirm`. */

@@ -5,14 +5,67 @@
  * the cases `send` cannot, such as the process dying half way.
  */
 import { randomUUID } from 'node:crypto';
-import { RmsConflictError, RmsUnavailableError } from '../errors.js';
-import { RmsHttpClient, type RmsHttpClientOptions, type RmsMessage } from '../http/rms-http-client.js';
+import { MicroBatcher } from '../batching/micro-batcher.js';
+import { RmsConflictError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
+import {
+  type BatchItemAnswer,
+  type PrepareRequest,
+  RmsHttpClient,
+  type RmsHttpClientOptions,
+  type RmsMessage,
+} from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
+
+/**
+ * How a producer batches: prepares (and confirms) made while others are on their way
+ * are sent together as one `POST /v1/messages/batch` (`POST /v1/confirms`). A call made
+ * alone still goes out at once as a single request; only concurrent calls share one.
+ */
+export interface ProducerBatchingOptions {
+  /** Most messages in one batch request (RMS takes at most 1000). @defaultValue 100 */
+  maxBatch?: number;
+  /** Longest a call waits for others; 0 means only calls of the same event-loop turn share a request. @defaultValue 0 */
+  delayMs?: number;
+  /** Most payload bytes (as JSON) in one batch; a larger message goes alone. @defaultValue 1048576 */
+  maxBatchBytes?: number;
+  /** Most batch requests of one kind in flight; calls made meanwhile join the next. @defaultValue 4 */
+  maxInFlight?: number;
+}
 
 /** How to reach RMS as a producer, and where to log. */
 export interface ProducerOptions extends RmsHttpClientOptions {
   /** Receives the warnings `send` does not throw (a failed confirm, a failed cancel). @defaultValue silentLogger */
   logger?: SdkLogger;
+  /** Batching of concurrent prepares and confirms; `false` sends one request per call. @defaultValue the defaults of {@link ProducerBatchingOptions} */
+  batching?: ProducerBatchingOptions | false;
+}
+
+/** RMS's limit on messages per batch request. */
+const MAX_BATCH = 1000;
+
+/** A batch answer element as the single call would have settled. */
+function settledFrom<T>(answer: BatchItemAnswer): PromiseSettledResult<T> {
+  if (answer.status >= 200 && answer.status < 300) return { status: 'fulfilled', value: answer.body as T };
+  return { status: 'rejected', reason: errorFromAnswer(answer.status, answer.body) };
+}
+
+/**
+ * Runs a batch with `many`, a lone call with `one`. A batch refused as a whole for a
+ * reason other than RMS being unavailable (too large, say) is sent again call by call,
+ * so each call gets its own answer.
+ */
+async function runBatch<Input, Output>(
+  inputs: Input[],
+  many: (inputs: Input[]) => Promise<BatchItemAnswer[]>,
+  one: (input: Input) => Promise<Output>,
+): Promise<PromiseSettledResult<Output>[]> {
+  if (inputs.length === 1) return Promise.allSettled([one(inputs[0] as Input)]);
+  try {
+    return (await many(inputs)).map((answer) => settledFrom<Output>(answer));
+  } catch (error) {
+    if (error instanceof RmsUnavailableError) throw error;
+    return Promise.allSettled(inputs.map(one));
+  }
 }
 
 /** Options of one prepared message. */
@@ -58,20 +111,43 @@ export function createProducer(options: ProducerOptions): RmsProducer {
 export class RmsProducer {
   private readonly client: RmsHttpClient;
   private readonly logger: SdkLogger;
+  private readonly prepares: MicroBatcher<PrepareRequest, RmsMessage> | undefined;
+  private readonly confirms: MicroBatcher<string, RmsMessage> | undefined;
 
   constructor(options: ProducerOptions) {
     this.client = new RmsHttpClient(options);
     this.logger = options.logger ?? silentLogger;
+    if (options.batching !== false) {
+      const batching = options.batching ?? {};
+      const limits = {
+        maxBatch: Math.min(batching.maxBatch ?? 100, MAX_BATCH),
+        maxInFlight: batching.maxInFlight ?? 4,
+        delayMs: batching.delayMs ?? 0,
+      };
+      const client = this.client;
+      this.prepares = new MicroBatcher({
+        ...limits,
+        sizeOf: (request) => JSON.stringify(request.payload ?? null).length,
+        maxBatchSize: batching.maxBatchBytes ?? 1_048_576,
+        run: (requests) => runBatch(requests, (all) => client.prepareMany(all), (one) => client.prepare(one.topic, one.payload, one)),
+      });
+      this.confirms = new MicroBatcher({
+        ...limits,
+        keyOf: (id) => id,
+        run: (ids) => runBatch(ids, (all) => client.confirmMany(all), (one) => client.confirm(one)),
+      });
+    }
   }
 
   /** Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on `messageId`. */
   prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<RmsMessage> {
-    return this.client.prepare(topic, payload, { ...options, messageId: options.messageId ?? randomUUID() });
+    const request: PrepareRequest = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+    return this.prepares ? this.prepares.submit(request) : this.client.prepare(topic, payload, request);
   }
 
   /** Hands the message to RMS for delivery (status `SENDING`). Confirming again succeeds again. */
   confirm(id: string): Promise<RmsMessage> {
-    return this.client.confirm(id);
+    return this.confirms ? this.confirms.submit(id) : this.client.confirm(id);
   }
 
   /** Drops a `PENDING` message for good (status `CANCELLED`). Cancelling again succeeds again. */
@@ -127,7 +203,7 @@ export class RmsProducer {
     options: PrepareOptions = {},
   ): Promise<SendResult<T>> {
     const messageId = options.messageId ?? randomUUID();
-    const prepared = await this.client.prepare(topic, payload, { ...options, messageId });
+    const prepared = await this.prepare(topic, payload, { ...options, messageId });
 
     let result: T;
     try {
@@ -138,7 +214,7 @@ export class RmsProducer {
     }
 
     try {
-      const confirmed = await this.client.confirm(prepared.id);
+      const confirmed = await this.confirm(prepared.id);
       return { message: confirmed, result, confirmed: true };
     } catch (error) {
       const context = { id: prepared.id, messageId, topic, err: error };

@@ -31,6 +31,7 @@ import type { RmsConfig } from './config/config.js';
 import { DependencyUnavailableError } from './domain/errors.js';
 import { createHttpApp } from './http/http-app.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { CoalescingMessageStore } from './store/coalescing-message-store.js';
 import { createMessageStore } from './store/create-message-store.js';
 import type { MessageStore } from './store/message-store.js';
 
@@ -144,8 +145,9 @@ export class RmsServer {
   static async start(options: RmsServerOptions): Promise<RmsServer> {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.logLevel);
-    const store = options.store ?? createMessageStore(config.storeUrl);
-    await initStore(store, logger, options.storeStartupTimeoutMs ?? 60_000);
+    const backingStore = options.store ?? (await createMessageStore(config.storeUrl));
+    await initStore(backingStore, logger, options.storeStartupTimeoutMs ?? 60_000);
+    const store = config.storeBatch.maxBatch > 1 ? new CoalescingMessageStore(backingStore, config.storeBatch) : backingStore;
     const registry = new AppRegistry(config.apps);
     const metrics = new Metrics();
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);

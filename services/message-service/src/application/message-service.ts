@@ -116,6 +116,20 @@ export class MessageService {
     return result;
   }
 
+  /**
+   * Prepares many messages: each as `prepare` would, settled one by one, in the order
+   * given (one refused message does not refuse the others). With a coalescing store the
+   * inserts share one statement.
+   */
+  prepareMany(caller: Caller, inputs: readonly PrepareInput[]): Promise<PromiseSettledResult<{ message: Message; created: boolean }>[]> {
+    return Promise.allSettled(inputs.map((input) => this.prepare(caller, input)));
+  }
+
+  /** Confirms many messages: each as `confirm` would, settled one by one, in the order given. */
+  confirmMany(caller: Caller, ids: readonly string[]): Promise<PromiseSettledResult<Message>[]> {
+    return Promise.allSettled(ids.map((id) => this.confirm(caller, id)));
+  }
+
   /** The producer's local transaction committed: the message becomes `SENDING`. */
   confirm(caller: Caller, id: string): Promise<Message> {
     return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));

@@ -89,6 +89,12 @@ export interface RmsConfig {
   retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
   maxPayloadBytes: number;
+  /**
+   * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
+   * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
+   * statements of one kind running at once (calls arriving meanwhile join the next one).
+   */
+  storeBatch: { maxBatch: number; maxInFlight: number };
   /** `LOG_LEVEL`: pino level. @defaultValue info */
   logLevel: string;
   /** `RMS_SHUTDOWN_GRACE_MS`: how long shutdown waits for in-flight requests. @defaultValue 10000 */
@@ -136,6 +142,8 @@ const envSchema = z.object({
   RMS_ALERT_WINDOW_MS: integer(0).default(300_000),
   RMS_RETENTION_MS: integer(0).default(7 * 24 * 3600 * 1000),
   RMS_RETENTION_INTERVAL_MS: integer(1).default(3600 * 1000),
+  RMS_STORE_BATCH_MAX: integer(1).max(5000, 'must be at most 5000').default(500),
+  RMS_STORE_BATCH_CONCURRENCY: integer(1).max(100, 'must be at most 100').default(4),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
 });
@@ -196,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     alerts: { webhooks: e.RMS_ALERT_WEBHOOKS, windowMs: e.RMS_ALERT_WINDOW_MS },
     retention: { retentionMs: e.RMS_RETENTION_MS, intervalMs: e.RMS_RETENTION_INTERVAL_MS },
     maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
+    storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,
   };

@@ -27,6 +27,12 @@ export interface HttpAppOptions {
 /** Room in a request body for the topic, headers and key around the payload. */
 const ENVELOPE_ALLOWANCE_BYTES = 64 * 1024;
 
+/**
+ * Largest body of a batch request (`POST /v1/messages/batch`); each of its messages is
+ * still held to the payload limit. The SDK keeps its batches under 1 MiB of payload.
+ */
+export const BATCH_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+
 /** Builds the express application. */
 export function createHttpApp(options: HttpAppOptions): express.Express {
   const { logger } = options;
@@ -34,7 +40,8 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
   // Every body is read as JSON whatever its Content-Type: `curl -d` sends a form type by default.
-  app.use(express.json({ limit: options.maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, type: () => true, strict: false }));
+  const bodyLimit = Math.max(options.maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, BATCH_BODY_LIMIT_BYTES);
+  app.use(express.json({ limit: bodyLimit, type: () => true, strict: false }));
   app.use(healthRoutes({ checks: options.readinessChecks }));
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());

@@ -28,9 +28,28 @@ export const prepareBodySchema = z.strictObject({
     .optional(),
 });
 
+/** Most messages in one batch request (`POST /v1/messages/batch`, `/v1/confirms`, `/v1/acks`). */
+export const MAX_BATCH_ITEMS = 1000;
+
+/**
+ * `POST /v1/messages/batch`: only the envelope; each element is checked against
+ * `prepareBodySchema` on its own, so one bad element is refused alone.
+ */
+export const batchPrepareBodySchema = z.strictObject({
+  messages: z
+    .array(z.unknown(), { error: 'must be an array of messages' })
+    .min(1, 'must hold at least one message')
+    .max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} messages`),
+});
+
+/** `POST /v1/confirms`. */
+export const batchConfirmBodySchema = z.strictObject({
+  ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} ids`),
+});
+
 /** `POST /v1/acks`. */
 export const batchAckBodySchema = z.strictObject({
-  ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(1000, 'at most 1000 ids'),
+  ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} ids`),
 });
 
 /** `POST /v1/messages/:id/heartbeat` (the body is optional). */

@@ -93,10 +93,25 @@ export interface MessageStore {
   ping(): Promise<void>;
   /** Stores a new message, or returns the one already stored under the same (producer, producerMessageId). */
   insert(message: NewMessage): Promise<InsertResult>;
+  /**
+   * Stores many new messages at once: the answer of `insert` for each, in the order given.
+   * Two messages of the batch with the same (producer, producerMessageId) behave like two
+   * racing inserts: the first is created, the second finds it (`created: false`).
+   */
+  insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]>;
   /** The message with this id, or `null`. */
   findById(id: string): Promise<Message | null>;
+  /** The messages with these ids, in the order given, `null` where there is none. */
+  findByIds(ids: readonly string[]): Promise<(Message | null)[]>;
   /** Applies the change if the message is still in `change.from`; returns the updated message, or `null` if it was not. */
   transition(change: Transition): Promise<Message | null>;
+  /**
+   * Applies many transitions, each exactly as `transition` would (its own condition, its
+   * own fields), in fewer round trips; the answers are in the order given. The ids must be
+   * distinct: two changes of one message in one call would race within the statement.
+   * @throws RangeError when an id appears twice.
+   */
+  transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]>;
   /** Messages newest first (by `createdAt`, then `id`), filtered and paged. */
   list(query: ListQuery): Promise<MessagePage>;
   /**

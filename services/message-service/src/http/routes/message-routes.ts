@@ -7,8 +7,13 @@ import type { MessageService } from '../../application/message-service.js';
 import { PayloadTooLargeError } from '../../domain/errors.js';
 import { callerOf, requireRole } from '../authentication.js';
 import { toMessageView } from '../message-view.js';
+import type { PrepareInput } from '../../application/message-service.js';
+import type { JsonValue, Message } from '../../domain/message.js';
+import { toHttpError } from '../error-mapping.js';
 import {
   batchAckBodySchema,
+  batchConfirmBodySchema,
+  batchPrepareBodySchema,
   decodeCursor,
   encodeCursor,
   heartbeatBodySchema,
@@ -27,25 +32,75 @@ export interface MessageRoutesOptions {
   maxPayloadBytes: number;
 }
 
-/** The `/v1/messages` and `/v1/acks` routes. Mount after `authenticate`. */
+/** One element's answer in a batch: the status and body the single call would have answered. */
+export interface BatchItemAnswer {
+  status: number;
+  body: unknown;
+}
+
+/**
+ * The answer of one batch element. A refusal (400, 403, 404, 409, 413) is that element's
+ * own; an unavailable store or an unexpected failure fails the whole request instead (503
+ * or 500), since the client must retry or report it as a whole.
+ */
+function itemAnswer<T>(outcome: PromiseSettledResult<T>, view: (value: T) => unknown = (value) => value): BatchItemAnswer {
+  if (outcome.status === 'fulfilled') return { status: 200, body: view(outcome.value) };
+  const answer = toHttpError(outcome.reason);
+  if (answer.status >= 500) throw outcome.reason;
+  return { status: answer.status, body: answer.body };
+}
+
+/** The `/v1/messages`, `/v1/confirms` and `/v1/acks` routes. Mount after `authenticate`. */
 export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions): Router {
   const router = Router();
   const idOf = (params: Record<string, string | string[] | undefined>): string => parseOrThrow(messageIdSchema, params['id'], 'id');
 
+  /** Checks one prepare body (`where` names it inside a batch) and returns what the service takes. */
+  const prepareInput = (body: unknown, where = ''): PrepareInput => {
+    const parsed = parseOrThrow(prepareBodySchema, body, where);
+    if (Buffer.byteLength(JSON.stringify(parsed.payload)) > maxPayloadBytes) throw new PayloadTooLargeError(maxPayloadBytes);
+    return {
+      topic: parsed.topic,
+      payload: parsed.payload as JsonValue,
+      ...(parsed.messageId !== undefined && { messageId: parsed.messageId }),
+      ...(parsed.headers !== undefined && { headers: parsed.headers }),
+    };
+  };
+
   router.post('/v1/messages', requireRole('producer'), async (request, response) => {
-    const body = parseOrThrow(prepareBodySchema, request.body);
-    if (Buffer.byteLength(JSON.stringify(body.payload)) > maxPayloadBytes) throw new PayloadTooLargeError(maxPayloadBytes);
-    const { message, created } = await service.prepare(callerOf(response), {
-      topic: body.topic,
-      payload: body.payload as never,
-      ...(body.messageId !== undefined && { messageId: body.messageId }),
-      ...(body.headers !== undefined && { headers: body.headers }),
-    });
+    const { message, created } = await service.prepare(callerOf(response), prepareInput(request.body));
     response.status(created ? 201 : 200).location(`/v1/messages/${message.id}`).json(toMessageView(message));
+  });
+
+  router.post('/v1/messages/batch', requireRole('producer'), async (request, response) => {
+    const { messages } = parseOrThrow(batchPrepareBodySchema, request.body);
+    const inputs = messages.map((body, index) => {
+      try {
+        return prepareInput(body, `messages[${index}]`);
+      } catch (error) {
+        return { refused: error };
+      }
+    });
+    const valid = inputs.filter((input): input is PrepareInput => !('refused' in input));
+    const outcomes = await service.prepareMany(callerOf(response), valid);
+    let next = 0;
+    const results = inputs.map((input) => {
+      if ('refused' in input) return itemAnswer({ status: 'rejected', reason: input.refused });
+      const outcome = outcomes[next++] as PromiseSettledResult<{ message: Message; created: boolean }>;
+      if (outcome.status === 'rejected') return itemAnswer(outcome);
+      return { status: outcome.value.created ? 201 : 200, body: toMessageView(outcome.value.message) };
+    });
+    response.json({ results });
   });
 
   router.post('/v1/messages/:id/confirm', requireRole('producer', 'admin'), async (request, response) => {
     response.json(toMessageView(await service.confirm(callerOf(response), idOf(request.params))));
+  });
+
+  router.post('/v1/confirms', requireRole('producer', 'admin'), async (request, response) => {
+    const { ids } = parseOrThrow(batchConfirmBodySchema, request.body);
+    const outcomes = await service.confirmMany(callerOf(response), ids);
+    response.json({ results: outcomes.map((outcome) => itemAnswer(outcome, (message) => toMessageView(message))) });
   });
 
   router.delete('/v1/messages/:id', requireRole('producer', 'admin'), async (request, response) => {

@@ -17,6 +17,7 @@ import {
   type NewMessage,
 } from '../../domain/message.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import { requireDistinctIds } from '../require-distinct-ids.js';
 
 /** Options of the MongoDB store. */
 export interface MongoStoreOptions {
@@ -390,6 +391,19 @@ export class MongoMessageStore implements MessageStore {
     });
   }
 
+  /**
+   * Stores the messages one after another, in the order given, each exactly as `insert`
+   * does: a later message of the batch with the producer key of an earlier one finds it
+   * (`created: false`), as a racing insert would. MongoDB is not the benchmarked store;
+   * correctness first: one round trip per message, and no reliance on how an unordered
+   * `insertMany` reports the duplicates it skipped.
+   */
+  async insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
+    const results: InsertResult[] = [];
+    for (const message of messages) results.push(await this.insert(message));
+    return results;
+  }
+
   async findById(id: string): Promise<Message | null> {
     return this.run(async () => {
       const document = await this.model
@@ -398,6 +412,23 @@ export class MongoMessageStore implements MessageStore {
         .lean<MessageDocument>()
         .exec();
       return document ? toMessage(document) : null;
+    });
+  }
+
+  /**
+   * Reads the messages in one `find`, then answers in the order given: `null` for an id
+   * with no message, and the same message again for an id given twice.
+   */
+  async findByIds(ids: readonly string[]): Promise<(Message | null)[]> {
+    if (ids.length === 0) return [];
+    return this.run(async () => {
+      const documents = await this.model
+        .find({ _id: { $in: [...new Set(ids)] } })
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<MessageDocument[]>()
+        .exec();
+      const byId = new Map(documents.map((document) => [document._id, toMessage(document)]));
+      return ids.map((id) => byId.get(id) ?? null);
     });
   }
 
@@ -424,6 +455,17 @@ export class MongoMessageStore implements MessageStore {
         .exec();
       return document ? toMessage(document) : null;
     });
+  }
+
+  /**
+   * Applies each change with `transition`, concurrently: every one is its own atomic
+   * conditional `findOneAndUpdate`, so each answers exactly as `transition` would. MongoDB
+   * is not the benchmarked store; correctness first.
+   * @throws RangeError when an id appears twice, before anything is written.
+   */
+  async transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+    requireDistinctIds(changes);
+    return Promise.all(changes.map((change) => this.transition(change)));
   }
 
   async claimDue(query: ClaimQuery): Promise<Message[]> {

@@ -8,6 +8,7 @@ import pg from 'pg';
 import { DependencyUnavailableError } from '../../domain/errors.js';
 import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import { requireDistinctIds } from '../require-distinct-ids.js';
 import { MIGRATIONS } from './schema.js';
 
 /** Options of the PostgreSQL store. */
@@ -47,6 +48,32 @@ const PATCH_COLUMNS: Record<keyof MessagePatch, string> = {
   lastTransport: 'last_transport',
   lastError: 'last_error',
 };
+
+/** The SQL type of each patch column, for reading it out of a JSON record set. */
+const PATCH_COLUMN_TYPES: Record<keyof MessagePatch, string> = {
+  confirmedAt: 'timestamptz',
+  completedAt: 'timestamptz',
+  cancelledAt: 'timestamptz',
+  checkAttempts: 'integer',
+  deliveryAttempts: 'integer',
+  nextAttemptAt: 'timestamptz',
+  lastTransport: 'text',
+  lastError: 'text',
+};
+
+/** The fields a transition sets (those not `undefined`), in a fixed order. */
+function patchFields(change: Transition): (keyof MessagePatch)[] {
+  return (Object.keys(PATCH_COLUMNS) as (keyof MessagePatch)[]).filter((field) => change.set[field] !== undefined);
+}
+
+/** Transitions with the same shape can share one statement. */
+function shapeOf(change: Transition): string {
+  return [change.from.status, change.from.deadReason, change.to, change.deadReason, patchFields(change).join('+'), change.fence ? 'fenced' : ''].join('|');
+}
+
+function producerKey(producer: string, producerMessageId: string | null): string {
+  return `${producer}\u0000${producerMessageId ?? ''}`;
+}
 
 interface MessageRow {
   id: string;
@@ -226,6 +253,109 @@ export class PostgresMessageStore implements MessageStore {
     const existingRow = existing.rows[0];
     if (!existingRow) throw new Error(`insert of ${message.id} conflicted but no message holds its producer key`);
     return { message: toMessage(existingRow), created: false };
+  }
+
+  async insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
+    if (messages.length === 0) return [];
+    if (messages.length === 1) return [await this.insert(messages[0] as NewMessage)];
+    // One statement for the batch: the rows travel as one JSON array (payload and headers
+    // as JSON text, so a `null` payload stays the JSON value null rather than SQL NULL),
+    // inserted in the order given, so the first of two same-key messages wins.
+    const rows = messages.map((message, ord) => ({
+      ord,
+      id: message.id,
+      producer: message.producer,
+      producer_message_id: message.producerMessageId,
+      topic: message.topic,
+      payload: JSON.stringify(message.payload),
+      headers: JSON.stringify(message.headers),
+      created_at: message.createdAt,
+      next_attempt_at: message.nextAttemptAt,
+    }));
+    const inserted = await this.query<MessageRow>(
+      `INSERT INTO ${this.table}
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
+       SELECT v.id, v.producer, v.producer_message_id, v.topic, v.payload::json, v.headers::jsonb, 'PENDING', v.created_at, v.created_at, v.next_attempt_at
+       FROM json_to_recordset($1::json) AS v(ord int, id uuid, producer text, producer_message_id text, topic text,
+                                             payload text, headers text, created_at timestamptz, next_attempt_at timestamptz)
+       ORDER BY v.ord
+       ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
+       RETURNING *`,
+      [JSON.stringify(rows)],
+    );
+    const created = new Map(inserted.rows.map((row) => [row.id, toMessage(row)]));
+    const conflicted = messages.filter((message) => !created.has(message.id));
+    const existing = new Map<string, Message>();
+    if (conflicted.length > 0) {
+      // As in `insert`: ON CONFLICT waited for racing inserts to commit, so the rows are there.
+      const found = await this.query<MessageRow>(
+        `SELECT * FROM ${this.table}
+         WHERE (producer, producer_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+        [conflicted.map((message) => message.producer), conflicted.map((message) => message.producerMessageId)],
+      );
+      for (const row of found.rows) existing.set(producerKey(row.producer, row.producer_message_id), toMessage(row));
+    }
+    return messages.map((message) => {
+      const mine = created.get(message.id);
+      if (mine) return { message: mine, created: true };
+      const stored = existing.get(producerKey(message.producer, message.producerMessageId));
+      if (!stored) throw new Error(`insert of ${message.id} conflicted but no message holds its producer key`);
+      return { message: stored, created: false };
+    });
+  }
+
+  async findByIds(ids: readonly string[]): Promise<(Message | null)[]> {
+    if (ids.length === 0) return [];
+    const { rows } = await this.query<MessageRow>(`SELECT * FROM ${this.table} WHERE id = ANY($1::uuid[])`, [ids]);
+    const byId = new Map(rows.map((row) => [row.id, toMessage(row)]));
+    return ids.map((id) => byId.get(id) ?? null);
+  }
+
+  async transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+    requireDistinctIds(changes);
+    if (changes.length === 0) return [];
+    if (changes.length === 1) return [await this.transition(changes[0] as Transition)];
+    // Changes of the same shape (condition, target, fields set, fenced or not) share one
+    // UPDATE ... FROM json_to_recordset: one statement per shape instead of one per message.
+    const shapes = new Map<string, Transition[]>();
+    for (const change of changes) {
+      const key = shapeOf(change);
+      const group = shapes.get(key);
+      if (group) group.push(change);
+      else shapes.set(key, [change]);
+    }
+    const moved = new Map<string, Message>();
+    await Promise.all(
+      [...shapes.values()].map(async (group) => {
+        for (const message of await this.transitionShape(group)) moved.set(message.id, message);
+      }),
+    );
+    return changes.map((change) => moved.get(change.id) ?? null);
+  }
+
+  /** One UPDATE for changes that share their condition, target and set of fields. */
+  private async transitionShape(group: Transition[]): Promise<Message[]> {
+    const [first] = group as [Transition, ...Transition[]];
+    const fields = patchFields(first);
+    const fenced = first.fence !== undefined;
+    const rows = group.map((change) => {
+      const row: Record<string, unknown> = { id: change.id, at: change.at };
+      for (const field of fields) row[PATCH_COLUMNS[field]] = change.set[field];
+      if (fenced) row['fence'] = change.fence?.nextAttemptAt ?? null;
+      return row;
+    });
+    const columns = ['id uuid', 'at timestamptz', ...fields.map((field) => `${PATCH_COLUMNS[field]} ${PATCH_COLUMN_TYPES[field]}`)];
+    if (fenced) columns.push('fence timestamptz');
+    const assignments = ['status = $2', 'dead_reason = $3', 'updated_at = v.at', ...fields.map((field) => `${PATCH_COLUMNS[field]} = v.${PATCH_COLUMNS[field]}`)];
+    const { rows: updated } = await this.query<MessageRow>(
+      `UPDATE ${this.table} AS m SET ${assignments.join(', ')}
+       FROM json_to_recordset($1::json) AS v(${columns.join(', ')})
+       WHERE m.id = v.id AND m.status = $4 AND m.dead_reason IS NOT DISTINCT FROM $5
+         ${fenced ? 'AND m.next_attempt_at IS NOT DISTINCT FROM v.fence' : ''}
+       RETURNING m.*`,
+      [JSON.stringify(rows), first.to, first.deadReason, first.from.status, first.from.deadReason],
+    );
+    return updated.map(toMessage);
   }
 
   async findById(id: string): Promise<Message | null> {

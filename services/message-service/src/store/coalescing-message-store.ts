@@ -1,0 +1,125 @@
+/**
+ * A `MessageStore` decorator that turns concurrent single-message calls into batch calls:
+ * `insert`s made close together become one `insertMany`, `findById`s one `findByIds`,
+ * `transition`s one `transitionMany`. The use cases and loops keep their one-message
+ * logic (read, decide with the state machine, conditional write); under load their
+ * statements share round trips and commits, which is where a message's cost went.
+ *
+ * Each call's answer is exactly the one the wrapped store would give it alone: the batch
+ * methods promise that per element, and two transitions of one message never share a
+ * batch (the later one waits for the next). A batch that fails for a reason other than
+ * an unavailable store is run again call by call, so one bad call cannot fail the calls
+ * it happened to be batched with.
+ */
+import { MicroBatcher } from '@rms/client-sdk';
+import { DependencyUnavailableError } from '../domain/errors.js';
+import type { Message, NewMessage } from '../domain/message.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from './message-store.js';
+
+/** How the decorator batches. */
+export interface CoalescingOptions {
+  /** Most calls in one batch statement. @defaultValue 500 */
+  maxBatch?: number;
+  /**
+   * Most batch statements of one kind (inserts, reads, transitions) running at once;
+   * calls arriving meanwhile wait and join the next batch. @defaultValue 4
+   */
+  maxInFlight?: number;
+}
+
+/** Runs a batch call; if it fails for a reason other than an unavailable store, runs each input alone. */
+async function settleEach<Input, Output>(
+  inputs: Input[],
+  many: (inputs: Input[]) => Promise<Output[]>,
+  one: (input: Input) => Promise<Output>,
+): Promise<PromiseSettledResult<Output>[]> {
+  if (inputs.length === 1) return Promise.allSettled([one(inputs[0] as Input)]);
+  try {
+    return (await many(inputs)).map((value) => ({ status: 'fulfilled', value }));
+  } catch (error) {
+    if (error instanceof DependencyUnavailableError) throw error;
+    return Promise.allSettled(inputs.map(one));
+  }
+}
+
+/** Wraps a store so that concurrent calls share statements. */
+export class CoalescingMessageStore implements MessageStore {
+  readonly kind: string;
+  readonly #inserts: MicroBatcher<NewMessage, InsertResult>;
+  readonly #reads: MicroBatcher<string, Message | null>;
+  readonly #transitions: MicroBatcher<Transition, Message | null>;
+
+  constructor(
+    private readonly store: MessageStore,
+    options: CoalescingOptions = {},
+  ) {
+    this.kind = store.kind;
+    const limits = { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 4 };
+    this.#inserts = new MicroBatcher({
+      ...limits,
+      run: (messages) => settleEach(messages, (all) => store.insertMany(all), (one) => store.insert(one)),
+    });
+    this.#reads = new MicroBatcher({
+      ...limits,
+      run: (ids) => settleEach(ids, (all) => store.findByIds(all), (one) => store.findById(one)),
+    });
+    this.#transitions = new MicroBatcher({
+      ...limits,
+      keyOf: (change) => change.id,
+      run: (changes) => settleEach(changes, (all) => store.transitionMany(all), (one) => store.transition(one)),
+    });
+  }
+
+  /** Batch statements run so far, by kind: how well calls are being coalesced. */
+  get batches(): { inserts: number; reads: number; transitions: number } {
+    return { inserts: this.#inserts.batches, reads: this.#reads.batches, transitions: this.#transitions.batches };
+  }
+
+  init(): Promise<void> {
+    return this.store.init();
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+
+  ping(): Promise<void> {
+    return this.store.ping();
+  }
+
+  insert(message: NewMessage): Promise<InsertResult> {
+    return this.#inserts.submit(message);
+  }
+
+  insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
+    return this.store.insertMany(messages);
+  }
+
+  findById(id: string): Promise<Message | null> {
+    return this.#reads.submit(id);
+  }
+
+  findByIds(ids: readonly string[]): Promise<(Message | null)[]> {
+    return this.store.findByIds(ids);
+  }
+
+  transition(change: Transition): Promise<Message | null> {
+    return this.#transitions.submit(change);
+  }
+
+  transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+    return this.store.transitionMany(changes);
+  }
+
+  list(query: ListQuery): Promise<MessagePage> {
+    return this.store.list(query);
+  }
+
+  claimDue(query: ClaimQuery): Promise<Message[]> {
+    return this.store.claimDue(query);
+  }
+
+  deleteFinished(before: Date, limit: number): Promise<number> {
+    return this.store.deleteFinished(before, limit);
+  }
+}
