@@ -339,21 +339,26 @@ export class PostgresMessageStore implements MessageStore {
     const fields = patchFields(first);
     const fenced = first.fence !== undefined;
     const rows = group.map((change) => {
-      const row: Record<string, unknown> = { id: change.id, at: change.at };
+      const row: Record<string, unknown> = { id: change.id, at: change.at, from_status: change.from.status, from_dead_reason: change.from.deadReason };
       for (const field of fields) row[PATCH_COLUMNS[field]] = change.set[field];
       if (fenced) row['fence'] = change.fence?.nextAttemptAt ?? null;
       return row;
     });
-    const columns = ['id uuid', 'at timestamptz', ...fields.map((field) => `${PATCH_COLUMNS[field]} ${PATCH_COLUMN_TYPES[field]}`)];
+    const columns = ['id uuid', 'at timestamptz', 'from_status text', 'from_dead_reason text', ...fields.map((field) => `${PATCH_COLUMNS[field]} ${PATCH_COLUMN_TYPES[field]}`)];
     if (fenced) columns.push('fence timestamptz');
     const assignments = ['status = $2', 'dead_reason = $3', 'updated_at = v.at', ...fields.map((field) => `${PATCH_COLUMNS[field]} = v.${PATCH_COLUMNS[field]}`)];
+    // The rows are found by primary key only (`id = ANY`); the expected state is compared
+    // per row from the record set. Written as constants, the state would let the planner
+    // pick the status indexes and read every SENDING row to update a hundred of them,
+    // which it does whenever its statistics lag behind a fast-growing table.
     const { rows: updated } = await this.query<MessageRow>(
       `UPDATE ${this.table} AS m SET ${assignments.join(', ')}
        FROM json_to_recordset($1::json) AS v(${columns.join(', ')})
-       WHERE m.id = v.id AND m.status = $4 AND m.dead_reason IS NOT DISTINCT FROM $5
+       WHERE m.id = ANY($4::uuid[]) AND m.id = v.id
+         AND m.status = v.from_status AND m.dead_reason IS NOT DISTINCT FROM v.from_dead_reason
          ${fenced ? 'AND m.next_attempt_at IS NOT DISTINCT FROM v.fence' : ''}
        RETURNING m.*`,
-      [JSON.stringify(rows), first.to, first.deadReason, first.from.status, first.from.deadReason],
+      [JSON.stringify(rows), first.to, first.deadReason, group.map((change) => change.id)],
     );
     return updated.map(toMessage);
   }
