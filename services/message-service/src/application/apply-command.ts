@@ -3,7 +3,7 @@
  * state machine what a command does to a message and persists the decision with one
  * conditional write on the state it was decided from.
  */
-import type { Message, MessagePatch } from '../domain/message.js';
+import type { Message, MessagePatch, MessageState } from '../domain/message.js';
 import { type Command, type TransitionDecision, decide, patchFor } from '../domain/state-machine.js';
 import type { MessageStore } from '../store/message-store.js';
 
@@ -35,14 +35,46 @@ export async function applyCommand(store: MessageStore, message: Message, comman
   const decision = decide(message, command);
   if (decision.outcome === 'unchanged') return { kind: 'unchanged', message };
   if (decision.outcome === 'refused') return { kind: 'refused', message, reason: decision.reason };
+  return writeDecision(store, message.id, message, decision, options);
+}
+
+/** Persists a transition decided from `state` with a write conditional on that state. */
+async function writeDecision(
+  store: MessageStore,
+  id: string,
+  state: MessageState,
+  decision: TransitionDecision,
+  options: ApplyOptions & { producer?: string },
+): Promise<Applied> {
   const updated = await store.transition({
-    id: message.id,
-    from: { status: message.status, deadReason: message.deadReason },
+    id,
+    from: { status: state.status, deadReason: state.deadReason },
     to: decision.to,
     deadReason: decision.deadReason,
     at: options.at,
-    set: { ...patchFor(message, decision, options.at, options.dispatchDueAt), ...options.set },
+    set: { ...patchFor(state, decision, options.at, options.dispatchDueAt), ...options.set },
     ...(options.fence && { fence: options.fence }),
+    ...(options.producer !== undefined && { producer: options.producer }),
   });
   return updated ? { kind: 'moved', message: updated, decision } : { kind: 'lost' };
+}
+
+/**
+ * Applies `command` to message `id` on the assumption that it is in `state`, without
+ * reading it: the state machine decides from the assumed state, and the write's condition
+ * is that state (and, with `producer`, the owner). A wrong assumption writes nothing and
+ * answers `lost`; the caller then reads the message and decides from what it holds. For
+ * commands whose usual starting state is known (a confirm finds PENDING, an ack SENDING),
+ * this saves the read.
+ */
+export async function applyAssuming(
+  store: MessageStore,
+  id: string,
+  state: MessageState,
+  command: Command,
+  options: ApplyOptions & { producer?: string },
+): Promise<Applied> {
+  const decision = decide(state, command);
+  if (decision.outcome !== 'transition') return { kind: 'lost' };
+  return writeDecision(store, id, state, decision, options);
 }

@@ -11,9 +11,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, Role } from '../config/app-registry.js';
 import { ForbiddenError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
-import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageStatus } from '../domain/message.js';
+import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageState, MessageStatus } from '../domain/message.js';
 import type { Actor, Command } from '../domain/state-machine.js';
-import { applyCommand } from './apply-command.js';
+import { applyAssuming, applyCommand } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
 
@@ -54,6 +54,10 @@ export interface MessageServiceOptions {
    */
   dispatchLeaseMs?: number;
 }
+
+/** Where a confirm usually finds a message, and an ack. */
+const PENDING: MessageState = { status: 'PENDING', deadReason: null };
+const SENDING: MessageState = { status: 'SENDING', deadReason: null };
 
 /** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
 const MAX_DECISION_ROUNDS = 8;
@@ -132,7 +136,10 @@ export class MessageService {
 
   /** The producer's local transaction committed: the message becomes `SENDING`. */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message), undefined, {
+      state: PENDING,
+      ...(!hasRole(caller, 'admin') && { producer: caller.app }),
+    });
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
@@ -142,7 +149,7 @@ export class MessageService {
 
   /** A consumer processed the message: it becomes `COMPLETED`. */
   ack(_caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'ack' }, () => undefined);
+    return this.apply(id, { type: 'ack' }, () => undefined, undefined, { state: SENDING });
   }
 
   /** Acks many messages; one failure does not fail the others. */
@@ -222,12 +229,31 @@ export class MessageService {
     }
   }
 
+  /**
+   * Reads the message, decides, writes conditionally; decides again if the write lost.
+   * With `likely`, first writes the decision from that state without reading (see
+   * `applyAssuming`): the common case costs one statement, and any other case falls
+   * through to the read.
+   */
   private async apply(
     id: string,
     command: Command,
     authorize: (message: Message) => void,
     extra?: (message: Message, now: Date) => MessagePatch,
+    likely?: { state: MessageState; producer?: string },
   ): Promise<Message> {
+    if (likely) {
+      const now = this.now();
+      const applied = await applyAssuming(this.store, id, likely.state, command, {
+        at: now,
+        dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
+        ...(likely.producer !== undefined && { producer: likely.producer }),
+      });
+      if (applied.kind === 'moved') {
+        if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+        return applied.message;
+      }
+    }
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);

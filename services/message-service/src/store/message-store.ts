@@ -36,6 +36,11 @@ export interface Transition {
    * instance then writes nothing (a fencing token).
    */
   fence?: { nextAttemptAt: Date | null };
+  /**
+   * Also require the message to belong to this producer: lets a producer's command be
+   * written without reading the message first (a message of another app matches nothing).
+   */
+  producer?: string;
 }
 
 /** What `claimDue` claims. */

@@ -447,6 +447,7 @@ export class MongoMessageStore implements MessageStore {
             status: change.from.status,
             deadReason: change.from.deadReason,
             ...(change.fence && { nextAttemptAt: change.fence.nextAttemptAt }),
+            ...(change.producer !== undefined && { producer: change.producer }),
           },
           { $set: set },
           { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },

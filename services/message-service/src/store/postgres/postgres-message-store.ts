@@ -68,7 +68,15 @@ function patchFields(change: Transition): (keyof MessagePatch)[] {
 
 /** Transitions with the same shape can share one statement. */
 function shapeOf(change: Transition): string {
-  return [change.from.status, change.from.deadReason, change.to, change.deadReason, patchFields(change).join('+'), change.fence ? 'fenced' : ''].join('|');
+  return [
+    change.from.status,
+    change.from.deadReason,
+    change.to,
+    change.deadReason,
+    patchFields(change).join('+'),
+    change.fence ? 'fenced' : '',
+    change.producer === undefined ? '' : 'owned',
+  ].join('|');
 }
 
 function producerKey(producer: string, producerMessageId: string | null): string {
@@ -338,14 +346,17 @@ export class PostgresMessageStore implements MessageStore {
     const [first] = group as [Transition, ...Transition[]];
     const fields = patchFields(first);
     const fenced = first.fence !== undefined;
+    const owned = first.producer !== undefined;
     const rows = group.map((change) => {
       const row: Record<string, unknown> = { id: change.id, at: change.at, from_status: change.from.status, from_dead_reason: change.from.deadReason };
       for (const field of fields) row[PATCH_COLUMNS[field]] = change.set[field];
       if (fenced) row['fence'] = change.fence?.nextAttemptAt ?? null;
+      if (owned) row['producer'] = change.producer;
       return row;
     });
     const columns = ['id uuid', 'at timestamptz', 'from_status text', 'from_dead_reason text', ...fields.map((field) => `${PATCH_COLUMNS[field]} ${PATCH_COLUMN_TYPES[field]}`)];
     if (fenced) columns.push('fence timestamptz');
+    if (owned) columns.push('producer text');
     const assignments = ['status = $2', 'dead_reason = $3', 'updated_at = v.at', ...fields.map((field) => `${PATCH_COLUMNS[field]} = v.${PATCH_COLUMNS[field]}`)];
     // The rows are found by primary key only (`id = ANY`); the expected state is compared
     // per row from the record set. Written as constants, the state would let the planner
@@ -357,6 +368,7 @@ export class PostgresMessageStore implements MessageStore {
        WHERE m.id = ANY($4::uuid[]) AND m.id = v.id
          AND m.status = v.from_status AND m.dead_reason IS NOT DISTINCT FROM v.from_dead_reason
          ${fenced ? 'AND m.next_attempt_at IS NOT DISTINCT FROM v.fence' : ''}
+         ${owned ? 'AND m.producer = v.producer' : ''}
        RETURNING m.*`,
       [JSON.stringify(rows), first.to, first.deadReason, group.map((change) => change.id)],
     );
@@ -376,14 +388,18 @@ export class PostgresMessageStore implements MessageStore {
       values.push(value);
       assignments.push(`${PATCH_COLUMNS[field]} = $${values.length}`);
     }
-    let fence = '';
+    let conditions = '';
     if (change.fence) {
       values.push(change.fence.nextAttemptAt);
-      fence = ` AND next_attempt_at IS NOT DISTINCT FROM $${values.length}`;
+      conditions += ` AND next_attempt_at IS NOT DISTINCT FROM $${values.length}`;
+    }
+    if (change.producer !== undefined) {
+      values.push(change.producer);
+      conditions += ` AND producer = $${values.length}`;
     }
     const { rows } = await this.query<MessageRow>(
       `UPDATE ${this.table} SET ${assignments.join(', ')}
-       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${fence}
+       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${conditions}
        RETURNING *`,
       values,
     );

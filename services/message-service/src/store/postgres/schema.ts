@@ -62,4 +62,22 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE status IN ('COMPLETED', 'CANCELLED');
     `,
   },
+  {
+    version: 3,
+    description: 'fewer indexes on the hot path: listing by status or topic indexed for DEAD messages only',
+    sql: `
+      -- A message is written four times (prepare, confirm, delivery round, ack), and since
+      -- each write changes an indexed column, every write adds an entry to every index.
+      -- The status and topic listing indexes cost two of those per write for a query only
+      -- admins run; they are replaced by partial indexes that only DEAD messages enter
+      -- (what admins list and resend). Other filtered listings walk rms_messages_created
+      -- newest first and stop at the page size: fast for recent and common statuses.
+      DROP INDEX IF EXISTS $schema.rms_messages_status_created;
+      DROP INDEX IF EXISTS $schema.rms_messages_topic_created;
+      CREATE INDEX rms_messages_dead_created ON $schema.rms_messages (created_at DESC, id DESC)
+        WHERE status = 'DEAD';
+      CREATE INDEX rms_messages_dead_topic_created ON $schema.rms_messages (topic, created_at DESC, id DESC)
+        WHERE status = 'DEAD';
+    `,
+  },
 ];
