@@ -42,6 +42,27 @@ export function destroyConnection(model: ChannelModel, reason: string): void {
   }
 }
 
+/** Sockets corked by {@link corkForThisTurn} and not yet uncorked. */
+const corked = new WeakSet<object>();
+
+/**
+ * Holds the connection's socket writes until the next turn of the event loop, so that the
+ * frames of many publishes (or acks) made in one turn leave in one `writev` instead of one
+ * system call each; under load that was a sixth of a publisher's CPU. Uses amqplib's
+ * internal `connection.stream` like {@link destroyConnection}; if it is missing, nothing
+ * is held. Nothing waits longer than one turn.
+ */
+export function corkForThisTurn(model: ChannelModel): void {
+  const stream = (model.connection as unknown as { stream?: Partial<Socket> }).stream;
+  if (stream === undefined || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function' || corked.has(stream)) return;
+  corked.add(stream);
+  stream.cork();
+  setImmediate(() => {
+    corked.delete(stream);
+    stream.uncork?.();
+  });
+}
+
 /**
  * Closes politely, and destroys the connection if the broker has not answered within
  * `graceMs`. Done on the 'close' event, not only on `close()`'s promise: when the socket

@@ -27,7 +27,7 @@ import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Option
 import type { Delivery } from '../consumer/subscribe.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { rabbitMqQueueName } from './rabbitmq-transport.js';
-import { closeConnection, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
 
 /** How a {@link RabbitMqConsumer} connects and consumes. */
 export interface RabbitMqConsumerOptions {
@@ -504,6 +504,7 @@ export class RabbitMqConsumer {
       settled = true;
       if (session.lost) return; // the broker has requeued it already
       try {
+        corkForThisTurn(session.model);
         if (how === 'ack') channel.ack(message);
         else channel.nack(message, false, false);
       } catch (error) {

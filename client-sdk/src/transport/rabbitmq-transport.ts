@@ -16,7 +16,7 @@
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import type { OutgoingMessage, Transport } from './transport.js';
-import { closeConnection, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
 
 /** Where the transport reports what happened to its connection; a pino logger fits. */
 export interface RabbitMqTransportLogger {
@@ -346,6 +346,7 @@ export class RabbitMqTransport implements Transport {
       return;
     }
     try {
+      corkForThisTurn(channel.link.model);
       const flowing = channel.confirm.publish(this.#exchange, topic, content, options, (error: unknown) => {
         if (error === null || error === undefined) pending.settle();
         else if (/nack/i.test(describe(error))) pending.settle(transportError('NACKED', `the broker refused the message (nack)`, error));
