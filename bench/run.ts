@@ -63,8 +63,8 @@ const settings = {
   /** The profiled run. */
   profileMs: numberSetting('BENCH_PROFILE_MS', 10_000),
   warmupMs: numberSetting('BENCH_WARMUP_MS', 2_000),
-  producers: numberSetting('BENCH_PRODUCERS', 64),
-  consumerConcurrency: numberSetting('BENCH_CONSUMER_CONCURRENCY', 64),
+  producers: numberSetting('BENCH_PRODUCERS', 256),
+  consumerConcurrency: numberSetting('BENCH_CONSUMER_CONCURRENCY', 512),
   rawConfirmWindow: numberSetting('BENCH_RAW_WINDOW', 256),
   rawPrefetch: numberSetting('BENCH_RAW_PREFETCH', 256),
   steadyRate: 1000,
