@@ -28,7 +28,12 @@ export interface ProducerBatchingOptions {
   delayMs?: number;
   /** Most payload bytes (as JSON) in one batch; a larger message goes alone. @defaultValue 1048576 */
   maxBatchBytes?: number;
-  /** Most batch requests of one kind in flight; calls made meanwhile join the next. @defaultValue 4 */
+  /**
+   * Most batch requests of one kind in flight; calls made meanwhile join the next. One
+   * keeps a lone call immediate while letting batches grow under load (measured: p99
+   * confirm → handler 13–16 ms at a steady 1,000/s, against 30 ms with four).
+   * @defaultValue 1
+   */
   maxInFlight?: number;
 }
 
@@ -121,7 +126,7 @@ export class RmsProducer {
       const batching = options.batching ?? {};
       const limits = {
         maxBatch: Math.min(batching.maxBatch ?? 100, MAX_BATCH),
-        maxInFlight: batching.maxInFlight ?? 4,
+        maxInFlight: batching.maxInFlight ?? 1,
         delayMs: batching.delayMs ?? 0,
       };
       const client = this.client;
