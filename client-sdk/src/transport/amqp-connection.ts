@@ -46,7 +46,7 @@ export function destroyConnection(model: ChannelModel, reason: string): void {
 const corked = new WeakSet<object>();
 
 /**
- * Holds the connection's socket writes until the next turn of the event loop, so that the
+ * Holds the connection's socket writes for a turn of the event loop, so that the
  * frames of many publishes (or acks) made in one turn leave in one `writev` instead of one
  * system call each; under load that was a sixth of a publisher's CPU. Uses amqplib's
  * internal `connection.stream` like {@link destroyConnection}; if it is missing, nothing
@@ -57,10 +57,14 @@ export function corkForThisTurn(model: ChannelModel): void {
   if (stream === undefined || typeof stream.cork !== 'function' || typeof stream.uncork !== 'function' || corked.has(stream)) return;
   corked.add(stream);
   stream.cork();
-  setImmediate(() => {
-    corked.delete(stream);
-    stream.uncork?.();
-  });
+  // amqplib hands frames to the socket from its own setImmediate (its multiplexer), queued
+  // after this turn's; uncorking one turn later lets that hand-over happen while corked.
+  setImmediate(() =>
+    setImmediate(() => {
+      corked.delete(stream);
+      stream.uncork?.();
+    }),
+  );
 }
 
 /**
