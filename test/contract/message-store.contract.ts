@@ -14,6 +14,14 @@ import {
   type Transition,
 } from '@rms/message-service';
 
+/** The values of settled batch outcomes, asserting that every one was fulfilled. */
+export function fulfilled<T>(outcomes: PromiseSettledResult<T>[]): T[] {
+  return outcomes.map((outcome, index) => {
+    if (outcome.status === 'rejected') assert.fail(`batch element ${index} was rejected: ${String(outcome.reason)}`);
+    return outcome.value;
+  });
+}
+
 /** A fresh, empty store and how to dispose of it. */
 export interface StoreFixture {
   store: MessageStore;
@@ -368,7 +376,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         // The same key under another producer is another key, also within one batch.
         newMessage({ producer: 'billing', producerMessageId: 'key-batch-new', payload: ['a', 2], nextAttemptAt: new Date(0) }),
       ];
-      const results = await store.insertMany(inputs);
+      const results = fulfilled(await store.insertMany(inputs));
       assert.equal(results.length, 3);
       for (const [i, input] of inputs.entries()) {
         assert.deepEqual(results[i], { message: storedFrom(input), created: true }, `message ${i}`);
@@ -386,7 +394,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         newMessage({ producerMessageId: 'key-batch-other' }),
       ];
       const [fresh, known, unkeyed, repeat, other] = inputs as [NewMessage, NewMessage, NewMessage, NewMessage, NewMessage];
-      const results = await store.insertMany(inputs);
+      const results = fulfilled(await store.insertMany(inputs));
       assert.deepEqual(results, [
         { message: storedFrom(fresh), created: true },
         { message: existing, created: false },
@@ -503,7 +511,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         },
       ];
       const changes = cases.map(({ before, change }) => change(before?.id ?? '', tick()));
-      const results = await store.transitionMany(changes);
+      const results = fulfilled(await store.transitionMany(changes));
       assert.deepEqual(
         results,
         cases.map(({ before, applies }, i) => (applies && before ? applied(before, changes[i] as Transition) : null)),
@@ -528,6 +536,40 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
 
     test('transitionMany of nothing answers []', async () => {
       assert.deepEqual(await store.transitionMany([]), []);
+    });
+
+    test('a transition with a producer moves only a message of that producer, alone and within transitionMany', async () => {
+      const fromPending = { status: 'PENDING' as const, deadReason: null };
+      const confirm = (message: Message, producer: string | undefined, at = tick()): Transition => ({
+        id: message.id, from: fromPending, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at },
+        ...(producer !== undefined && { producer }),
+      });
+      const ordersMessage = async () => (await store.insert(newMessage({ producer: 'orders' }))).message;
+
+      const owned = await ordersMessage();
+      const ownedChange = confirm(owned, 'orders');
+      assert.deepEqual(await store.transition(ownedChange), applied(owned, ownedChange), 'the owner’s change moves it');
+
+      const foreign = await ordersMessage();
+      assert.equal(await store.transition(confirm(foreign, 'billing')), null, 'another producer’s change matches nothing');
+      assert.deepEqual(await store.findById(foreign.id), foreign, 'and leaves the message as it was');
+
+      // Owned and not-owned changes of the same shape, a message of another producer, and a
+      // change without any producer condition, all in one call.
+      const cases: { before: Message; change: Transition; applies: boolean }[] = [];
+      const add = (before: Message, producer: string | undefined, applies: boolean) => cases.push({ before, change: confirm(before, producer), applies });
+      add(await ordersMessage(), 'orders', true);
+      add(await ordersMessage(), 'billing', false);
+      add((await store.insert(newMessage({ producer: 'billing' }))).message, 'billing', true);
+      add((await store.insert(newMessage({ producer: 'billing' }))).message, 'orders', false);
+      add(await ordersMessage(), undefined, true);
+      add(await ordersMessage(), 'orders', true);
+      add(await ordersMessage(), 'inventory', false);
+      const results = fulfilled(await store.transitionMany(cases.map(({ change }) => change)));
+      assert.deepEqual(results, cases.map(({ before, change, applies }) => (applies ? applied(before, change) : null)));
+      for (const [i, { before, applies }] of cases.entries()) {
+        assert.deepEqual(await store.findById(before.id), applies ? results[i] : before, `change ${i}`);
+      }
     });
   });
 }

@@ -48,10 +48,24 @@ export interface ProducerOptions extends RmsHttpClientOptions {
 /** RMS's limit on messages per batch request. */
 const MAX_BATCH = 1000;
 
+/** RMS names a batch element's fields by their place in the batch (`messages[3].topic`). */
+const BATCH_POSITION = /^messages\[\d+\]\.?/;
+
+/**
+ * An element's error body as the single call would have answered it: the caller never
+ * built the batch, so `messages[3].topic` becomes `topic`.
+ */
+function withoutBatchPosition(body: unknown): unknown {
+  const error = (body as { error?: Record<string, unknown> } | null)?.error;
+  if (error === undefined || error === null) return body;
+  const strip = (value: unknown) => (typeof value === 'string' ? value.replace(BATCH_POSITION, '') : value);
+  return { error: { ...error, message: strip(error['message']), ...(typeof error['field'] === 'string' && { field: strip(error['field']) }) } };
+}
+
 /** A batch answer element as the single call would have settled. */
 function settledFrom<T>(answer: BatchItemAnswer): PromiseSettledResult<T> {
   if (answer.status >= 200 && answer.status < 300) return { status: 'fulfilled', value: answer.body as T };
-  return { status: 'rejected', reason: errorFromAnswer(answer.status, answer.body) };
+  return { status: 'rejected', reason: errorFromAnswer(answer.status, withoutBatchPosition(answer.body)) };
 }
 
 /**
@@ -132,7 +146,7 @@ export class RmsProducer {
       const client = this.client;
       this.prepares = new MicroBatcher({
         ...limits,
-        sizeOf: (request) => JSON.stringify(request.payload ?? null).length,
+        sizeOf: (request) => Buffer.byteLength(JSON.stringify(request.payload ?? null)),
         maxBatchSize: batching.maxBatchBytes ?? 1_048_576,
         run: (requests) => runBatch(requests, (all) => client.prepareMany(all), (one) => client.prepare(one.topic, one.payload, one)),
       });

@@ -17,13 +17,16 @@ const headerNameSchema = z
   .regex(/^[A-Za-z0-9._-]{1,128}$/, 'header names must match [A-Za-z0-9._-]{1,128}')
   .refine((name) => !name.toLowerCase().startsWith('x-rms-'), 'header names starting with x-rms- are reserved');
 
+/** PostgreSQL's text and jsonb cannot hold a NUL character; refused here as a 400 rather than failing in the store. */
+const noNul = (value: string) => !value.includes('\u0000');
+
 /** `POST /v1/messages`. */
 export const prepareBodySchema = z.strictObject({
   topic: z.string({ error: 'is required' }).regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}'),
   payload: z.unknown().refine((value) => value !== undefined, 'is required: any JSON value'),
-  messageId: z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').optional(),
+  messageId: z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').refine(noNul, 'must not contain a NUL character').optional(),
   headers: z
-    .record(headerNameSchema, z.string({ error: 'header values must be strings' }).max(4096, 'header values must be at most 4096 characters'))
+    .record(headerNameSchema, z.string({ error: 'header values must be strings' }).max(4096, 'header values must be at most 4096 characters').refine(noNul, 'header values must not contain a NUL character'))
     .refine((headers) => Object.keys(headers).length <= 64, 'at most 64 headers')
     .optional(),
 });

@@ -7,9 +7,10 @@
  *
  * Each call's answer is exactly the one the wrapped store would give it alone: the batch
  * methods promise that per element, and two transitions of one message never share a
- * batch (the later one waits for the next). A batch that fails for a reason other than
- * an unavailable store is run again call by call, so one bad call cannot fail the calls
- * it happened to be batched with.
+ * batch (the later one waits for the next). The write batches settle each call on its
+ * own (one the database refuses fails alone, and a failed call was not written); a read
+ * batch that fails for a reason other than an unavailable store is read again call by
+ * call, so one bad call cannot fail the calls it happened to be batched with.
  */
 import { MicroBatcher } from '@rms/client-sdk';
 import { DependencyUnavailableError } from '../domain/errors.js';
@@ -27,8 +28,8 @@ export interface CoalescingOptions {
   maxInFlight?: number;
 }
 
-/** Runs a batch call; if it fails for a reason other than an unavailable store, runs each input alone. */
-async function settleEach<Input, Output>(
+/** Runs a batch read; if it fails for a reason other than an unavailable store, reads each input alone. */
+async function settleEachRead<Input, Output>(
   inputs: Input[],
   many: (inputs: Input[]) => Promise<Output[]>,
   one: (input: Input) => Promise<Output>,
@@ -55,18 +56,20 @@ export class CoalescingMessageStore implements MessageStore {
   ) {
     this.kind = store.kind;
     const limits = { maxBatch: options.maxBatch ?? 500, maxInFlight: options.maxInFlight ?? 4 };
+    // Writes are settled per call by the store itself (a rejected call was not written),
+    // so nothing is ever re-run here; reads have no effects and are retried call by call.
     this.#inserts = new MicroBatcher({
       ...limits,
-      run: (messages) => settleEach(messages, (all) => store.insertMany(all), (one) => store.insert(one)),
+      run: (messages) => (messages.length === 1 ? Promise.allSettled([store.insert(messages[0] as NewMessage)]) : store.insertMany(messages)),
     });
     this.#reads = new MicroBatcher({
       ...limits,
-      run: (ids) => settleEach(ids, (all) => store.findByIds(all), (one) => store.findById(one)),
+      run: (ids) => settleEachRead(ids, (all) => store.findByIds(all), (one) => store.findById(one)),
     });
     this.#transitions = new MicroBatcher({
       ...limits,
       keyOf: (change) => change.id,
-      run: (changes) => settleEach(changes, (all) => store.transitionMany(all), (one) => store.transition(one)),
+      run: (changes) => (changes.length === 1 ? Promise.allSettled([store.transition(changes[0] as Transition)]) : store.transitionMany(changes)),
     });
   }
 
@@ -91,7 +94,7 @@ export class CoalescingMessageStore implements MessageStore {
     return this.#inserts.submit(message);
   }
 
-  insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
+  insertMany(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]> {
     return this.store.insertMany(messages);
   }
 
@@ -107,7 +110,7 @@ export class CoalescingMessageStore implements MessageStore {
     return this.#transitions.submit(change);
   }
 
-  transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+  transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     return this.store.transitionMany(changes);
   }
 

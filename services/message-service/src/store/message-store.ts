@@ -99,11 +99,13 @@ export interface MessageStore {
   /** Stores a new message, or returns the one already stored under the same (producer, producerMessageId). */
   insert(message: NewMessage): Promise<InsertResult>;
   /**
-   * Stores many new messages at once: the answer of `insert` for each, in the order given.
-   * Two messages of the batch with the same (producer, producerMessageId) behave like two
+   * Stores many new messages at once: for each, in the order given, the outcome `insert`
+   * would have had, settled on its own: a message the store refuses is rejected alone, and
+   * a rejected element was not written (an unavailable store rejects them all). Two
+   * messages of the batch with the same (producer, producerMessageId) behave like two
    * racing inserts: the first is created, the second finds it (`created: false`).
    */
-  insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]>;
+  insertMany(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]>;
   /** The message with this id, or `null`. */
   findById(id: string): Promise<Message | null>;
   /** The messages with these ids, in the order given, `null` where there is none. */
@@ -112,11 +114,14 @@ export interface MessageStore {
   transition(change: Transition): Promise<Message | null>;
   /**
    * Applies many transitions, each exactly as `transition` would (its own condition, its
-   * own fields), in fewer round trips; the answers are in the order given. The ids must be
-   * distinct: two changes of one message in one call would race within the statement.
-   * @throws RangeError when an id appears twice.
+   * own fields), in fewer round trips. Each outcome is settled on its own, in the order
+   * given: fulfilled with what `transition` would answer, or rejected, in which case that
+   * change was not written (so a caller is never told "not moved" about a change that was
+   * applied). The ids must be distinct: two changes of one message in one call would race
+   * within the statement.
+   * @throws RangeError when an id appears twice (and writes nothing).
    */
-  transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]>;
+  transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]>;
   /** Messages newest first (by `createdAt`, then `id`), filtered and paged. */
   list(query: ListQuery): Promise<MessagePage>;
   /**

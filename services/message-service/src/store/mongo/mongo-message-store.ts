@@ -398,9 +398,15 @@ export class MongoMessageStore implements MessageStore {
    * correctness first: one round trip per message, and no reliance on how an unordered
    * `insertMany` reports the duplicates it skipped.
    */
-  async insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
-    const results: InsertResult[] = [];
-    for (const message of messages) results.push(await this.insert(message));
+  async insertMany(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]> {
+    const results: PromiseSettledResult<InsertResult>[] = [];
+    for (const message of messages) {
+      try {
+        results.push({ status: 'fulfilled', value: await this.insert(message) });
+      } catch (error) {
+        results.push({ status: 'rejected', reason: error });
+      }
+    }
     return results;
   }
 
@@ -464,9 +470,9 @@ export class MongoMessageStore implements MessageStore {
    * is not the benchmarked store; correctness first.
    * @throws RangeError when an id appears twice, before anything is written.
    */
-  async transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+  async transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     requireDistinctIds(changes);
-    return Promise.all(changes.map((change) => this.transition(change)));
+    return Promise.allSettled(changes.map((change) => this.transition(change)));
   }
 
   async claimDue(query: ClaimQuery): Promise<Message[]> {

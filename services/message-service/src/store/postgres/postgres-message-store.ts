@@ -82,6 +82,30 @@ export function parseTimestamptz(text: string): Date {
 const typeParser = ((oid: number, format?: 'text' | 'binary') =>
   oid === TIMESTAMPTZ_OID && format !== 'binary' ? parseTimestamptz : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'];
 
+/** Each input run alone, settled on its own. */
+function settleEachAlone<Input, Output>(inputs: readonly Input[], one: (input: Input) => Promise<Output>): Promise<PromiseSettledResult<Output>[]> {
+  return Promise.allSettled(inputs.map(one));
+}
+
+/**
+ * Runs one batch statement for `inputs`. A statement is atomic, so if it fails nothing of
+ * it was written: when the store is unavailable every input is rejected with that error;
+ * when the statement itself failed (one input the database refuses, say), each input is
+ * run alone, so only the bad one fails.
+ */
+async function settleStatement<Input, Output>(
+  inputs: readonly Input[],
+  statement: () => Promise<PromiseSettledResult<Output>[]>,
+  one: (input: Input) => Promise<Output>,
+): Promise<PromiseSettledResult<Output>[]> {
+  try {
+    return await statement();
+  } catch (error) {
+    if (error instanceof DependencyUnavailableError) return inputs.map(() => ({ status: 'rejected', reason: error }));
+    return settleEachAlone(inputs, one);
+  }
+}
+
 /** The SQL type of each patch column, for reading it out of a JSON record set. */
 const PATCH_COLUMN_TYPES: Record<keyof MessagePatch, string> = {
   confirmedAt: 'timestamptz',
@@ -313,9 +337,13 @@ export class PostgresMessageStore implements MessageStore {
     return { message: toMessage(existingRow), created: false };
   }
 
-  async insertMany(messages: readonly NewMessage[]): Promise<InsertResult[]> {
-    if (messages.length === 0) return [];
-    if (messages.length === 1) return [await this.insert(messages[0] as NewMessage)];
+  async insertMany(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]> {
+    if (messages.length <= 1) return settleEachAlone(messages, (message) => this.insert(message));
+    return settleStatement(messages, () => this.insertStatement(messages), (message) => this.insert(message));
+  }
+
+  /** The batch insert: one INSERT for all, then one read for those whose key was taken. */
+  private async insertStatement(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]> {
     // One statement for the batch: the rows travel as one JSON array, inserted in the order
     // given, so the first of two same-key messages wins. A JSON null payload comes out of
     // the record set as SQL NULL, hence the COALESCE back to the JSON value null. Times
@@ -346,21 +374,28 @@ export class PostgresMessageStore implements MessageStore {
     const created = new Map(inserted.rows.map((row) => [row.id, toMessage(row)]));
     const conflicted = messages.filter((message) => !created.has(message.id));
     const existing = new Map<string, Message>();
+    let lookupError: unknown;
     if (conflicted.length > 0) {
       // As in `insert`: ON CONFLICT waited for racing inserts to commit, so the rows are there.
-      const found = await this.query<MessageRow>(
-        `SELECT * FROM ${this.table}
-         WHERE (producer, producer_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
-        [conflicted.map((message) => message.producer), conflicted.map((message) => message.producerMessageId)],
-      );
-      for (const row of found.rows) existing.set(producerKey(row.producer, row.producer_message_id), toMessage(row));
+      // The INSERT has committed: if this read fails, only the conflicted messages fail.
+      try {
+        const found = await this.query<MessageRow>(
+          `SELECT * FROM ${this.table}
+           WHERE (producer, producer_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+          [conflicted.map((message) => message.producer), conflicted.map((message) => message.producerMessageId)],
+        );
+        for (const row of found.rows) existing.set(producerKey(row.producer, row.producer_message_id), toMessage(row));
+      } catch (error) {
+        lookupError = error;
+      }
     }
-    return messages.map((message) => {
+    return messages.map((message): PromiseSettledResult<InsertResult> => {
       const mine = created.get(message.id);
-      if (mine) return { message: mine, created: true };
+      if (mine) return { status: 'fulfilled', value: { message: mine, created: true } };
+      if (lookupError !== undefined) return { status: 'rejected', reason: lookupError };
       const stored = existing.get(producerKey(message.producer, message.producerMessageId));
-      if (!stored) throw new Error(`insert of ${message.id} conflicted but no message holds its producer key`);
-      return { message: stored, created: false };
+      if (!stored) return { status: 'rejected', reason: new Error(`insert of ${message.id} conflicted but no message holds its producer key`) };
+      return { status: 'fulfilled', value: { message: stored, created: false } };
     });
   }
 
@@ -371,12 +406,13 @@ export class PostgresMessageStore implements MessageStore {
     return ids.map((id) => byId.get(id) ?? null);
   }
 
-  async transitionMany(changes: readonly Transition[]): Promise<(Message | null)[]> {
+  async transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     requireDistinctIds(changes);
-    if (changes.length === 0) return [];
-    if (changes.length === 1) return [await this.transition(changes[0] as Transition)];
+    if (changes.length <= 1) return settleEachAlone(changes, (change) => this.transition(change));
     // Changes of the same shape (condition, target, fields set, fenced or not) share one
     // UPDATE ... FROM json_to_recordset: one statement per shape instead of one per message.
+    // Each statement is atomic, so its changes are settled together (or, if it fails for
+    // a reason of its own, one by one).
     const shapes = new Map<string, Transition[]>();
     for (const change of changes) {
       const key = shapeOf(change);
@@ -384,13 +420,21 @@ export class PostgresMessageStore implements MessageStore {
       if (group) group.push(change);
       else shapes.set(key, [change]);
     }
-    const moved = new Map<string, Message>();
+    const outcomes = new Map<string, PromiseSettledResult<Message | null>>();
     await Promise.all(
       [...shapes.values()].map(async (group) => {
-        for (const message of await this.transitionShape(group)) moved.set(message.id, message);
+        const settled = await settleStatement(
+          group,
+          async () => {
+            const moved = new Map((await this.transitionShape(group)).map((message) => [message.id, message]));
+            return group.map((change): PromiseSettledResult<Message | null> => ({ status: 'fulfilled', value: moved.get(change.id) ?? null }));
+          },
+          (change) => this.transition(change),
+        );
+        group.forEach((change, index) => outcomes.set(change.id, settled[index] as PromiseSettledResult<Message | null>));
       }),
     );
-    return changes.map((change) => moved.get(change.id) ?? null);
+    return changes.map((change) => outcomes.get(change.id) as PromiseSettledResult<Message | null>);
   }
 
   /** One UPDATE for changes that share their condition, target and set of fields. */
