@@ -36,7 +36,7 @@ export interface RmsPhaseOptions {
   /** The consumer's prefetch and handler concurrency. */
   consumerConcurrency: number;
   /** Degraded mode: the consumer also pops the Redis lists while the flag is on. */
-  fallback?: { degradeSwitch: DegradeSwitch; redisUrl: string; workers: number };
+  fallback?: { degradeSwitch: DegradeSwitch; redisUrl: string; workers: number; popBatch: number };
   /** Longest wait for the consumer to catch up after the load. */
   drainTimeoutMs: number;
   /** RMS's database, for PostgreSQL's counters per message. */
@@ -93,7 +93,12 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
       concurrency: options.consumerConcurrency,
       logger,
       ...(options.fallback && {
-        fallback: { degradeSwitch: options.fallback.degradeSwitch, redis: options.fallback.redisUrl, workers: options.fallback.workers },
+        fallback: {
+          degradeSwitch: options.fallback.degradeSwitch,
+          redis: options.fallback.redisUrl,
+          workers: options.fallback.workers,
+          popBatch: options.fallback.popBatch,
+        },
       }),
     },
   );
@@ -202,7 +207,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
           ? { producers: options.load.producers }
           : { ratePerSecond: options.load.ratePerSecond, maxInFlight: options.load.maxInFlight }),
         consumerConcurrency: options.consumerConcurrency,
-        ...(options.fallback && { redisWorkers: options.fallback.workers }),
+        ...(options.fallback && { redisWorkers: options.fallback.workers, redisPopBatch: options.fallback.popBatch }),
         ackRequests,
         acksPerRequest: Math.round((messages / Math.max(1, ackRequests)) * 10) / 10,
         sdkWarnings: logger.warnings,

@@ -48,6 +48,9 @@ function numberSetting(name: string, fallback: number): number {
   return parsed;
 }
 
+/** Entries each Redis worker of the degraded phase pops at once. */
+const REDIS_POP_BATCH = 16;
+
 const ALL_PHASES = ['raw', 'reliable', 'degraded', 'steady', 'profiled', 'due-scan'] as const;
 type PhaseName = (typeof ALL_PHASES)[number];
 
@@ -123,7 +126,7 @@ async function rmsPhase(
   description: string,
   load: Load,
   durationMs: number,
-  extra: { fallback?: { degradeSwitch: ZooKeeperDegradeSwitch; workers: number }; cpuProfile?: boolean } = {},
+  extra: { fallback?: { degradeSwitch: ZooKeeperDegradeSwitch; workers: number; popBatch: number }; cpuProfile?: boolean } = {},
 ): Promise<PhaseResult & { windowUs: [number, number] }> {
   const schema = `bench_${runId}_${phase.replace(/[^a-z0-9]/g, '_')}`;
   const topic = `bench.${runId}.${phase}`;
@@ -272,7 +275,8 @@ async function main(): Promise<void> {
       await degradeSwitch.setMode('on', 'npm run bench: degraded phase', `bench:${runId}`);
       phases.push(
         await rmsPhase('degraded', 'the reliable flow with the degrade flag forced on: RMS publishes to the Redis lists, the consumer pops them', saturate, settings.loadMs, {
-          fallback: { degradeSwitch, workers: settings.consumerConcurrency },
+          // As many entries in hand as the RabbitMQ consumer's prefetch: workers × popBatch.
+          fallback: { degradeSwitch, workers: Math.max(1, Math.round(settings.consumerConcurrency / REDIS_POP_BATCH)), popBatch: REDIS_POP_BATCH },
         }),
       );
       await degradeSwitch.setMode('auto', 'npm run bench: degraded phase over', `bench:${runId}`);

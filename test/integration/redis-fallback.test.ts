@@ -372,6 +372,41 @@ describe('RedisListSource: popping the fallback lists', () => {
     await waitUntil(async () => !(await clientList()).includes(name), 'the connections to close', 5000);
   });
 
+  test('popBatch 8: 2 workers deliver all 300 messages exactly once, up to 16 at a time (BLMPOP … COUNT 8)', async (t) => {
+    const topic = newTopic(t);
+    const sent = Array.from({ length: 300 }, (_, i) => message(topic, { payload: { i } }));
+    await pushDirect(sent);
+    const seen = recorder();
+    seen.setWork(() => sleep(5));
+    const source = newSource(t, { topic, workers: 2, popBatch: 8 }, seen.listener);
+    await source.start();
+    await waitUntil(() => seen.deliveries.length >= 300, '300 deliveries', 15_000);
+    await source.drainUntilEmpty();
+
+    assert.equal(seen.deliveries.length, 300, 'no message delivered twice');
+    assert.deepEqual(new Set(seen.counts.keys()), new Set(sent.map((m) => m.id)));
+    assert.ok(seen.maxInFlight() > 2, `a worker handled several popped entries at once (max in flight ${seen.maxInFlight()})`);
+    assert.ok(seen.maxInFlight() <= 16, `never more than workers × popBatch at once (max in flight ${seen.maxInFlight()})`);
+    assert.equal(await totalLength(topic), 0);
+  });
+
+  test('popBatch: entries popped together after stop was called go back in their list in their order', async (t) => {
+    const topic = newTopic(t);
+    const seen = recorder();
+    const source = newSource(t, { topic, workers: 1, blockSeconds: 2, popBatch: 8 }, seen.listener);
+    await source.start();
+    await sleep(100); // the worker is now blocked in BLMPOP on the empty lists
+    const stopping = source.stop();
+    const shard = 7;
+    const entries = [1, 2, 3].map((n) => encodeEnvelope(message(topic, { id: idInShard(shard), payload: { n } })));
+    const key = fallbackKey(topic, shard, SHARDS);
+    await admin.lpush(key, ...entries); // one command: the blocked pop takes all three at once
+    const before = [...entries].reverse(); // LPUSH of several puts the last given at the head
+    await stopping;
+    assert.equal(seen.deliveries.length, 0);
+    assert.deepEqual(await admin.lrange(key, 0, -1), before);
+  });
+
   test('an entry popped after stop was called is put back in its list, not handled', async (t) => {
     const topic = newTopic(t);
     const seen = recorder();

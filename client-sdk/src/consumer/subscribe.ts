@@ -93,6 +93,8 @@ export interface SubscribeOptions {
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
     shards?: number;
+    /** Entries each worker pops at once (`BLMPOP … COUNT`, Redis 7; see `RedisListSourceOptions.popBatch`). @defaultValue 1 */
+    popBatch?: number;
   };
   /**
    * Receives the consumer's log lines (a pino logger fits).
@@ -407,6 +409,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
             ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
             ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
             ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),
+            ...(fallbackOptions.popBatch !== undefined && { popBatch: fallbackOptions.popBatch }),
             logger,
           },
           (delivery, settlement) => processor.process(delivery, settlement),
