@@ -3,11 +3,10 @@
  * list and resend.
  */
 import { Router } from 'express';
-import type { MessageService } from '../../application/message-service.js';
+import type { MessageService, PrepareInput } from '../../application/message-service.js';
 import { PayloadTooLargeError } from '../../domain/errors.js';
 import { callerOf, requireRole } from '../authentication.js';
 import { toMessageView } from '../message-view.js';
-import type { PrepareInput } from '../../application/message-service.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
 import {
