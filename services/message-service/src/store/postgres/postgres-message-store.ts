@@ -347,7 +347,7 @@ export class PostgresMessageStore implements MessageStore {
     // One statement for the batch: the rows travel as one JSON array, inserted in the order
     // given, so the first of two same-key messages wins. A JSON null payload comes out of
     // the record set as SQL NULL, hence the COALESCE back to the JSON value null. Times
-    // travel as epoch milliseconds (see EPOCH_MS).
+    // travel as epoch milliseconds (see `fromEpochMs`).
     const rows = messages.map((message, ord) => ({
       ord,
       id: message.id,
