@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type Server, createServer } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   type ProducerOptions,
@@ -22,6 +22,7 @@ import {
 import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
+import { freePort } from '../../scripts/demo-stack.js';
 
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 
@@ -76,14 +77,6 @@ class CountingProxy {
   }
 }
 
-/** A port nothing listens on: bound once by the OS, then released. */
-async function unusedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** How many of `requests` are `request`. */
 const count = (requests: string[], request: string) => requests.filter((seen) => seen === request).length;
@@ -269,7 +262,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('when RMS is unreachable a batch fails every call with RmsUnavailableError and is not resent call by call', async (t) => {
-    const url = `http://127.0.0.1:${await unusedPort()}`;
+    const url = `http://127.0.0.1:${await freePort()}`;
     const orders = createProducer({ url, token: TEST_APPS.orders.token, retry: RETRY });
     const fetchSpy = t.mock.method(globalThis, 'fetch');
 

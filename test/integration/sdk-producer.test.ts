@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { type IncomingMessage, type Server, createServer } from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   type CheckResolver,
@@ -26,6 +26,7 @@ import { FaultProxy } from '../support/fault-proxy.js';
 import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
+import { freePort } from '../../scripts/demo-stack.js';
 
 /** Fast check-backs so a message left PENDING is resolved within the test. */
 const ENV = {
@@ -63,14 +64,6 @@ async function close(server: Server | undefined): Promise<void> {
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
-/** A port nothing listens on: bound once by the OS, then released. */
-async function unusedPort(): Promise<number> {
-  const probe = net.createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 async function readBody(request: IncomingMessage): Promise<string> {
   let body = '';
@@ -236,7 +229,7 @@ describe('producer SDK against a real RMS', { timeout: 60_000 }, () => {
     });
 
     test('when RMS is unreachable for the prepare, send throws RmsUnavailableError and the local transaction never runs', async () => {
-      const producer = createProducer({ url: `http://127.0.0.1:${await unusedPort()}`, token: TEST_APPS.orders.token, retry: RETRY });
+      const producer = createProducer({ url: `http://127.0.0.1:${await freePort()}`, token: TEST_APPS.orders.token, retry: RETRY });
       let ran = false;
       await assert.rejects(
         producer.send(topic, { orderId: 52 }, async () => {
