@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { MicroBatcher, type MicroBatcherOptions } from '@rms/client-sdk';
+import { MicroBatcher, type MicroBatcherOptions, settleBatch } from '@rms/client-sdk';
 
 /** The next turn of the event loop: a batch scheduled with delay 0 has started by then. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -253,5 +253,61 @@ describe('MicroBatcher', () => {
     }
     assert.doesNotThrow(() => new MicroBatcher({ run, maxBatch: 1, maxInFlight: 1 }));
     assert.doesNotThrow(() => new MicroBatcher({ run, maxBatch: 1 }));
+  });
+});
+
+describe('settleBatch: one batch, or each alone when the batch fails for its own reason', () => {
+  const outage = new Error('down');
+  const isOutage = (error: unknown) => error === outage;
+
+  test('a lone input goes to `one`, never to `many`', async () => {
+    let manyCalls = 0;
+    const outcomes = await settleBatch([7], async () => (manyCalls++, []), async (n: number) => n * 2, isOutage);
+    assert.deepEqual(outcomes, [{ status: 'fulfilled', value: 14 }]);
+    assert.equal(manyCalls, 0);
+  });
+
+  test('a batch that answers is taken as it is', async () => {
+    let oneCalls = 0;
+    const outcomes = await settleBatch(
+      [1, 2],
+      async (all) => all.map((n): PromiseSettledResult<number> => (n === 2 ? { status: 'rejected', reason: new Error('two') } : { status: 'fulfilled', value: n })),
+      async (n: number) => (oneCalls++, n),
+      isOutage,
+    );
+    assert.deepEqual(outcomes[0], { status: 'fulfilled', value: 1 });
+    assert.equal(outcomes[1]?.status, 'rejected');
+    assert.equal(oneCalls, 0, 'per-element refusals are not retried');
+  });
+
+  test('a batch refused as a whole for its own reason is run input by input, so only the bad one fails', async () => {
+    const outcomes = await settleBatch(
+      [1, -1, 3],
+      async () => {
+        throw new Error('the statement failed');
+      },
+      async (n: number) => {
+        if (n < 0) throw new Error('negative');
+        return n;
+      },
+      isOutage,
+    );
+    assert.deepEqual(outcomes.map((outcome) => outcome.status), ['fulfilled', 'rejected', 'fulfilled']);
+  });
+
+  test('an outage is thrown and nothing is run again', async () => {
+    let oneCalls = 0;
+    await assert.rejects(
+      settleBatch(
+        [1, 2],
+        async () => {
+          throw outage;
+        },
+        async (n: number) => (oneCalls++, n),
+        isOutage,
+      ),
+      (error) => error === outage,
+    );
+    assert.equal(oneCalls, 0);
   });
 });

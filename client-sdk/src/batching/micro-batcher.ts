@@ -144,3 +144,26 @@ export class MicroBatcher<Input, Output> {
     });
   }
 }
+
+/**
+ * Runs `inputs` as one batch with `many`, each input settled on its own. If the batch as a
+ * whole fails for a reason of its own (one input the other side refuses, say), each input
+ * is run alone with `one`, so only the bad one fails; if it fails because the other side is
+ * unavailable (`isOutage`), that error is thrown and nothing is tried again here. A lone
+ * input goes straight to `one`. `many` must have written nothing when it throws: the
+ * retries run every input again.
+ */
+export async function settleBatch<Input, Output>(
+  inputs: readonly Input[],
+  many: (inputs: Input[]) => Promise<PromiseSettledResult<Output>[]>,
+  one: (input: Input) => Promise<Output>,
+  isOutage: (error: unknown) => boolean,
+): Promise<PromiseSettledResult<Output>[]> {
+  if (inputs.length <= 1) return Promise.allSettled(inputs.map(one));
+  try {
+    return await many([...inputs]);
+  } catch (error) {
+    if (isOutage(error)) throw error;
+    return Promise.allSettled(inputs.map(one));
+  }
+}

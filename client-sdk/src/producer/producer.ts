@@ -5,7 +5,7 @@
  * the cases `send` cannot, such as the process dying half way.
  */
 import { randomUUID } from 'node:crypto';
-import { MicroBatcher } from '../batching/micro-batcher.js';
+import { MicroBatcher, settleBatch } from '../batching/micro-batcher.js';
 import { RmsConflictError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
 import {
   type BatchItemAnswer,
@@ -62,29 +62,17 @@ function withoutBatchPosition(body: unknown): unknown {
   return { error: { ...error, message: strip(error['message']), ...(typeof error['field'] === 'string' && { field: strip(error['field']) }) } };
 }
 
+/**
+ * RMS unavailable (503, network, timeout, after the client's own retries): the batch fails
+ * as a whole. Any other refusal of a whole batch (too large for a proxy, say) is resent
+ * call by call, so each call gets its own answer.
+ */
+const isUnavailable = (error: unknown): boolean => error instanceof RmsUnavailableError;
+
 /** A batch answer element as the single call would have settled. */
 function settledFrom<T>(answer: BatchItemAnswer): PromiseSettledResult<T> {
   if (answer.status >= 200 && answer.status < 300) return { status: 'fulfilled', value: answer.body as T };
   return { status: 'rejected', reason: errorFromAnswer(answer.status, withoutBatchPosition(answer.body)) };
-}
-
-/**
- * Runs a batch with `many`, a lone call with `one`. A batch refused as a whole for a
- * reason other than RMS being unavailable (too large, say) is sent again call by call,
- * so each call gets its own answer.
- */
-async function runBatch<Input, Output>(
-  inputs: Input[],
-  many: (inputs: Input[]) => Promise<BatchItemAnswer[]>,
-  one: (input: Input) => Promise<Output>,
-): Promise<PromiseSettledResult<Output>[]> {
-  if (inputs.length === 1) return Promise.allSettled([one(inputs[0] as Input)]);
-  try {
-    return (await many(inputs)).map((answer) => settledFrom<Output>(answer));
-  } catch (error) {
-    if (error instanceof RmsUnavailableError) throw error;
-    return Promise.allSettled(inputs.map(one));
-  }
 }
 
 /** Options of one prepared message. */
@@ -148,12 +136,12 @@ export class RmsProducer {
         ...limits,
         sizeOf: (request) => Buffer.byteLength(JSON.stringify(request.payload ?? null)),
         maxBatchSize: batching.maxBatchBytes ?? 1_048_576,
-        run: (requests) => runBatch(requests, (all) => client.prepareMany(all), (one) => client.prepare(one.topic, one.payload, one)),
+        run: (requests) => settleBatch(requests, async (all) => (await client.prepareMany(all)).map(settledFrom<RmsMessage>), (one) => client.prepare(one.topic, one.payload, one), isUnavailable),
       });
       this.confirms = new MicroBatcher({
         ...limits,
         keyOf: (id) => id,
-        run: (ids) => runBatch(ids, (all) => client.confirmMany(all), (one) => client.confirm(one)),
+        run: (ids) => settleBatch(ids, async (all) => (await client.confirmMany(all)).map(settledFrom<RmsMessage>), (one) => client.confirm(one), isUnavailable),
       });
     }
   }

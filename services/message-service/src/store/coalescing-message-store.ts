@@ -12,7 +12,7 @@
  * batch that fails for a reason other than an unavailable store is read again call by
  * call, so one bad call cannot fail the calls it happened to be batched with.
  */
-import { MicroBatcher } from '@rms/client-sdk';
+import { MicroBatcher, settleBatch } from '@rms/client-sdk';
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from './message-store.js';
@@ -28,20 +28,13 @@ export interface CoalescingOptions {
   maxInFlight?: number;
 }
 
-/** Runs a batch read; if it fails for a reason other than an unavailable store, reads each input alone. */
-async function settleEachRead<Input, Output>(
-  inputs: Input[],
-  many: (inputs: Input[]) => Promise<Output[]>,
-  one: (input: Input) => Promise<Output>,
-): Promise<PromiseSettledResult<Output>[]> {
-  if (inputs.length === 1) return Promise.allSettled([one(inputs[0] as Input)]);
-  try {
-    return (await many(inputs)).map((value) => ({ status: 'fulfilled', value }));
-  } catch (error) {
-    if (error instanceof DependencyUnavailableError) throw error;
-    return Promise.allSettled(inputs.map(one));
-  }
+/** The store cannot serve now: a batch fails as a whole rather than being retried call by call. */
+/** A value as a fulfilled outcome. */
+function fulfilled<T>(value: T): PromiseSettledResult<T> {
+  return { status: 'fulfilled', value };
 }
+
+const isOutage = (error: unknown): boolean => error instanceof DependencyUnavailableError;
 
 /** Wraps a store so that concurrent calls share statements. */
 export class CoalescingMessageStore implements MessageStore {
@@ -64,7 +57,7 @@ export class CoalescingMessageStore implements MessageStore {
     });
     this.#reads = new MicroBatcher({
       ...limits,
-      run: (ids) => settleEachRead(ids, (all) => store.findByIds(all), (one) => store.findById(one)),
+      run: (ids) => settleBatch(ids, async (all) => (await store.findByIds(all)).map(fulfilled), (one) => store.findById(one), isOutage),
     });
     this.#transitions = new MicroBatcher({
       ...limits,

@@ -4,6 +4,7 @@
  * Every state change is one `UPDATE ... WHERE id = $1 AND status = $2 ... RETURNING *`,
  * so a transition either happens from the state it was decided from or not at all.
  */
+import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { DependencyUnavailableError } from '../../domain/errors.js';
 import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
@@ -82,16 +83,11 @@ export function parseTimestamptz(text: string): Date {
 const typeParser = ((oid: number, format?: 'text' | 'binary') =>
   oid === TIMESTAMPTZ_OID && format !== 'binary' ? parseTimestamptz : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'];
 
-/** Each input run alone, settled on its own. */
-function settleEachAlone<Input, Output>(inputs: readonly Input[], one: (input: Input) => Promise<Output>): Promise<PromiseSettledResult<Output>[]> {
-  return Promise.allSettled(inputs.map(one));
-}
-
 /**
- * Runs one batch statement for `inputs`. A statement is atomic, so if it fails nothing of
- * it was written: when the store is unavailable every input is rejected with that error;
- * when the statement itself failed (one input the database refuses, say), each input is
- * run alone, so only the bad one fails.
+ * Runs one batch statement for `inputs` (see `settleBatch`: a statement is atomic, so when
+ * it fails nothing of it was written and each input may be run alone). When the store is
+ * unavailable every input is rejected with that error instead of thrown: other statements
+ * of the same call may have succeeded, and their outcomes must be kept.
  */
 async function settleStatement<Input, Output>(
   inputs: readonly Input[],
@@ -99,10 +95,9 @@ async function settleStatement<Input, Output>(
   one: (input: Input) => Promise<Output>,
 ): Promise<PromiseSettledResult<Output>[]> {
   try {
-    return await statement();
+    return await settleBatch(inputs, statement, one, (error) => error instanceof DependencyUnavailableError);
   } catch (error) {
-    if (error instanceof DependencyUnavailableError) return inputs.map(() => ({ status: 'rejected', reason: error }));
-    return settleEachAlone(inputs, one);
+    return inputs.map(() => ({ status: 'rejected', reason: error }));
   }
 }
 
@@ -338,7 +333,6 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async insertMany(messages: readonly NewMessage[]): Promise<PromiseSettledResult<InsertResult>[]> {
-    if (messages.length <= 1) return settleEachAlone(messages, (message) => this.insert(message));
     return settleStatement(messages, () => this.insertStatement(messages), (message) => this.insert(message));
   }
 
@@ -408,7 +402,6 @@ export class PostgresMessageStore implements MessageStore {
 
   async transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     requireDistinctIds(changes);
-    if (changes.length <= 1) return settleEachAlone(changes, (change) => this.transition(change));
     // Changes of the same shape (condition, target, fields set, fenced or not) share one
     // UPDATE ... FROM json_to_recordset: one statement per shape instead of one per message.
     // Each statement is atomic, so its changes are settled together (or, if it fails for
