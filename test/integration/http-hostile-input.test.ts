@@ -46,7 +46,7 @@ describe('malformed percent-escapes in paths are 400s (defect 1)', () => {
     ['inventory', 'POST', (bad) => `/v1/messages/${bad}/heartbeat`],
     ['ops', 'POST', (bad) => `/v1/messages/${bad}/resend`],
     ['ops', 'POST', (bad) => `/v1/topics/${bad}/resend`],
-  ] as never;
+  ];
   for (const bad of ['%ZZ', '%', '%C0%AF', '%FF%FE']) {
     test(`"${bad}" on every route with an id or a topic`, async () => {
       for (const [app, method, path] of routes) {
