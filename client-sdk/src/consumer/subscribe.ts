@@ -21,6 +21,7 @@
 import type { Redis } from 'ioredis';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
+import type { QueueType } from '../transport/queue-type.js';
 import { RabbitMqConsumer, type DeliverySettlement } from '../transport/rabbitmq-consumer.js';
 import { AckBatcher } from './ack-batcher.js';
 import { RedisIdempotency, type IdempotencyDecision } from './idempotency.js';
@@ -32,8 +33,17 @@ import { RedisListSource } from './redis-list-source.js';
 export interface SubscribeOptions {
   /** How to reach RMS, with the consumer app's token (role `consumer`). */
   rms: RmsHttpClientOptions;
-  /** The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`. */
-  amqpUrl: string;
+  /**
+   * The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`, or a cluster's nodes
+   * (comma-separated or an array), tried in turn.
+   */
+  amqpUrl: string | readonly string[];
+  /**
+   * The kind of queue RMS declares (`RMS_QUEUE_TYPE`): give the same value as RMS, or the
+   * broker refuses the consumer's declaration.
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
   /** The consumer group: the scope of idempotency ("this group already handled that message"). */
   group: string;
   /**
@@ -390,7 +400,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
     heartbeatExtendMs: options.heartbeatExtendMs,
     logger,
   });
-  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, prefetch: concurrency, logger }, (delivery, settlement) => {
+  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, prefetch: concurrency, logger, ...(options.queueType && { queueType: options.queueType }) }, (delivery, settlement) => {
     void processor.process(delivery, settlement);
   });
   await consumer.start();

@@ -87,7 +87,12 @@ interface FailoverParts {
 
 /** RabbitMQ, failing over to the Redis lists behind the ZooKeeper degrade switch (design section 7). */
 async function createFailoverTransport(config: RmsConfig, logger: Logger): Promise<FailoverParts> {
-  const rabbitmq = new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+  const rabbitmq = new RabbitMqTransport({
+    url: config.rabbitmqUrl,
+    queueType: config.queueType,
+    confirmTimeoutMs: config.publishTimeoutMs,
+    logger: logger.child({ part: 'rabbitmq' }),
+  });
   const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
   const degradeSwitch = new ZooKeeperDegradeSwitch({
     connect: config.zkConnect,
