@@ -30,6 +30,12 @@ export interface RmsMessage {
   lastError: string | null;
 }
 
+/**
+ * A message prepared through the SDK: the SDK always sends a `messageId` (the caller's, or
+ * a UUID it generates), so RMS's answer always carries it.
+ */
+export type PreparedMessage = RmsMessage & { messageId: string };
+
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
@@ -85,9 +91,9 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<PreparedMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
-    return this.request<RmsMessage>('POST', '/v1/messages', body);
+    return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
   /**
