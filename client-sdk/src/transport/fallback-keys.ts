@@ -1,7 +1,7 @@
 /**
  * The Redis side of the MQ-outage fallback (design section 7), as data: which list a
  * message goes to, `rms:fb:<topic>:<NN>`, and what the entry in it looks like, a JSON
- * envelope `{id, topic, payload, headers, attempt, producer}`.
+ * envelope `{id, topic, payload, headers, attempt, producer, messageId?}`.
  *
  * Publishers and consumers of different SDK versions, and RMS itself, meet in these lists
  * during an outage, so everything here is a wire contract: the key format, the hash, and
