@@ -36,6 +36,9 @@ export interface RmsMessage {
  */
 export type PreparedMessage = RmsMessage & { messageId: string };
 
+/** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
@@ -127,8 +130,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  ack(id: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
   }
 
   /** `POST /v1/acks`: per-id results, in the order given. */
@@ -137,8 +140,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
   }
 
   /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */
