@@ -8,6 +8,7 @@
  * health checks.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -84,6 +85,12 @@ function assertReachesService(where: string, url: string): void {
   assert.ok(containerPorts(hostname).includes(portNumber), `${where}: ${url} uses port ${portNumber}, but ${hostname} listens on ${containerPorts(hostname).join(', ')}`);
 }
 
+/** Why the docker-compose check cannot run here, or false when it can. */
+function dockerComposeMissing(): string | false {
+  const probe = spawnSync('docker-compose', ['version'], { encoding: 'utf8', timeout: 10_000 });
+  return probe.status === 0 ? false : 'docker-compose is not installed (Debian: apt-get install docker-compose); the schema test still checks the files';
+}
+
 /** The app registry mounted into RMS, read from the repository. */
 function mountedAppRegistry(service: ComposeService): { hostPath: string; containerPath: string } {
   const volume = (service.volumes ?? []).find((entry) => entry.includes('apps'));
@@ -105,6 +112,14 @@ describe('docker-compose.yml', () => {
     for (const file of ['docker-compose.yml', 'docker-compose.postgres.yml']) {
       // The schema sees the file as written, extension fields and merge keys resolved.
       assert.ok(validate(readYaml(file)), `${file}: ${ajv.errorsText(validate.errors, { separator: '\n' })}`);
+    }
+  });
+
+  test('docker-compose itself accepts both files, alone and merged', { skip: dockerComposeMissing() }, () => {
+    for (const files of [['docker-compose.yml'], ['docker-compose.yml', 'docker-compose.postgres.yml']]) {
+      const args = [...files.flatMap((file) => ['-f', file]), 'config', '-q'];
+      const result = spawnSync('docker-compose', args, { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+      assert.equal(result.status, 0, `docker-compose ${args.join(' ')}: ${result.stderr}`);
     }
   });
 
