@@ -6,10 +6,14 @@
  * only ever read with one command each, never with one multi-key command (which a Cluster
  * refuses with CROSSSLOT).
  */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type ClusterOptions } from 'ioredis';
+import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 
-/** An ioredis client of either kind. */
-export type RedisClient = Redis | Cluster;
+/**
+ * A connection of the fallback: a client for one Redis (the caller's, of ioredis 5 or 6,
+ * or one the SDK opened), or an ioredis Cluster client the SDK opened.
+ */
+export type FallbackRedis = RedisClient | Cluster;
 
 /** Where Redis is: one server, or the seed nodes of a Redis Cluster (any reachable node will do). */
 export type RedisEndpoint = { kind: 'single'; url: string } | { kind: 'cluster'; nodes: readonly string[] };
@@ -27,8 +31,8 @@ export function redisEndpoint(url: string | readonly string[], cluster = false):
 }
 
 /** Whether `client` talks to a Redis Cluster. */
-export function isCluster(client: RedisClient): client is Cluster {
-  return client instanceof Cluster || (client as { isCluster?: unknown }).isCluster === true;
+export function isCluster(client: FallbackRedis): client is Cluster {
+  return (client as { isCluster?: unknown }).isCluster === true;
 }
 
 /**
@@ -37,7 +41,7 @@ export function isCluster(client: RedisClient): client is Cluster {
  * lazy connect) and a lost master is followed to its promoted replica by ioredis's own
  * slot refresh.
  */
-export function createRedisClient(endpoint: RedisEndpoint, options: RedisOptions): RedisClient {
+export function createRedisClient(endpoint: RedisEndpoint, options: RedisConnectionOptions): FallbackRedis {
   if (endpoint.kind === 'single') return new Redis(endpoint.url, options);
   const { enableOfflineQueue, lazyConnect, retryStrategy, ...nodeOptions } = options;
   const first = new URL(endpoint.nodes[0] as string);
@@ -50,7 +54,7 @@ export function createRedisClient(endpoint: RedisEndpoint, options: RedisOptions
     },
     ...(enableOfflineQueue !== undefined && { enableOfflineQueue }),
     ...(lazyConnect !== undefined && { lazyConnect }),
-    ...(retryStrategy && { clusterRetryStrategy: (times: number) => retryStrategy(times) }),
+    ...(retryStrategy && { clusterRetryStrategy: (times: number) => retryStrategy(times) ?? null }),
     // Commands that hit a master being failed over are retried once the slots are re-read.
     retryDelayOnFailover: 200,
     retryDelayOnClusterDown: 200,

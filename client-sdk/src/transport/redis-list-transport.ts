@@ -32,8 +32,8 @@
  * `waitReplicas` set, a publish also sends `WAIT` on the same node and succeeds only once
  * that many replicas have the entry, so a failover loses nothing a publish reported as done.
  */
-import type { RedisOptions } from 'ioredis';
-import { createRedisClient, redisEndpoint, type RedisClient } from './redis-connection.js';
+import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
+import { createRedisClient, redisEndpoint, type FallbackRedis } from './redis-connection.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
@@ -125,7 +125,7 @@ export const FAIL_FAST_REDIS_OPTIONS = {
   autoResendUnfulfilledCommands: false,
   // Connect on first use, so constructing never touches the network.
   lazyConnect: true,
-} as const satisfies RedisOptions;
+} as const satisfies RedisConnectionOptions;
 
 /**
  * A call got no answer in time. Unlike an error Redis reported, it can mean a connection
@@ -159,7 +159,7 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): 
  * connection attempt under way fails or `ms` pass.
  * @internal
  */
-export async function whenReady(redis: RedisClient, ms: number): Promise<boolean> {
+export async function whenReady(redis: FallbackRedis, ms: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   if (redis.status === 'wait') redis.connect().catch(noop);
   else if (redis.status !== 'connecting' && redis.status !== 'connect') return false;
@@ -200,7 +200,7 @@ export class RedisListTransport implements Transport {
   /** Shard lists per topic. */
   readonly shards: number;
 
-  readonly #redis: RedisClient;
+  readonly #redis: FallbackRedis;
   readonly #owned: boolean;
   readonly #waitReplicas: number;
   readonly #commandTimeoutMs: number;

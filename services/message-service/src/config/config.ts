@@ -183,8 +183,8 @@ const envSchema = z.object({
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
 });
 
-/** Every environment variable RMS reads (for tools that check a deployment's settings). */
-export const CONFIG_VARIABLES: readonly string[] = Object.freeze(Object.keys(envSchema.shape));
+/** Every environment variable {@link loadConfig} reads (deployment files are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
 
 /**
  * Reads and validates the configuration from `env`.
