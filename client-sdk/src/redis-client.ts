@@ -66,6 +66,8 @@ export interface RedisClient {
   lpush(key: string, ...values: string[]): Promise<number>;
   rpush(key: string, ...values: string[]): Promise<number>;
   brpop(...keysAndTimeout: [...keys: string[], timeoutSeconds: number]): Promise<[key: string, value: string] | null>;
+  rpop(key: string, count: number): Promise<string[] | null>;
+  llen(key: string): Promise<number>;
   call(command: string, ...args: (string | number)[]): Promise<unknown>;
   pipeline(): RedisPipeline;
 }

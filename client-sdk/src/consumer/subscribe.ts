@@ -97,8 +97,13 @@ export interface SubscribeOptions {
    */
   fallback?: {
     degradeSwitch: DegradeSwitch;
-    /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
-    redis: RedisClient | string;
+    /**
+     * The Redis holding the lists: a client (duplicated per worker), a URL, or the seed
+     * nodes of a Redis Cluster (several URLs, comma-separated or an array).
+     */
+    redis: RedisClient | string | readonly string[];
+    /** Treat a single URL in `redis` as the seed of a Redis Cluster. @defaultValue false */
+    cluster?: boolean;
     /** Blocking workers. @defaultValue 2 */
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
@@ -421,7 +426,9 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
         new RedisListSource(
           {
             topic,
-            ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
+            ...(typeof fallbackOptions.redis === 'string' || Array.isArray(fallbackOptions.redis)
+              ? { url: fallbackOptions.redis as string | readonly string[], ...(fallbackOptions.cluster && { cluster: true }) }
+              : { redis: fallbackOptions.redis as RedisClient }),
             ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
             ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),
             ...(fallbackOptions.popBatch !== undefined && { popBatch: fallbackOptions.popBatch }),

@@ -33,7 +33,7 @@
  * that many replicas have the entry, so a failover loses nothing a publish reported as done.
  */
 import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
-import { createRedisClient, redisEndpoint, type FallbackRedis } from './redis-connection.js';
+import { createRedisClient, isCluster, redisEndpoint, type FallbackRedis } from './redis-connection.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
@@ -262,16 +262,29 @@ export class RedisListTransport implements Transport {
 
   /**
    * `LPUSH` and `WAIT` in one pipeline: on a Cluster a pipeline goes to the node of its
-   * key's slot, so `WAIT` asks that very master about its replicas.
+   * key's slot, so `WAIT` asks that very master about its replicas. ioredis does not follow
+   * a redirection (MOVED, ASK) inside a pipeline whose other command succeeded, nor learn
+   * the new slot owner from it: after a failover the pipeline would keep going to the old
+   * node. So on a redirection the slot map is re-read and the pipeline sent once more (the
+   * `LPUSH` that was redirected was not executed).
    */
   async #pushReplicated(key: string, entry: string): Promise<void> {
     const waitMs = Math.max(1, this.#commandTimeoutMs - 100);
-    const results = await this.#redis.pipeline().lpush(key, entry).call('WAIT', this.#waitReplicas, waitMs).exec();
-    if (results === null) throw new Error('the LPUSH+WAIT pipeline was discarded');
-    for (const [error] of results) if (error) throw error;
-    const replicas = Number(results[1]?.[1]);
-    if (replicas < this.#waitReplicas) {
-      throw new Error(`only ${replicas} of ${this.#waitReplicas} replicas confirmed the entry within ${waitMs} ms`);
+    for (let attempt = 1; ; attempt++) {
+      const results = await this.#redis.pipeline().lpush(key, entry).call('WAIT', this.#waitReplicas, waitMs).exec();
+      if (results === null) throw new Error('the LPUSH+WAIT pipeline was discarded');
+      const pushError = results[0]?.[0];
+      if (pushError && attempt === 1 && isCluster(this.#redis) && /^(MOVED|ASK) /.test(pushError.message)) {
+        const cluster = this.#redis;
+        await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+        continue;
+      }
+      for (const [error] of results) if (error) throw error;
+      const replicas = Number(results[1]?.[1]);
+      if (replicas < this.#waitReplicas) {
+        throw new Error(`only ${replicas} of ${this.#waitReplicas} replicas confirmed the entry within ${waitMs} ms`);
+      }
+      return;
     }
   }
 
