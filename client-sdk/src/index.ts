@@ -20,7 +20,9 @@ export {
 export * from './logger.js';
 export * from './producer/producer.js';
 export * from './producer/check-handler.js';
+export * from './consumer/delivery.js';
 export * from './consumer/subscribe.js';
+export * from './transport/group-routing.js';
 export * from './consumer/ack-batcher.js';
 export * from './consumer/idempotency.js';
 export * from './transport/rabbitmq-consumer.js';

@@ -24,6 +24,11 @@ export interface AckBatcherOptions {
   /** Sends the batches; its own retries cover 503s, network errors and timeouts. */
   client: Pick<RmsHttpClient, 'ackMany'>;
   /**
+   * The consumer group whose deliveries are acked.
+   * @defaultValue none: RMS takes the app's group for each message's topic
+   */
+  group?: string;
+  /**
    * Longest an ack waits for others to join its batch.
    * @defaultValue `5`
    */
@@ -49,6 +54,7 @@ export class AckBatcher {
   #batchMs: number;
   readonly #batchSize: number;
   readonly #logger: SdkLogger;
+  readonly #group: string | undefined;
   /** Waiting ids, each with every caller that asked (one id may be acked twice before it is sent). */
   #pending = new Map<string, ((outcome: AckOutcome) => void)[]>();
   #timer: NodeJS.Timeout | undefined;
@@ -64,6 +70,7 @@ export class AckBatcher {
     this.#batchMs = batchMs;
     this.#batchSize = Math.min(batchSize, MAX_BATCH);
     this.#logger = options.logger ?? silentLogger;
+    this.#group = options.group;
   }
 
   /** `POST /v1/acks` requests made so far (one per batch; the client's retries not counted). */
@@ -122,7 +129,7 @@ export class AckBatcher {
     this.#requests += 1;
     let results: AckResult[];
     try {
-      results = await this.#client.ackMany(ids);
+      results = await this.#client.ackMany(ids, this.#group);
     } catch (error) {
       if (error instanceof RmsValidationError && batch.size > 1) {
         // One malformed id (say, from a stray publisher) must not fail its batch-mates:

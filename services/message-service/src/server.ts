@@ -85,7 +85,12 @@ interface FailoverParts {
 
 /** RabbitMQ, failing over to the Redis lists behind the ZooKeeper degrade switch (design section 7). */
 async function createFailoverTransport(config: RmsConfig, logger: Logger): Promise<FailoverParts> {
-  const rabbitmq = new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+  const rabbitmq = new RabbitMqTransport({
+    url: config.rabbitmqUrl,
+    queuePrefix: config.queuePrefix,
+    confirmTimeoutMs: config.publishTimeoutMs,
+    logger: logger.child({ part: 'rabbitmq' }),
+  });
   const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
   const degradeSwitch = new ZooKeeperDegradeSwitch({
     connect: config.zkConnect,
@@ -149,6 +154,7 @@ export class RmsServer {
     await initStore(backingStore, logger, options.storeStartupTimeoutMs ?? 60_000);
     const store = config.storeBatch.maxBatch > 1 ? new CoalescingMessageStore(backingStore, config.storeBatch) : backingStore;
     const registry = new AppRegistry(config.apps);
+    for (const warning of registry.warnings()) logger.warn({ registry: 'RMS_APPS' }, warning);
     const metrics = new Metrics();
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
     const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
@@ -195,7 +201,9 @@ export class RmsServer {
       checkDelayMs: config.checkBack.delayMs,
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
-      ackTimeoutFor: (topic) => scheduleFor(topic).ackTimeoutMs,
+      ackTimeoutFor: (topic, group) => scheduleFor(topic, group).ackTimeoutMs,
+      subscriptions: registry,
+      maxDelayMs: config.maxDelayMs,
     });
     const app = createHttpApp({
       service,

@@ -3,7 +3,8 @@
  * key under the name the producer used for it (`messageId`).
  */
 import type { RmsMessage } from '@rms/client-sdk';
-import type { Message } from '../domain/message.js';
+import { DEFAULT_GROUP, type Message } from '../domain/message.js';
+import { deliveriesOf } from '../domain/state-machine.js';
 
 /** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
 export type MessageView = RmsMessage;
@@ -31,5 +32,15 @@ export function toMessageView(message: Message): MessageView {
     nextAttemptAt: iso(message.nextAttemptAt),
     lastTransport: message.lastTransport,
     lastError: message.lastError,
+    deliverAt: iso(message.deliverAt),
+    deliveries: deliveriesOf(message, DEFAULT_GROUP).map((delivery) => ({
+      group: delivery.group,
+      status: delivery.status,
+      attempts: delivery.attempts,
+      nextAttemptAt: iso(delivery.nextAttemptAt),
+      lastTransport: delivery.lastTransport,
+      lastError: delivery.lastError,
+      ackedAt: iso(delivery.ackedAt),
+    })),
   };
 }

@@ -13,6 +13,7 @@ import {
   batchAckBodySchema,
   batchConfirmBodySchema,
   batchPrepareBodySchema,
+  groupBodySchema,
   decodeCursor,
   encodeCursor,
   heartbeatBodySchema,
@@ -63,6 +64,8 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
       payload: parsed.payload as JsonValue,
       ...(parsed.messageId !== undefined && { messageId: parsed.messageId }),
       ...(parsed.headers !== undefined && { headers: parsed.headers }),
+      ...(parsed.deliverAt !== undefined && { deliverAt: new Date(parsed.deliverAt) }),
+      ...(parsed.delayMs !== undefined && { delayMs: parsed.delayMs }),
     };
   };
 
@@ -107,12 +110,13 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
   });
 
   router.post('/v1/messages/:id/ack', requireRole('consumer'), async (request, response) => {
-    response.json(toMessageView(await service.ack(callerOf(response), idOf(request.params))));
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toMessageView(await service.ack(callerOf(response), idOf(request.params), body?.group)));
   });
 
   router.post('/v1/acks', requireRole('consumer'), async (request, response) => {
-    const { ids } = parseOrThrow(batchAckBodySchema, request.body);
-    response.json({ results: await service.ackMany(callerOf(response), ids) });
+    const { ids, group } = parseOrThrow(batchAckBodySchema, request.body);
+    response.json({ results: await service.ackMany(callerOf(response), ids, group) });
   });
 
   router.get('/v1/messages/:id', async (request, response) => {
@@ -132,7 +136,7 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
 
   router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), async (request, response) => {
     const body = parseOrThrow(heartbeatBodySchema, request.body);
-    response.json(toMessageView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
+    response.json(toMessageView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs, body?.group)));
   });
 
   router.post('/v1/topics/:topic/resend', requireRole('admin'), async (request, response) => {
@@ -143,7 +147,8 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
   });
 
   router.post('/v1/messages/:id/resend', requireRole('admin'), async (request, response) => {
-    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params))));
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params), body?.group)));
   });
 
   return router;
