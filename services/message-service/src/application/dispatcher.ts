@@ -72,9 +72,14 @@ export class Dispatcher {
   /** Runs one round for the selected deliveries of `message` and records it. */
   async deliver(message: Message, selection: Selection = 'due'): Promise<void> {
     const now = this.now();
-    const selected = deliveriesOf(message, DEFAULT_GROUP).filter((delivery) =>
-      delivery.status !== 'SENDING' ? false : selection === 'fresh' ? delivery.attempts === 0 : delivery.nextAttemptAt !== null && delivery.nextAttemptAt <= now,
-    );
+    // A message stored before groups keeps its due time only on the message, which the
+    // claim has replaced by the lease: claimed means due.
+    const legacy = message.deliveries.length === 0;
+    const selected = deliveriesOf(message, DEFAULT_GROUP).filter((delivery) => {
+      if (delivery.status !== 'SENDING') return false;
+      if (selection === 'fresh') return delivery.attempts === 0;
+      return legacy || (delivery.nextAttemptAt !== null && delivery.nextAttemptAt <= now);
+    });
     if (selected.length === 0) return;
     const commands: GroupCommand[] = [];
     const toSend: Delivery[] = [];

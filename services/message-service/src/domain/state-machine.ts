@@ -106,9 +106,9 @@ export function patchFor(
   switch (decision.to) {
     case 'SENDING': {
       if (from.status === 'SENDING') return {};
-      // Confirmed: one delivery per subscribed group, due when the dispatch lease ends (or
-      // at `deliverAt`, for a delayed message, if that is later).
-      const dueAt = opening.deliverAt && opening.deliverAt > dispatchDueAt ? opening.deliverAt : dispatchDueAt;
+      // Confirmed: one delivery per subscribed group, due when the dispatch lease ends; a
+      // delayed message is not dispatched on confirm and is due at its `deliverAt`.
+      const dueAt = opening.deliverAt && opening.deliverAt > now ? opening.deliverAt : dispatchDueAt;
       return { nextAttemptAt: dueAt, lastError: null, confirmedAt: now, deliveries: opening.groups.map((group) => freshDelivery(group, dueAt)) };
     }
     case 'CANCELLED':
