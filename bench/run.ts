@@ -10,7 +10,9 @@
  *    **steady-<n>** at half the reliable phase's rate, the latency when nothing queues;
  * 5. **profiled**: the reliable flow again with RMS under `--cpu-prof`, to say what
  *    dominates its CPU (a separate run, so the profiler's overhead stays out of phase 2);
- * 6. **due-scan**: one claim pass with 1,000 due messages among 10,000 and 1,000,000.
+ * 6. **due-scan**: one claim pass with 1,000 due messages among 10,000 and 1,000,000;
+ * 7. **delayed-scan**: the redelivery loop's claim pass with 1,000 due among 10,000, then
+ *    with 100,000 delayed messages (waiting for their `deliverAt`) stored besides.
  *
  * RMS runs as a child process (its CPU and memory are its own); producers and consumer run
  * here. Prints a table and writes docs/bench/results.json, throughput.svg and summary.md.
@@ -18,7 +20,8 @@
  * Settings (environment): BENCH_POSTGRES_URL (or TEST_POSTGRES_URL), RABBITMQ_URL,
  * REDIS_URL, ZK_CONNECT; BENCH_LOAD_MS, BENCH_WARMUP_MS, BENCH_PRODUCERS,
  * BENCH_CONSUMER_CONCURRENCY, BENCH_PHASES (comma-separated subset of
- * raw,reliable,degraded,steady,profiled,due-scan), BENCH_DUE_SIZES (e.g. 10000,1000000).
+ * raw,reliable,degraded,steady,profiled,due-scan,delayed-scan), BENCH_DUE_SIZES (e.g.
+ * 10000,1000000), BENCH_DELAYED (100000).
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
@@ -26,7 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ZooKeeperDegradeSwitch, rabbitMqQueueName } from '@rms/client-sdk';
 import { summarizeCpuProfile } from './cpu-profile.js';
-import { runDueScan } from './due-scan.js';
+import { runDelayedScan, runDueScan } from './due-scan.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanUp, installedVersion, serverVersions, type RunLeftovers } from './environment.js';
 import { nowMs } from './latency.js';
@@ -51,7 +54,7 @@ function numberSetting(name: string, fallback: number): number {
 /** Entries each Redis worker of the degraded phase pops at once. */
 const REDIS_POP_BATCH = 16;
 
-const ALL_PHASES = ['raw', 'reliable', 'degraded', 'steady', 'profiled', 'due-scan'] as const;
+const ALL_PHASES = ['raw', 'reliable', 'degraded', 'steady', 'profiled', 'due-scan', 'delayed-scan'] as const;
 type PhaseName = (typeof ALL_PHASES)[number];
 
 const settings = {
@@ -72,6 +75,8 @@ const settings = {
   rawPrefetch: numberSetting('BENCH_RAW_PREFETCH', 256),
   steadyRate: 1000,
   dueSizes: (process.env['BENCH_DUE_SIZES'] ?? '10000,1000000').split(',').map(Number),
+  /** Delayed messages stored for the delayed-scan. */
+  delayed: numberSetting('BENCH_DELAYED', 100_000),
   phases: new Set<PhaseName>(
     (process.env['BENCH_PHASES'] ?? ALL_PHASES.join(','))
       .split(',')
@@ -207,6 +212,14 @@ function targets(results: BenchResults): TargetCheck[] {
       met: results.dueScan.ratio <= 2,
     });
   }
+  if (results.delayedScan && results.delayedScan.points.length > 1) {
+    const [without, withDelayed] = results.delayedScan.points;
+    checks.push({
+      target: `redelivery claim pass with ${((withDelayed?.storedMessages ?? 0) - (without?.storedMessages ?? 0)).toLocaleString('en-US')} delayed messages stored within 2 × the figure without`,
+      measured: `${withDelayed?.medianMs.toFixed(1)} vs ${without?.medianMs.toFixed(1)} ms, ratio ${results.delayedScan.ratio.toFixed(2)}`,
+      met: results.delayedScan.ratio <= 2,
+    });
+  }
   const measuredRss = results.phases.filter((phase) => phase.rms && phase.phase !== 'profiled');
   if (measuredRss.length > 0) {
     const peak = Math.max(...measuredRss.map((phase) => phase.rms?.peakRssMb ?? 0));
@@ -316,6 +329,12 @@ async function main(): Promise<void> {
     leftovers.schemas.push(schema);
     log(`due-scan: ${settings.dueSizes.join(', ')} stored messages, 1,000 due`);
     results.dueScan = await runDueScan({ databaseUrl: settings.postgresUrl, schema, sizes: settings.dueSizes, due: 1000, passes: 5 });
+  }
+  if (settings.phases.has('delayed-scan')) {
+    const schema = `bench_${runId}_delayed_scan`;
+    leftovers.schemas.push(schema);
+    log(`delayed-scan: 1,000 due among 10,000, then with ${settings.delayed.toLocaleString('en-US')} delayed messages stored`);
+    results.delayedScan = await runDelayedScan({ databaseUrl: settings.postgresUrl, schema, base: 10_000, delayed: settings.delayed, due: 1000, passes: 5 });
   }
 
   results.targets = targets(results);

@@ -25,8 +25,10 @@ async function prepare(body: Record<string, unknown> = {}, app: 'orders' | 'bill
 async function makeDead(id: string, reason: 'CHECK_EXHAUSTED' | 'DELIVERY_EXHAUSTED') {
   const message = await store.findById(id);
   assert.ok(message);
+  // A delivery-exhausted message is DEAD because its deliveries are: mark them so too.
+  const deliveries = message.deliveries.map((delivery) => ({ ...delivery, status: 'DEAD' as const, nextAttemptAt: null }));
   const dead = await store.transition({
-    id, from: message, to: 'DEAD', deadReason: reason, at: new Date(), set: { nextAttemptAt: null },
+    id, from: message, to: 'DEAD', deadReason: reason, at: new Date(), set: { nextAttemptAt: null, ...(reason === 'DELIVERY_EXHAUSTED' && { deliveries }) },
   });
   assert.equal(dead?.status, 'DEAD');
 }
