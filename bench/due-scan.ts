@@ -57,16 +57,53 @@ const DUE_TOPIC = 'bench.due';
 /** The load phases' payload, so the rows are the size of real ones. */
 const PAYLOAD_SQL = JSON.stringify(benchPayload());
 
-/** Runs the measurement and drops its schema. */
-export async function runDueScan(options: DueScanOptions): Promise<DueScanResult> {
-  const url = new URL(options.databaseUrl);
-  url.searchParams.set('schema', options.schema);
+/** What a scan works on: a store on the run's own schema (migrated), a plain client, and the table. */
+interface ScanSchema {
+  store: PostgresMessageStore;
+  client: pg.Client;
+  table: string;
+}
+
+/** Runs `work` on a fresh schema of the run's own, and drops the schema afterwards. */
+async function withScanSchema<T>(databaseUrl: string, schema: string, work: (scan: ScanSchema) => Promise<T>): Promise<T> {
+  const url = new URL(databaseUrl);
+  url.searchParams.set('schema', schema);
   const store = new PostgresMessageStore({ url: url.toString(), poolSize: 2, statementTimeoutMs: 120_000 });
-  const client = new pg.Client({ connectionString: options.databaseUrl });
+  const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  const table = `"${options.schema}".rms_messages`;
   try {
     await store.init();
+    return await work({ store, client, table: `"${schema}".rms_messages` });
+  } finally {
+    await store.close();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await client.end();
+  }
+}
+
+/**
+ * Adds rows `from`..`to` of what a live table mostly holds: finished messages (90 %), and
+ * in-flight ones not due yet (5 % PENDING, 5 % SENDING, next attempt within the hour).
+ */
+async function insertBackgroundRows(client: pg.Client, table: string, from: number, to: number): Promise<void> {
+  await client.query(
+    `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
+     SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
+            CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
+            now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
+            CASE WHEN g % 20 >= 2 THEN now() END,
+            CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
+     FROM generate_series($1::int, $2::int) AS g`,
+    [from, to, PAYLOAD_SQL],
+  );
+  // What autovacuum would have done by the time a table is this size; without
+  // statistics the planner guesses, and that would be measured instead of the index.
+  await client.query(`VACUUM ANALYZE ${table}`);
+}
+
+/** Runs the measurement and drops its schema. */
+export async function runDueScan(options: DueScanOptions): Promise<DueScanResult> {
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
     const points: DueScanPoint[] = [];
     let stored = 0;
     for (const size of options.sizes) {
@@ -81,20 +118,8 @@ export async function runDueScan(options: DueScanOptions): Promise<DueScanResult
         );
         stored = options.due;
       }
-      await client.query(
-        `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
-         SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
-                CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
-                now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
-                CASE WHEN g % 20 >= 2 THEN now() END,
-                CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
-         FROM generate_series($1::int + 1, $2::int) AS g`,
-        [stored, size, PAYLOAD_SQL],
-      );
+      await insertBackgroundRows(client, table, stored + 1, size);
       stored = size;
-      // What autovacuum would have done by the time a table is this size; without
-      // statistics the planner guesses, and that would be measured instead of the index.
-      await client.query(`VACUUM ANALYZE ${table}`);
       const loadSeconds = (nowMs() - loadStartedAt) / 1000;
 
       points.push({ ...(await measureClaims(store, client, table, 'PENDING', options.due, options.passes)), storedMessages: size, loadSeconds });
@@ -102,11 +127,7 @@ export async function runDueScan(options: DueScanOptions): Promise<DueScanResult
     const first = points[0] as DueScanPoint;
     const last = points.at(-1) as DueScanPoint;
     return { points, ratio: last.medianMs / first.medianMs };
-  } finally {
-    await store.close();
-    await client.query(`DROP SCHEMA IF EXISTS "${options.schema}" CASCADE`).catch(() => undefined);
-    await client.end();
-  }
+  });
 }
 
 /**
@@ -192,14 +213,7 @@ export interface DelayedScanOptions {
  * added: waiting messages should cost nothing, so the ratio should be near 1.
  */
 export async function runDelayedScan(options: DelayedScanOptions): Promise<DueScanResult> {
-  const url = new URL(options.databaseUrl);
-  url.searchParams.set('schema', options.schema);
-  const store = new PostgresMessageStore({ url: url.toString(), poolSize: 2, statementTimeoutMs: 120_000 });
-  const client = new pg.Client({ connectionString: options.databaseUrl });
-  await client.connect();
-  const table = `"${options.schema}".rms_messages`;
-  try {
-    await store.init();
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
     const points: DueScanPoint[] = [];
     let loadStartedAt = nowMs();
     await client.query(
@@ -211,17 +225,7 @@ export async function runDelayedScan(options: DelayedScanOptions): Promise<DueSc
        FROM generate_series(1, $1::int) AS g`,
       [options.due, DUE_TOPIC, PAYLOAD_SQL],
     );
-    await client.query(
-      `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
-       SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $2::json,
-              CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
-              now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
-              CASE WHEN g % 20 >= 2 THEN now() END,
-              CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
-       FROM generate_series(1, $1::int) AS g`,
-      [options.base, PAYLOAD_SQL],
-    );
-    await client.query(`VACUUM ANALYZE ${table}`);
+    await insertBackgroundRows(client, table, 1, options.base);
     const stored = options.due + options.base;
     points.push({ ...(await measureClaims(store, client, table, 'SENDING', options.due, options.passes)), storedMessages: stored, loadSeconds: (nowMs() - loadStartedAt) / 1000 });
 
@@ -244,9 +248,5 @@ export async function runDelayedScan(options: DelayedScanOptions): Promise<DueSc
     });
     const [without, withDelayed] = points as [DueScanPoint, DueScanPoint];
     return { points, ratio: withDelayed.medianMs / without.medianMs };
-  } finally {
-    await store.close();
-    await client.query(`DROP SCHEMA IF EXISTS "${options.schema}" CASCADE`).catch(() => undefined);
-    await client.end();
-  }
+  });
 }

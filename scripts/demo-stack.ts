@@ -111,6 +111,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     checkSecret: TOKENS.secret,
     topic,
   });
+  // Both consumer groups pop the Redis lists while the run's degrade flag is on.
+  const fallback = { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' };
   const inventory = await InventoryService.start({
     port: 0,
     databaseUrl,
@@ -119,7 +121,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     rmsToken: TOKENS.inventory,
     amqpUrl,
     topic,
-    fallback: { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' },
+    fallback,
     ...options.inventory,
   });
   const loyalty = await LoyaltyService.start({
@@ -129,7 +131,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     rmsToken: TOKENS.loyalty,
     amqpUrl,
     topic,
-    fallback: { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' },
+    fallback,
   });
   for (const [sku, qty] of Object.entries(options.initialStock)) await inventory.store.setStock(sku, qty);
 
