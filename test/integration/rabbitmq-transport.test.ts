@@ -150,7 +150,11 @@ describe('RabbitMQ transport', () => {
     assert.deepEqual((await takeAll(topic, queues[1])).map((m) => m.properties.messageId), [redelivery.id]);
     assert.deepEqual(await takeAll(topic, queues[0]), [], 'a group that acked gets no redelivery');
     assert.deepEqual(await takeAll(topic, queues[2]), []);
-    assert.deepEqual(await takeAll(topic), [], 'nothing goes to the default group\'s shared queue');
+    await assert.rejects(
+      withChannel((channel) => channel.checkQueue(rabbitMqQueueName(topic))),
+      /NOT_FOUND/,
+      'the default group\'s shared queue is not even declared',
+    );
   });
 
   test('two deployments with different queue prefixes on one broker and exchange never see each other\'s deliveries', async (t) => {
