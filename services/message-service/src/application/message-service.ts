@@ -163,12 +163,12 @@ export class MessageService {
    * not get it). A delayed message waits until its `deliverAt`.
    */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
   cancel(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
   }
 
   /**
@@ -326,11 +326,11 @@ export class MessageService {
     return resent;
   }
 
-  /** The message, if the caller owns it or is an admin. */
+  /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
   async get(caller: Caller, id: string): Promise<Message> {
     const message = await this.store.findById(id);
     if (!message) throw new NotFoundError(id);
-    this.requireOwnerOrAdmin(caller, message);
+    this.requireVisibleTo(caller, message);
     return message;
   }
 
@@ -343,9 +343,13 @@ export class MessageService {
     return hasRole(caller, 'admin') ? 'admin' : 'producer';
   }
 
-  private requireOwnerOrAdmin(caller: Caller, message: Message): void {
+  /**
+   * A message belongs to its producer and the admins; to anyone else it does not exist
+   * (404 like an unknown id, so ids cannot be probed for existence).
+   */
+  private requireVisibleTo(caller: Caller, message: Message): void {
     if (message.producer !== caller.app && !hasRole(caller, 'admin')) {
-      throw new ForbiddenError(`message ${message.id} belongs to another app`);
+      throw new NotFoundError(message.id);
     }
   }
 

@@ -3,7 +3,7 @@
  * key under the name the producer used for it (`messageId`).
  */
 import type { RmsMessage } from '@rms/client-sdk';
-import { DEFAULT_GROUP, type Message } from '../domain/message.js';
+import { DEFAULT_GROUP, type Delivery, type Message } from '../domain/message.js';
 import { deliveriesOf } from '../domain/state-machine.js';
 
 /** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
@@ -41,6 +41,33 @@ export function toMessageView(message: Message): MessageView {
       lastTransport: delivery.lastTransport,
       lastError: delivery.lastError,
       ackedAt: iso(delivery.ackedAt),
+    })),
+  };
+}
+
+/**
+ * What a consumer is told of a message it acked or heartbeated: its status and when it is
+ * next due, never its payload (a consumer may name any id; the answer must not read it out).
+ */
+export interface DeliveryStatusView {
+  id: string;
+  status: Message['status'];
+  nextAttemptAt: string | null;
+  /** Each consumer group's delivery: where it is, not what it carries. */
+  deliveries: { group: string; status: Delivery['status']; attempts: number; nextAttemptAt: string | null }[];
+}
+
+/** The consumer's view of `message`. */
+export function toDeliveryStatusView(message: Message): DeliveryStatusView {
+  return {
+    id: message.id,
+    status: message.status,
+    nextAttemptAt: iso(message.nextAttemptAt),
+    deliveries: deliveriesOf(message, DEFAULT_GROUP).map((delivery) => ({
+      group: delivery.group,
+      status: delivery.status,
+      attempts: delivery.attempts,
+      nextAttemptAt: iso(delivery.nextAttemptAt),
     })),
   };
 }
