@@ -91,7 +91,10 @@ describe('HTTP API: the state machine over the wire', () => {
     await rms.call('orders', 'POST', `/v1/messages/${id}/confirm`);
     const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
     assert.equal(acked.status, 200);
-    assert.deepEqual(acked.body, { id, status: 'COMPLETED', nextAttemptAt: null }, 'an ack answers the status, never the payload');
+    // The ack may overtake the record of the publish round: attempts reads 0 or 1.
+    const { deliveries, ...statuses } = acked.body;
+    assert.deepEqual(statuses, { id, status: 'COMPLETED', nextAttemptAt: null }, 'an ack answers the statuses, never the payload');
+    assert.deepEqual(deliveries.map(({ attempts: _attempts, ...rest }: { attempts: number }) => rest), [{ group: 'default', status: 'ACKED', nextAttemptAt: null }]);
     assert.ok((await rms.call('orders', 'GET', `/v1/messages/${id}`)).body.completedAt);
     assert.equal((await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`)).body.status, 'COMPLETED');
     assert.equal((await rms.call('orders', 'POST', `/v1/messages/${id}/confirm`)).body.status, 'COMPLETED');
