@@ -18,7 +18,7 @@ export function topicMatcher(pattern: string): (topic: string) => boolean {
   if (!isWildcard(pattern)) return (topic) => topic === pattern;
   const source = pattern
     .split('*')
-    .map((part) => part.replace(/[.\-]/g, '\\$&'))
+    .map((part) => part.replace(/[.-]/g, '\\$&'))
     .join('.+');
   const regex = new RegExp(`^${source}$`);
   return (topic) => TOPIC_PATTERN.test(topic) && regex.test(topic);
