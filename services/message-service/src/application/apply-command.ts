@@ -49,6 +49,10 @@ async function writeDecision(
   options: ApplyOptions & { producer?: string },
   deliverAt: Date | null = null,
 ): Promise<Applied> {
+  if (decision.to === 'SENDING' && state.status !== 'SENDING' && !options.groups?.length) {
+    // A confirmed message without deliveries would be read as one of the default group.
+    throw new Error(`confirming message ${id} needs the groups subscribed to its topic`);
+  }
   const updated = await store.transition({
     id,
     from: { status: state.status, deadReason: state.deadReason },
