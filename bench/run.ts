@@ -19,7 +19,8 @@
  *
  * Settings (environment): BENCH_POSTGRES_URL (or TEST_POSTGRES_URL), RABBITMQ_URL,
  * REDIS_URL, ZK_CONNECT; BENCH_LOAD_MS, BENCH_WARMUP_MS, BENCH_PRODUCERS,
- * BENCH_CONSUMER_CONCURRENCY, BENCH_PHASES (comma-separated subset of
+ * BENCH_CONSUMER_CONCURRENCY, BENCH_GROUPS (consumer groups on the topic, 1 or more; each
+ * message is delivered to, handled by and acked by every group), BENCH_PHASES (comma-separated subset of
  * raw,reliable,degraded,steady,profiled,due-scan,delayed-scan), BENCH_DUE_SIZES (e.g.
  * 10000,1000000), BENCH_DELAYED (100000).
  */
@@ -27,7 +28,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ZooKeeperDegradeSwitch, rabbitMqQueueName } from '@rms/client-sdk';
+import { ZooKeeperDegradeSwitch, fallbackStreamName, groupQueueName } from '@rms/client-sdk';
 import { summarizeCpuProfile } from './cpu-profile.js';
 import { runDelayedScan, runDueScan } from './due-scan.js';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -77,6 +78,8 @@ const settings = {
   dueSizes: (process.env['BENCH_DUE_SIZES'] ?? '10000,1000000').split(',').map(Number),
   /** Delayed messages stored for the delayed-scan. */
   delayed: numberSetting('BENCH_DELAYED', 100_000),
+  /** Consumer groups subscribed to the bench topic: `bench`, then `group-2`, …; the figures are those of `bench`. */
+  groups: Array.from({ length: numberSetting('BENCH_GROUPS', 1) }, (_, index) => (index === 0 ? 'bench' : `group-${index + 1}`)),
   phases: new Set<PhaseName>(
     (process.env['BENCH_PHASES'] ?? ALL_PHASES.join(','))
       .split(',')
@@ -115,7 +118,7 @@ function rmsEnv(schema: string): Record<string, string> {
       // RMS requires a check URL of every producer; with the first check-back a minute
       // away it is never called during a phase.
       { app: 'bench-producer', token: tokens.producer, roles: ['producer'], checkUrl: 'http://127.0.0.1:9/rms/check', secret: `bench-check-secret-${runId}` },
-      { app: 'bench-consumer', token: tokens.consumer, roles: ['consumer'] },
+      { app: 'bench-consumer', token: tokens.consumer, roles: ['consumer'], subscriptions: settings.groups.map((group) => ({ topic: 'bench.*', group })) },
     ]),
     // No check-back or redelivery inside a phase: every message should go through once.
     RMS_ACK_TIMEOUT_MS: '60000',
@@ -136,8 +139,10 @@ async function rmsPhase(
   const schema = `bench_${runId}_${phase.replace(/[^a-z0-9]/g, '_')}`;
   const topic = `bench.${runId}.${phase}`;
   leftovers.schemas.push(schema);
-  leftovers.queues.push(rabbitMqQueueName(topic));
-  leftovers.redisTopics.push(topic);
+  for (const group of settings.groups) {
+    leftovers.queues.push(groupQueueName(topic, group));
+    leftovers.redisTopics.push(fallbackStreamName(topic, group));
+  }
   const startedAt = nowMs();
   const rms = await RmsProcess.start({
     cwd: REPO,
@@ -161,6 +166,7 @@ async function rmsPhase(
       warmupMs: settings.warmupMs,
       durationMs,
       consumerConcurrency: settings.consumerConcurrency,
+      groups: settings.groups,
       ...(extra.fallback && { fallback: { ...extra.fallback, redisUrl: settings.redisUrl } }),
       drainTimeoutMs: 60_000,
       postgresUrl: settings.postgresUrl,

@@ -10,7 +10,10 @@ import { type SdkLogger, silentLogger } from '../logger.js';
 
 /** What became of one ack. */
 export type AckOutcome =
-  /** RMS holds the message as `COMPLETED` (now, or already before: a repeated ack succeeds again). */
+  /**
+   * RMS holds the group's delivery as acked (now, or already before: a repeated ack
+   * succeeds again); the message itself is `COMPLETED` once every group's is.
+   */
   | { acked: true; id: string }
   /**
    * RMS did not ack it: `code` is RMS's error code for this id (`NOT_FOUND`, or
@@ -158,6 +161,7 @@ function outcomeOf(id: string, result: AckResult | undefined): AckOutcome {
     const status = result.error.status === undefined ? '' : ` (status ${result.error.status})`;
     return { acked: false, id, code: result.error.code, reason: `${result.error.message}${status}` };
   }
-  if (result.status === 'COMPLETED') return { acked: true, id };
-  return { acked: false, id, code: 'UNEXPECTED_STATUS', reason: `RMS answered the ack with status ${result.status}` };
+  // `delivery` is the acking group's; an RMS without consumer groups answers only `status`.
+  if (result.delivery === 'ACKED' || result.status === 'COMPLETED') return { acked: true, id };
+  return { acked: false, id, code: 'UNEXPECTED_STATUS', reason: `RMS answered the ack with status ${result.status}${result.delivery ? `, delivery ${result.delivery}` : ''}` };
 }

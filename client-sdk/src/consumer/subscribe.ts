@@ -125,7 +125,7 @@ export interface SubscriptionStats {
   duplicatesSkipped: number;
   /** Deliveries of messages another worker of the group was running at the time: the handler was not run. */
   inProgressSkipped: number;
-  /** Messages RMS confirmed as acked (`COMPLETED`). */
+  /** Deliveries RMS confirmed as acked for the group. */
   acked: number;
   /** `POST /v1/acks` requests sent (one per batch). */
   ackRequests: number;

@@ -61,7 +61,10 @@ function delayFields(delay: DeliveryDelay): { deliverAt?: string; delayMs?: numb
 }
 
 /** One entry of a batch ack's answer. */
-export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
+export type AckResult =
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery (`ACKED` when the ack took). */
+  | { id: string; status: MessageStatus; group?: string; delivery?: RmsDelivery['status'] }
+  | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** One element's answer in a batch request: the HTTP status and body the single call would have answered. */
 export interface BatchItemAnswer {

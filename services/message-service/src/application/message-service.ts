@@ -15,7 +15,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, AppRegistry, Role } from '../config/app-registry.js';
 import { ForbiddenError, InvalidRequestError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
-import { DEFAULT_GROUP, type JsonValue, type Message, type MessageHeaders, type MessageStatus } from '../domain/message.js';
+import { DEFAULT_GROUP, type DeliveryStatus, type JsonValue, type Message, type MessageHeaders, type MessageStatus } from '../domain/message.js';
 import { type Actor, type Command, type DeliveryCommand, deliveriesOf } from '../domain/state-machine.js';
 import { type AppliedToDeliveries, applyCommand, applyToDeliveries } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -45,7 +45,8 @@ const OPEN_SUBSCRIPTIONS: Subscriptions = { groupsFor: () => [DEFAULT_GROUP], ma
 
 /** One entry of a batch ack's answer. */
 export type AckResult =
-  | { id: string; status: MessageStatus }
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery. */
+  | { id: string; status: MessageStatus; group: string; delivery: DeliveryStatus }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** Settings of the message service. */
@@ -176,8 +177,8 @@ export class MessageService {
    * becomes `COMPLETED` once every group's is. `group` defaults to the caller's group for
    * the topic (see `consumerGroup`).
    */
-  ack(caller: Caller, id: string, group?: string): Promise<Message> {
-    return this.applyToGroup(caller, id, group, () => ({ type: 'ack' }));
+  async ack(caller: Caller, id: string, group?: string): Promise<Message> {
+    return (await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }))).message;
   }
 
   /** Acks many messages (of one group); one failure does not fail the others. */
@@ -185,7 +186,9 @@ export class MessageService {
     return Promise.all(
       ids.map(async (id): Promise<AckResult> => {
         try {
-          return { id, status: (await this.ack(caller, id, group)).status };
+          const acked = await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }));
+          const delivery = deliveriesOf(acked.message, DEFAULT_GROUP).find((candidate) => candidate.group === acked.group);
+          return { id, status: acked.message.status, group: acked.group, delivery: delivery?.status ?? 'SENDING' };
         } catch (error) {
           if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
           const status = error instanceof StateConflictError ? { status: error.status } : {};
@@ -221,11 +224,12 @@ export class MessageService {
    * from now (default: the topic's group's ack timeout), so a slow handler is not
    * redelivered under itself.
    */
-  heartbeat(caller: Caller, id: string, extendMs?: number, group?: string): Promise<Message> {
-    return this.applyToGroup(caller, id, group, (message, own, now) => ({
+  async heartbeat(caller: Caller, id: string, extendMs?: number, group?: string): Promise<Message> {
+    const beat = await this.applyToGroup(caller, id, group, (message, own, now) => ({
       type: 'heartbeat',
       until: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic, own))),
     }));
+    return beat.message;
   }
 
   /**
@@ -259,13 +263,13 @@ export class MessageService {
     id: string,
     group: string | undefined,
     command: (message: Message, group: string, now: Date) => DeliveryCommand,
-  ): Promise<Message> {
+  ): Promise<{ message: Message; group: string }> {
     const message = await this.store.findById(id);
     if (!message) throw new NotFoundError(id);
     const own = this.consumerGroup(caller, message, group);
     const now = this.now();
     const applied = await applyToDeliveries(this.store, message, (read) => [{ group: own, command: command(read, own, now) }], { at: now, defaultGroup: DEFAULT_GROUP });
-    return this.settled(id, applied, false);
+    return { message: this.settled(id, applied, false), group: own };
   }
 
   /** The answer to a delivery command: the message, or the error its outcome means. */
