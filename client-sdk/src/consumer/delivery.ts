@@ -20,6 +20,11 @@ export interface Delivery<T = unknown> {
   attempt: number;
   /** The producing app (`x-rms-producer`). */
   producer: string;
+  /**
+   * The producer's idempotency key (`x-rms-message-id`): present whenever the producer gave
+   * one at prepare, which the SDK's producer always does.
+   */
+  messageId?: string;
   /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
   transport: 'rabbitmq' | 'redis';
 }

@@ -18,7 +18,7 @@
  * The broker ack comes last on purpose: if the process dies before it, the broker or RMS
  * delivers the message again, and idempotency turns that into a skipped duplicate.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { RabbitMqConsumer } from '../transport/rabbitmq-consumer.js';
@@ -83,7 +83,7 @@ export interface SubscribeOptions {
    * for the TTLs (defaults: 24 hours for `ttlMs`, 5 minutes for `inProgressTtlMs`).
    * @defaultValue none
    */
-  idempotency?: { redis: Redis; ttlMs?: number; inProgressTtlMs?: number };
+  idempotency?: { redis: RedisClient; ttlMs?: number; inProgressTtlMs?: number };
   /**
    * How long {@link Subscription.close} waits for handlers still running before it closes
    * anyway (their messages are then redelivered by RMS).
@@ -100,7 +100,7 @@ export interface SubscribeOptions {
   fallback?: {
     degradeSwitch: DegradeSwitch;
     /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
-    redis: Redis | string;
+    redis: RedisClient | string;
     /** Blocking workers. @defaultValue 2 */
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */

@@ -60,6 +60,18 @@ function delayFields(delay: DeliveryDelay): { deliverAt?: string; delayMs?: numb
   return { ...(delay.deliverAt !== undefined && { deliverAt: delay.deliverAt.toISOString() }), ...(delay.delayMs !== undefined && { delayMs: delay.delayMs }) };
 }
 
+/**
+ * A message prepared through the SDK: the SDK always sends a `messageId` (the caller's, or
+ * a UUID it generates), so RMS's answer always carries it.
+ */
+export type PreparedMessage = RmsMessage & { messageId: string };
+
+/** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'> & {
+  /** Each consumer group's delivery: where it is, not what it carries. */
+  deliveries: Pick<RmsDelivery, 'group' | 'status' | 'attempts' | 'nextAttemptAt'>[];
+};
+
 /** One entry of a batch ack's answer. */
 export type AckResult =
   /** `status` is the message's; `group` and `delivery` the acking group's delivery (`ACKED` when the ack took). */
@@ -122,9 +134,9 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } & DeliveryDelay = {}): Promise<RmsMessage> {
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } & DeliveryDelay = {}): Promise<PreparedMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...delayFields(options) };
-    return this.request<RmsMessage>('POST', '/v1/messages', body);
+    return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
   /**
@@ -161,8 +173,8 @@ export class RmsHttpClient {
    * `POST /v1/messages/:id/ack`: acks `group`'s delivery.
    * @param group - the consumer group. @defaultValue the app's group for the topic (RMS decides)
    */
-  ack(id: string, group?: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`, group === undefined ? undefined : { group });
+  ack(id: string, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`, group === undefined ? undefined : { group });
   }
 
   /** `POST /v1/acks`: acks `group`'s deliveries; per-id results, in the order given. */
@@ -171,8 +183,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/heartbeat`: pushes `group`'s ack deadline out. */
-  heartbeat(id: string, extendMs?: number, group?: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, {
+  heartbeat(id: string, extendMs?: number, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, {
       ...(extendMs !== undefined && { extendMs }),
       ...(group !== undefined && { group }),
     });

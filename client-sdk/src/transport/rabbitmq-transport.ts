@@ -276,6 +276,7 @@ export class RabbitMqTransport implements Transport {
         'x-rms-topic': message.topic,
         'x-rms-attempt': message.attempt,
         'x-rms-producer': message.producer,
+        ...(message.messageId !== undefined && { 'x-rms-message-id': message.messageId }),
       },
       ...(queues.length > 1 && { BCC: queues.slice(1) }),
     };

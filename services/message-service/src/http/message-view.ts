@@ -2,8 +2,8 @@
  * How a message looks on the wire: the stored record with ISO dates and the producer's
  * key under the name the producer used for it (`messageId`).
  */
-import type { RmsMessage } from '@rms/client-sdk';
-import { DEFAULT_GROUP, type Delivery, type Message } from '../domain/message.js';
+import type { ConsumerAnswer, RmsMessage } from '@rms/client-sdk';
+import { DEFAULT_GROUP, type Message } from '../domain/message.js';
 import { deliveriesOf } from '../domain/state-machine.js';
 
 /** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
@@ -49,13 +49,7 @@ export function toMessageView(message: Message): MessageView {
  * What a consumer is told of a message it acked or heartbeated: its status and when it is
  * next due, never its payload (a consumer may name any id; the answer must not read it out).
  */
-export interface DeliveryStatusView {
-  id: string;
-  status: Message['status'];
-  nextAttemptAt: string | null;
-  /** Each consumer group's delivery: where it is, not what it carries. */
-  deliveries: { group: string; status: Delivery['status']; attempts: number; nextAttemptAt: string | null }[];
-}
+export type DeliveryStatusView = ConsumerAnswer;
 
 /** The consumer's view of `message`. */
 export function toDeliveryStatusView(message: Message): DeliveryStatusView {
