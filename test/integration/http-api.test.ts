@@ -173,8 +173,8 @@ describe('HTTP API: the state machine over the wire', () => {
     const answer = await rms.call('inventory', 'POST', '/v1/acks', { ids: [sending.id, done.id, pending.id, unknown] });
     assert.equal(answer.status, 200);
     assert.deepEqual(answer.body.results, [
-      { id: sending.id, status: 'COMPLETED' },
-      { id: done.id, status: 'COMPLETED' },
+      { id: sending.id, status: 'COMPLETED', group: 'default', delivery: 'ACKED' },
+      { id: done.id, status: 'COMPLETED', group: 'default', delivery: 'ACKED' },
       { id: pending.id, error: { code: 'STATE_CONFLICT', message: 'cannot ack a message in status PENDING', status: 'PENDING' } },
       { id: unknown, error: { code: 'NOT_FOUND', message: `no message with id ${unknown}` } },
     ]);
