@@ -65,6 +65,22 @@ describe('the Redis fallback on a Redis Cluster', { skip: skip ?? false, timeout
     await waitUntil(() => seen.includes(late.id), 'an entry pushed to idle workers is popped', 5000);
   });
 
+  test('a delivery to three groups reaches each group’s lists (one push per key: a transaction cannot span slots)', async (t) => {
+    const topic = `groups.${randomUUID().slice(0, 8)}`;
+    const transport = new RedisListTransport({ url: cluster.url, waitReplicas: 1 });
+    t.after(() => transport.close());
+    const sent = Array.from({ length: 30 }, (_, n) => ({ ...message(topic, n), groups: ['inventory', 'loyalty', 'shipping'] }));
+    for (const outgoing of sent) await transport.publish(outgoing);
+    for (const group of ['inventory', 'loyalty', 'shipping']) {
+      const seen: string[] = [];
+      const source = new RedisListSource({ url: cluster.url, topic, group, workers: 1, clusterIdleMs: 20 }, (delivery) => void seen.push(delivery.id));
+      await source.start();
+      await source.drainUntilEmpty();
+      await source.stop();
+      assert.deepEqual(seen.sort(), sent.map((outgoing) => outgoing.id).sort(), `group ${group} got every message once`);
+    }
+  });
+
   test('a master killed after publishes were confirmed by a replica (WAIT): its replica takes over and no entry is lost', async (t) => {
     const topic = `failover.${randomUUID().slice(0, 8)}`;
     const transport = new RedisListTransport({ url: cluster.url, waitReplicas: 1, commandTimeoutMs: 1500 });
