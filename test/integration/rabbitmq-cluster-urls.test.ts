@@ -5,16 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { describe, test, type TestContext } from 'node:test';
+import { describe, test } from 'node:test';
 import amqp from 'amqplib';
 import { RabbitMqConsumer, RabbitMqTransport, queueArgumentsFor, rabbitMqQueueName } from '@rms/client-sdk';
 // Not part of the package's surface: how the SDK reads a RABBITMQ_URL.
 import { brokerUrls, redactUrl } from '../../client-sdk/src/transport/amqp-connection.js';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
+import { brokerBehindProxy, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { waitUntil } from '../support/wait.js';
-
-const BROKER = new URL(TEST_RABBITMQ_URL);
 
 /** Removes the topic's queue, as an operator would. */
 async function deleteQueue(topic: string): Promise<void> {
@@ -28,14 +25,7 @@ async function deleteQueue(topic: string): Promise<void> {
 }
 
 /** A "node": a fault proxy in front of the broker, and its URL. */
-async function node(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
-  const proxy = await FaultProxy.start({ targetHost: BROKER.hostname, targetPort: Number(BROKER.port || 5672) });
-  t.after(() => proxy.close());
-  const url = new URL(TEST_RABBITMQ_URL);
-  url.hostname = proxy.host;
-  url.port = String(proxy.port);
-  return { proxy, url: url.toString() };
-}
+const node = brokerBehindProxy;
 
 describe('RabbitMQ nodes tried in turn', () => {
   test('brokerUrls reads a comma-separated list and adds the heartbeat to each', () => {
