@@ -79,6 +79,19 @@ export function fallbackKeys(topic: string, shards: number = DEFAULT_FALLBACK_SH
   return Array.from({ length: shards }, (_, shard) => fallbackKey(topic, shard, shards));
 }
 
+/** The `SCAN MATCH` pattern of every fallback list key. */
+export const FALLBACK_KEY_PATTERN = `${KEY_PREFIX}*`;
+
+/**
+ * The topic of a fallback list key made by {@link fallbackKey}, or `null` for any other key.
+ * Topics hold no `:`, so the topic is what lies between the prefix and the last `:`.
+ */
+export function topicOfFallbackKey(key: string): string | null {
+  if (!key.startsWith(KEY_PREFIX)) return null;
+  const end = key.lastIndexOf(':');
+  return end > KEY_PREFIX.length ? key.slice(KEY_PREFIX.length, end) : null;
+}
+
 /** One entry of a fallback list: exactly the fields of an {@link OutgoingMessage}. */
 export type FallbackEnvelope = OutgoingMessage;
 

@@ -155,8 +155,13 @@ export class RmsServer {
     const store = new BoundedMessageStore(coalescing, config.storeAdmission);
     const registry = new AppRegistry(config.apps);
     const metrics = new Metrics();
+    metrics.watchBacklog(() => store.backlogByTopic(), logger.child({ part: 'metrics' }), config.metricsCacheMs);
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
     const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
+    if (failover) {
+      const { transport: failoverTransport, redis } = failover;
+      metrics.watchFailover({ status: () => failoverTransport.status(), listDepths: () => redis.listDepths() }, logger.child({ part: 'metrics' }), config.metricsCacheMs);
+    }
     const notifier = new AlertBatcher({
       sinks: [...config.alerts.webhooks.map((url) => new WebhookSink(url)), ...(options.notificationSinks ?? [])],
       windowMs: config.alerts.windowMs,
@@ -201,6 +206,7 @@ export class RmsServer {
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
       ackTimeoutFor: (topic) => scheduleFor(topic).ackTimeoutMs,
+      metrics: metrics.delivery,
     });
     const app = createHttpApp({
       service,

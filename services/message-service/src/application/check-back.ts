@@ -45,6 +45,7 @@ export class CheckBackWorker {
     const { store, client, registry, metrics, logger } = this.options;
     const attempt = message.checkAttempts + 1;
     const app = registry.findByName(message.producer);
+    const startedAt = performance.now();
     const answer =
       app?.checkUrl && app.secret
         ? await client.check(
@@ -59,7 +60,8 @@ export class CheckBackWorker {
             },
           )
         : { verdict: 'UNKNOWN' as const, detail: `producer ${message.producer} has no check URL registered` };
-    metrics.checkBacks.inc({ verdict: answer.verdict });
+    metrics.delivery.checkBacks.inc({ topic: message.topic, verdict: answer.verdict });
+    metrics.delivery.checkBackDuration.observe({ verdict: answer.verdict }, (performance.now() - startedAt) / 1000);
     const now = this.now();
     const fence = { nextAttemptAt: message.nextAttemptAt };
     const counted = { checkAttempts: attempt };

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
 import type { Message } from '../domain/message.js';
 import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '../domain/schedule.js';
+import { secondsBetween } from '../observability/delivery-metrics.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
@@ -65,25 +66,26 @@ export class Dispatcher {
       attempt: round,
       producer: message.producer,
     };
-    metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
+    metrics.delivery.deliveryRounds.inc({ topic: message.topic, kind: round === 1 ? 'first' : 'redelivery' });
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
     for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
       try {
         carrier = await transport.publish(outgoing);
-        metrics.publishes.inc({ transport: carrier, outcome: 'ok' });
+        metrics.delivery.publishes.inc({ topic: message.topic, transport: carrier, outcome: 'ok' });
       } catch (error) {
         lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
-        metrics.publishes.inc({ transport: transport.name, outcome: 'failed' });
+        metrics.delivery.publishes.inc({ topic: message.topic, transport: transport.name, outcome: 'failed' });
       }
     }
     const published = carrier !== undefined;
     if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
     const now = this.now();
+    if (published && round === 1 && message.confirmedAt) metrics.delivery.confirmToFirstPublish.observe(secondsBetween(message.confirmedAt, now));
     const previousRoundFailed = message.deliveryAttempts > 0 && message.lastError !== null;
     const next = afterDeliveryRound(schedule, round, published, previousRoundFailed, now);
     const fence = { nextAttemptAt: message.nextAttemptAt };
-    const set = { deliveryAttempts: round, lastError, ...(carrier && { lastTransport: carrier }) };
+    const set = { deliveryAttempts: round, lastError, ...(carrier && { lastTransport: carrier, lastPublishedAt: now }) };
     if (next.kind === 'exhausted') {
       const applied = await applyCommand(store, message, { type: 'delivery-exhausted' }, { at: now, set, fence });
       if (applied.kind === 'moved') reportDead(applied.message, this.options);

@@ -7,6 +7,7 @@
  * fresh state, so exactly one of any set of racing commands moves the message and the
  * others see the result (an idempotent repeat or a 409).
  */
+import { type DeliveryMetrics, secondsBetween } from '../observability/delivery-metrics.js';
 import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, Role } from '../config/app-registry.js';
@@ -53,6 +54,8 @@ export interface MessageServiceOptions {
    * @defaultValue 30000
    */
   dispatchLeaseMs?: number;
+  /** Where acks and the publish → ack latency are counted. @defaultValue not counted */
+  metrics?: DeliveryMetrics;
 }
 
 /** Where a confirm usually finds a message, and an ack. */
@@ -75,6 +78,7 @@ export class MessageService {
   private readonly dispatcher: Dispatcher | undefined;
   private readonly dispatchLeaseMs: number;
   private readonly ackTimeoutFor: (topic: string) => number;
+  private readonly metrics: DeliveryMetrics | undefined;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -84,6 +88,7 @@ export class MessageService {
     this.dispatcher = options.dispatcher;
     this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
     this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
+    this.metrics = options.metrics;
   }
 
   /**
@@ -233,6 +238,17 @@ export class MessageService {
     }
   }
 
+  /** What follows a command's write: the dispatch of a message that entered SENDING, the count and latency of an ack. */
+  private afterMove(command: Command, message: Message, dispatch: boolean): void {
+    if (dispatch) this.dispatcher?.dispatchSoon(message);
+    if (command.type === 'ack' && this.metrics) {
+      this.metrics.acks.inc({ topic: message.topic });
+      if (message.lastPublishedAt && message.completedAt) {
+        this.metrics.publishToAck.observe({ transport: message.lastTransport ?? 'unknown' }, secondsBetween(message.lastPublishedAt, message.completedAt));
+      }
+    }
+  }
+
   /**
    * Reads the message, decides, writes conditionally; decides again if the write lost.
    * With `likely`, first writes the decision from that state without reading (see
@@ -254,7 +270,7 @@ export class MessageService {
         ...(likely.producer !== undefined && { producer: likely.producer }),
       });
       if (applied.kind === 'moved') {
-        if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+        this.afterMove(command, applied.message, applied.decision.dispatch);
         return applied.message;
       }
     }
@@ -274,7 +290,7 @@ export class MessageService {
         case 'refused':
           throw new StateConflictError(applied.reason, applied.message.status);
         case 'moved':
-          if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+          this.afterMove(command, applied.message, applied.decision.dispatch);
           return applied.message;
         case 'lost':
           message = await this.store.findById(id);

@@ -9,7 +9,7 @@ import type { Metrics } from '../observability/metrics.js';
 /** Counts and alerts a message that just became DEAD. */
 export function reportDead(message: Message, deps: { notifier: Notifier; metrics: Metrics }): void {
   if (!message.deadReason) return;
-  deps.metrics.dead.inc({ reason: message.deadReason });
+  deps.metrics.delivery.dead.inc({ topic: message.topic, reason: message.deadReason });
   deps.notifier.notify({
     reason: message.deadReason,
     topic: message.topic,

@@ -110,6 +110,11 @@ export interface RmsConfig {
   logLevel: string;
   /** `RMS_SHUTDOWN_GRACE_MS`: how long shutdown waits for in-flight requests. @defaultValue 10000 */
   shutdownGraceMs: number;
+  /**
+   * `RMS_METRICS_CACHE_MS`: how long one store read of the backlog gauges (and one read of
+   * the Redis fallback list depths) serves `/metrics` scrapes. @defaultValue 10000
+   */
+  metricsCacheMs: number;
 }
 
 /** A PostgreSQL `STORE_URL` that parses, with a `?schema=` naming a schema RMS can use; other stores ignore it. */
@@ -174,6 +179,7 @@ const envSchema = z.object({
   RMS_STORE_BATCH_CONCURRENCY: integer(1).max(100, 'must be at most 100').default(4),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
+  RMS_METRICS_CACHE_MS: integer(0).default(10_000),
 });
 
 /**
@@ -238,5 +244,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,
+    metricsCacheMs: e.RMS_METRICS_CACHE_MS,
   };
 }

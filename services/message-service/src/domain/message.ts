@@ -67,6 +67,15 @@ export interface Message {
   lastTransport: TransportName | null;
   /** The last error met while checking back or delivering. */
   lastError: string | null;
+  /** When the last delivery round handed the message to a transport; `null` before the first. */
+  lastPublishedAt: Date | null;
+  /**
+   * The W3C trace context the producer prepared it in (`traceparent` header), carried to
+   * the consumer and into check-backs; `null` when the producer sent none.
+   */
+  traceparent: string | null;
+  /** The W3C `tracestate` that came with `traceparent`; `null` when none did. */
+  tracestate: string | null;
 }
 
 /** The fields a transition may set besides status and dead reason. */
@@ -81,14 +90,16 @@ export type MessagePatch = Partial<
     | 'nextAttemptAt'
     | 'lastTransport'
     | 'lastError'
+    | 'lastPublishedAt'
   >
 >;
 
 /** What a caller supplies to prepare a message; the rest is decided by RMS. */
-export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> & {
-  /** When the first check-back is due. */
-  nextAttemptAt: Date;
-};
+export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> &
+  Partial<Pick<Message, 'traceparent' | 'tracestate'>> & {
+    /** When the first check-back is due. */
+    nextAttemptAt: Date;
+  };
 
 /** The part of a message the state machine decides on. */
 export interface MessageState {

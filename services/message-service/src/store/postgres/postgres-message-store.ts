@@ -8,7 +8,8 @@ import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
 import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from '../message-store.js';
+import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
 
@@ -48,6 +49,7 @@ const PATCH_COLUMNS: Record<keyof MessagePatch, string> = {
   nextAttemptAt: 'next_attempt_at',
   lastTransport: 'last_transport',
   lastError: 'last_error',
+  lastPublishedAt: 'last_published_at',
 };
 
 const TIMESTAMPTZ_OID = 1184;
@@ -111,6 +113,7 @@ const PATCH_COLUMN_TYPES: Record<keyof MessagePatch, string> = {
   nextAttemptAt: 'timestamptz',
   lastTransport: 'text',
   lastError: 'text',
+  lastPublishedAt: 'timestamptz',
 };
 
 /**
@@ -168,6 +171,9 @@ interface MessageRow {
   next_attempt_at: Date | null;
   last_transport: Message['lastTransport'];
   last_error: string | null;
+  last_published_at: Date | null;
+  traceparent: string | null;
+  tracestate: string | null;
 }
 
 function toMessage(row: MessageRow): Message {
@@ -190,6 +196,9 @@ function toMessage(row: MessageRow): Message {
     nextAttemptAt: row.next_attempt_at,
     lastTransport: row.last_transport,
     lastError: row.last_error,
+    lastPublishedAt: row.last_published_at,
+    traceparent: row.traceparent,
+    tracestate: row.tracestate,
   };
 }
 
@@ -312,8 +321,8 @@ export class PostgresMessageStore implements MessageStore {
   async insert(message: NewMessage): Promise<InsertResult> {
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, traceparent, tracestate)
+       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8, $9, $10)
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
       [
@@ -325,6 +334,8 @@ export class PostgresMessageStore implements MessageStore {
         JSON.stringify(message.headers),
         message.createdAt,
         message.nextAttemptAt,
+        message.traceparent ?? null,
+        message.tracestate ?? null,
       ],
     );
     const row = inserted.rows[0];
@@ -359,14 +370,17 @@ export class PostgresMessageStore implements MessageStore {
       headers: message.headers,
       created_at: message.createdAt.getTime(),
       next_attempt_at: message.nextAttemptAt.getTime(),
+      traceparent: message.traceparent ?? null,
+      tracestate: message.tracestate ?? null,
     }));
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, traceparent, tracestate)
        SELECT v.id, v.producer, v.producer_message_id, v.topic, COALESCE(v.payload, 'null'::json), v.headers, 'PENDING',
-              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}
+              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}, v.traceparent, v.tracestate
        FROM json_to_recordset($1::json) AS v(ord int, id uuid, producer text, producer_message_id text, topic text,
-                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint)
+                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint,
+                                             traceparent text, tracestate text)
        ORDER BY v.ord
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
@@ -538,6 +552,21 @@ export class PostgresMessageStore implements MessageStore {
       [before, limit],
     );
     return rowCount ?? 0;
+  }
+
+  async backlogByTopic(): Promise<TopicBacklog[]> {
+    // Two arms so that each is answered from its partial index (rms_messages_due for the
+    // in-flight statuses, rms_messages_dead_created for DEAD) instead of a table scan.
+    const { rows } = await this.query<{ topic: string; status: 'PENDING' | 'SENDING' | 'DEAD'; count: number; oldest_created: Date | null; oldest_confirmed: Date | null }>(
+      `SELECT topic, status, count(*)::int AS count, min(created_at) AS oldest_created, min(confirmed_at) AS oldest_confirmed
+         FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') GROUP BY topic, status
+       UNION ALL
+       SELECT topic, status, count(*)::int, NULL, NULL
+         FROM ${this.table} WHERE status = 'DEAD' GROUP BY topic, status`,
+    );
+    return foldBacklogGroups(
+      rows.map((row) => ({ topic: row.topic, status: row.status, count: row.count, oldestCreatedAt: row.oldest_created, oldestConfirmedAt: row.oldest_confirmed })),
+    );
   }
 
   async list(query: ListQuery): Promise<MessagePage> {
