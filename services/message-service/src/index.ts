@@ -7,7 +7,7 @@ export { loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
-export { createLogger } from './observability/logger.js';
+export { createLogger, type Logger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore } from './store/create-message-store.js';
 export type * from './store/message-store.js';

@@ -11,6 +11,7 @@ import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
+import { assignRequestId, requestLogger } from './request-id.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
 
@@ -35,6 +36,7 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(assignRequestId(logger));
   app.use(options.metrics.http.middleware());
   app.use(healthRoutes({ checks: options.readinessChecks }));
   app.get('/metrics', async (_request, response) => {
@@ -58,10 +60,11 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
       return;
     }
     const answer = toHttpError(error);
+    const log = requestLogger(response, logger);
     if (answer.unexpected) {
-      logger.error({ err: error, method: request.method, path: request.path }, 'request failed unexpectedly');
+      log.error({ err: error, method: request.method, path: request.path }, 'request failed unexpectedly');
     } else if (answer.status === 503) {
-      logger.warn({ err: error, method: request.method, path: request.path }, 'dependency unavailable');
+      log.warn({ err: error, method: request.method, path: request.path }, 'dependency unavailable');
     }
     response.status(answer.status).set(answer.headers).json(answer.body);
   });
