@@ -19,6 +19,6 @@ export type { CheckAnswer, CheckBackClient, CheckRequest, CheckTarget, CheckVerd
 export { HttpCheckBackClient } from './check-back/http-check-back-client.js';
 export { parseTopicSchedules, deliveryScheduleResolver } from './config/topic-schedules.js';
 export * from './domain/schedule.js';
-export { WebhookSink } from './alerts/webhook-sink.js';
+export { WebhookSink, type WebhookSinkOptions } from './alerts/webhook-sink.js';
 export { RetentionSweeper, type RetentionOptions } from './application/retention.js';
 export { Metrics } from './observability/metrics.js';

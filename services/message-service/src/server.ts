@@ -163,7 +163,17 @@ export class RmsServer {
       metrics.watchFailover({ status: () => failoverTransport.status(), listDepths: () => redis.listDepths() }, logger.child({ part: 'metrics' }), config.metricsCacheMs);
     }
     const notifier = new AlertBatcher({
-      sinks: [...config.alerts.webhooks.map((url) => new WebhookSink(url)), ...(options.notificationSinks ?? [])],
+      sinks: [
+        ...config.alerts.webhooks.map(
+          (url) =>
+            new WebhookSink(url, {
+              timeoutMs: config.alerts.webhookTimeoutMs,
+              attempts: config.alerts.webhookAttempts,
+              retryDelayMs: config.alerts.webhookRetryDelayMs,
+            }),
+        ),
+        ...(options.notificationSinks ?? []),
+      ],
       windowMs: config.alerts.windowMs,
       logger: logger.child({ part: 'alerts' }),
     });

@@ -84,8 +84,14 @@ export interface RmsConfig {
   /** `RMS_PUBLISH_TIMEOUT_MS`: how long RabbitMQ has to confirm a publish. @defaultValue 5000 */
   publishTimeoutMs: number;
   loops: LoopConfig;
-  /** `RMS_ALERT_WEBHOOKS` (comma-separated URLs) and `RMS_ALERT_WINDOW_MS` [300000]. */
-  alerts: { webhooks: string[]; windowMs: number };
+  /**
+   * `RMS_ALERT_WEBHOOKS` (comma-separated URLs); `RMS_ALERT_WINDOW_MS` [300000]: after an
+   * alert is sent at once, further alerts of its topic and reason this long are grouped into
+   * one follow-up; `RMS_ALERT_WEBHOOK_TIMEOUT_MS` [5000]: one POST's timeout;
+   * `RMS_ALERT_WEBHOOK_ATTEMPTS` [4]: POSTs per notification, retried with backoff from
+   * `RMS_ALERT_WEBHOOK_RETRY_DELAY_MS` [1000], doubling.
+   */
+  alerts: { webhooks: string[]; windowMs: number; webhookTimeoutMs: number; webhookAttempts: number; webhookRetryDelayMs: number };
   /** `RMS_RETENTION_MS` [7 days]: finished messages are deleted after this; `RMS_RETENTION_INTERVAL_MS` [1 hour]: how often. */
   retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
@@ -173,6 +179,9 @@ const envSchema = z.object({
     .pipe(z.array(z.url({ protocol: /^https?$/, error: 'must be comma-separated http(s) URLs' })))
     .default([]),
   RMS_ALERT_WINDOW_MS: integer(0).default(300_000),
+  RMS_ALERT_WEBHOOK_TIMEOUT_MS: integer(1).default(5000),
+  RMS_ALERT_WEBHOOK_ATTEMPTS: integer(1).max(20, 'must be at most 20').default(4),
+  RMS_ALERT_WEBHOOK_RETRY_DELAY_MS: integer(0).default(1000),
   RMS_RETENTION_MS: integer(0).default(7 * 24 * 3600 * 1000),
   RMS_RETENTION_INTERVAL_MS: integer(1).default(3600 * 1000),
   RMS_STORE_BATCH_MAX: integer(1).max(5000, 'must be at most 5000').default(500),
@@ -235,7 +244,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       leaseMs: e.RMS_LEASE_MS,
       concurrency: e.RMS_LOOP_CONCURRENCY,
     },
-    alerts: { webhooks: e.RMS_ALERT_WEBHOOKS, windowMs: e.RMS_ALERT_WINDOW_MS },
+    alerts: {
+      webhooks: e.RMS_ALERT_WEBHOOKS,
+      windowMs: e.RMS_ALERT_WINDOW_MS,
+      webhookTimeoutMs: e.RMS_ALERT_WEBHOOK_TIMEOUT_MS,
+      webhookAttempts: e.RMS_ALERT_WEBHOOK_ATTEMPTS,
+      webhookRetryDelayMs: e.RMS_ALERT_WEBHOOK_RETRY_DELAY_MS,
+    },
     retention: { retentionMs: e.RMS_RETENTION_MS, intervalMs: e.RMS_RETENTION_INTERVAL_MS },
     maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
     maxPayloadDepth: e.RMS_MAX_PAYLOAD_DEPTH,
