@@ -3,7 +3,8 @@
  */
 export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
-export { loadConfig, type RmsConfig } from './config/config.js';
+export { DEFAULT_MAX_HEARTBEAT_EXTEND_MS, loadConfig, type RmsConfig } from './config/config.js';
+export { OPERATIONS, buildOpenApiDocument, expressPath, type OpenApiOptions, type OperationSpec } from './http/openapi.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
@@ -22,3 +23,4 @@ export * from './domain/schedule.js';
 export { WebhookSink, type WebhookSinkOptions } from './alerts/webhook-sink.js';
 export { RetentionSweeper, type RetentionOptions } from './application/retention.js';
 export { Metrics } from './observability/metrics.js';
+export { createHttpApp, routesOf, type HttpAppOptions, type RouteEntry } from './http/http-app.js';

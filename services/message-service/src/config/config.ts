@@ -138,6 +138,9 @@ function hasValidSchemaParameter(url: string): boolean {
 const integer = (min: number) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
 
+/** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
+export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;
+
 const envSchema = z.object({
   PORT: integer(0).max(65_535, 'must be at most 65535').default(8080),
   STORE_URL: z
@@ -163,7 +166,7 @@ const envSchema = z.object({
   RMS_ZK_SESSION_TIMEOUT_MS: integer(100).default(6000),
   RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
   RMS_MAX_PAYLOAD_DEPTH: integer(1).max(1000, 'must be at most 1000').default(64),
-  RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(3_600_000),
+  RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(DEFAULT_MAX_HEARTBEAT_EXTEND_MS),
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_TOPIC_SCHEDULES: z.string().optional(),

@@ -11,6 +11,7 @@ import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
+import { buildOpenApiDocument } from './openapi.js';
 import { assignRequestId, requestLogger } from './request-id.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
@@ -30,6 +31,26 @@ export interface HttpAppOptions {
   metrics: Metrics;
 }
 
+/** A route of an express application: its method (lower case) and path pattern. */
+export interface RouteEntry {
+  method: string;
+  path: string;
+}
+
+/** Every route `app` answers, read from its router (mounted routers included). */
+export function routesOf(app: express.Express): RouteEntry[] {
+  interface Layer {
+    route?: { path: string; methods: Record<string, boolean> };
+    handle?: { stack?: Layer[] };
+  }
+  const walk = (stack: Layer[]): RouteEntry[] =>
+    stack.flatMap((layer) => {
+      if (layer.route) return Object.keys(layer.route.methods).filter((method) => method !== '_all').map((method) => ({ method, path: layer.route?.path ?? '' }));
+      return layer.handle?.stack ? walk(layer.handle.stack) : [];
+    });
+  return walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
+}
+
 /** Builds the express application. */
 export function createHttpApp(options: HttpAppOptions): express.Express {
   const { logger } = options;
@@ -39,6 +60,10 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   app.use(assignRequestId(logger));
   app.use(options.metrics.http.middleware());
   app.use(healthRoutes({ checks: options.readinessChecks }));
+  const openApiDocument = buildOpenApiDocument({ maxHeartbeatExtendMs: options.maxHeartbeatExtendMs });
+  app.get('/openapi.json', (_request, response) => {
+    response.json(openApiDocument);
+  });
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
