@@ -18,6 +18,8 @@
  * The broker ack comes last on purpose: if the process dies before it, the broker or RMS
  * delivers the message again, and idempotency turns that into a skipped duplicate.
  */
+import { SpanKind, inSpan } from '../tracing/spans.js';
+import type { TraceContext } from '../tracing/trace-context.js';
 import type { Redis } from 'ioredis';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
@@ -119,6 +121,12 @@ export interface Delivery<T = unknown> {
   producer: string;
   /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
   transport: 'rabbitmq' | 'redis';
+  /**
+   * The W3C trace context it was published in (from RMS's publish, or the producer's
+   * prepare); the handler runs in an `rms.consume` span under it when an OpenTelemetry SDK
+   * is registered.
+   */
+  trace?: TraceContext;
 }
 
 /** Handles one delivery; resolving means "done, ack it", throwing means "failed, let RMS redeliver". */
@@ -271,7 +279,15 @@ export class DeliveryProcessor<T = unknown> {
 
     const stopHeartbeat = this.#startHeartbeat(id);
     try {
-      await this.#handler(delivery);
+      await inSpan(
+        {
+          name: 'rms.consume',
+          kind: SpanKind.CONSUMER,
+          parent: delivery.trace,
+          attributes: { 'messaging.system': 'rms', 'messaging.destination.name': delivery.topic, 'messaging.message.id': id, 'rms.attempt': delivery.attempt, 'rms.transport': delivery.transport },
+        },
+        () => this.#handler(delivery),
+      );
     } catch (error) {
       stopHeartbeat();
       this.#stats.failed += 1;

@@ -5,6 +5,7 @@
  * prepare carries the producer's `messageId`, and confirm, cancel, ack and heartbeat are
  * idempotent by design.
  */
+import type { TraceContext } from '../tracing/trace-context.js';
 import { randomUUID } from 'node:crypto';
 import { type MessageStatus, RmsError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
 
@@ -46,6 +47,8 @@ export interface PrepareRequest {
   /** The producer's idempotency key; required here so a retried batch never makes two messages. */
   messageId: string;
   headers?: Record<string, string>;
+  /** The W3C trace context the message was prepared in; RMS stores it and carries it to the consumer. */
+  trace?: TraceContext;
 }
 
 /** Retry policy for calls that fail with 503, a network error or a timeout. */
@@ -85,8 +88,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
-    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string>; trace?: TraceContext } = {}): Promise<RmsMessage> {
+    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...options.trace };
     return this.request<RmsMessage>('POST', '/v1/messages', body);
   }
 
@@ -96,7 +99,7 @@ export class RmsHttpClient {
    * or a network failure fails (and retries) the whole request.
    */
   async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
-    const body = { messages: messages.map(({ topic, payload, messageId, headers }) => ({ topic, payload, messageId, ...(headers && { headers }) })) };
+    const body = { messages: messages.map(({ topic, payload, messageId, headers, trace }) => ({ topic, payload, messageId, ...(headers && { headers }), ...trace })) };
     return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
   }
 

@@ -8,6 +8,7 @@
  * the envelope fields. Keys carry no hash tag (`{...}`), so a Redis Cluster spreads one
  * topic's shards over its nodes.
  */
+import { traceContextFrom } from '../tracing/trace-context.js';
 import type { OutgoingMessage } from './transport.js';
 
 /** Default number of shard lists per topic (`RMS_FALLBACK_SHARDS`). */
@@ -92,8 +93,11 @@ export function topicOfFallbackKey(key: string): string | null {
   return end > KEY_PREFIX.length ? key.slice(KEY_PREFIX.length, end) : null;
 }
 
-/** One entry of a fallback list: exactly the fields of an {@link OutgoingMessage}. */
-export type FallbackEnvelope = OutgoingMessage;
+/**
+ * One entry of a fallback list: the fields of an {@link OutgoingMessage}, its trace
+ * context flattened into `traceparent` and `tracestate` (as in AMQP headers).
+ */
+export type FallbackEnvelope = Omit<OutgoingMessage, 'trace'> & { traceparent?: string; tracestate?: string };
 
 /**
  * The JSON text of a message's fallback entry. Only the envelope's fields are written; an
@@ -109,6 +113,8 @@ export function encodeEnvelope(message: OutgoingMessage): string {
     headers: message.headers,
     attempt: message.attempt,
     producer: message.producer,
+    ...(message.trace && { traceparent: message.trace.traceparent }),
+    ...(message.trace?.tracestate && { tracestate: message.trace.tracestate }),
   };
   return JSON.stringify(envelope);
 }
@@ -120,7 +126,7 @@ export function encodeEnvelope(message: OutgoingMessage): string {
  * through: a missing or bad `attempt` reads as 1, a missing `producer` as `''`, header
  * values that are numbers or booleans are stringified and others dropped.
  */
-export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: string } {
+export function decodeEnvelope(text: string): OutgoingMessage | { invalid: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -133,6 +139,7 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
   if (typeof id !== 'string' || id === '') return { invalid: 'it has no id' };
   if (typeof topic !== 'string' || topic === '') return { invalid: 'it has no topic' };
   if (!('payload' in raw)) return { invalid: 'it has no payload' };
+  const trace = traceContextFrom(raw);
   const headers: Record<string, string> = {};
   if (typeof raw['headers'] === 'object' && raw['headers'] !== null && !Array.isArray(raw['headers'])) {
     for (const [name, value] of Object.entries(raw['headers'] as Record<string, unknown>)) {
@@ -147,5 +154,6 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
     headers,
     attempt: typeof attempt === 'number' && Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
     producer: typeof producer === 'string' ? producer : '',
+    ...(trace && { trace }),
   };
 }

@@ -23,6 +23,7 @@
  * by us anyway, and ack handles must be tied to the channel that delivered, which is
  * simplest when we own the whole session.
  */
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER, traceContextFrom } from '../tracing/trace-context.js';
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
 import type { Delivery } from '../consumer/subscribe.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
@@ -164,13 +165,14 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Deliv
   const raw = (message.properties.headers ?? {}) as Record<string, unknown>;
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(raw)) {
-    if (name.toLowerCase().startsWith('x-rms-')) continue;
+    if (name.toLowerCase().startsWith('x-rms-') || name === TRACEPARENT_HEADER || name === TRACESTATE_HEADER) continue;
     if (typeof value === 'string') headers[name] = value;
     else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') headers[name] = String(value);
     else if (Buffer.isBuffer(value)) headers[name] = value.toString('utf8');
   }
   const attempt = Number(raw['x-rms-attempt']);
   const producer = raw['x-rms-producer'];
+  const trace = traceContextFrom(raw);
   return {
     id,
     topic,
@@ -179,6 +181,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Deliv
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
     producer: typeof producer === 'string' ? producer : Buffer.isBuffer(producer) ? producer.toString('utf8') : '',
     transport: 'rabbitmq',
+    ...(trace && { trace }),
   };
 }
 

@@ -3,6 +3,8 @@
  * Adapters: RabbitMQ (the normal path) and Redis lists (the MQ-outage fallback).
  */
 
+import type { TraceContext } from '../tracing/trace-context.js';
+
 /** The transports a delivery can go out on. */
 export type TransportName = 'rabbitmq' | 'redis';
 
@@ -20,6 +22,8 @@ export interface OutgoingMessage {
   attempt: number;
   /** The producing app; `x-rms-producer`. */
   producer: string;
+  /** The W3C trace context to continue: the `traceparent` and `tracestate` AMQP headers and envelope fields. */
+  trace?: TraceContext;
 }
 
 /** Publishes deliveries durably. */

@@ -6,12 +6,14 @@
  * `nextAttemptAt` this round started from), so a round whose message was acked meanwhile,
  * or taken over by another instance after a lease expired, writes nothing.
  */
-import type { OutgoingMessage, Transport, TransportName } from '@rms/client-sdk';
+import { type OutgoingMessage, SpanKind, type Transport, type TransportName, inSpan, traceContextOf } from '@rms/client-sdk';
+import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
 import type { Message } from '../domain/message.js';
 import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '../domain/schedule.js';
 import { secondsBetween } from '../observability/delivery-metrics.js';
+import { messageSpanAttributes, traceOf } from '../observability/message-trace.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
@@ -58,26 +60,33 @@ export class Dispatcher {
     const { store, transport, metrics, logger } = this.options;
     const schedule = this.options.scheduleFor(message.topic);
     const round = message.deliveryAttempts + 1;
-    const outgoing: OutgoingMessage = {
-      id: message.id,
-      topic: message.topic,
-      payload: message.payload,
-      headers: message.headers,
-      attempt: round,
-      producer: message.producer,
-    };
     metrics.delivery.deliveryRounds.inc({ topic: message.topic, kind: round === 1 ? 'first' : 'redelivery' });
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
-    for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
-      try {
-        carrier = await transport.publish(outgoing);
-        metrics.delivery.publishes.inc({ topic: message.topic, transport: carrier, outcome: 'ok' });
-      } catch (error) {
-        lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
-        metrics.delivery.publishes.inc({ topic: message.topic, transport: transport.name, outcome: 'failed' });
+    const stored = traceOf(message);
+    await inSpan({ name: 'rms.publish', kind: SpanKind.PRODUCER, parent: stored, attributes: { ...messageSpanAttributes(message), 'rms.attempt': round } }, async (span) => {
+      const outgoing: OutgoingMessage = {
+        id: message.id,
+        topic: message.topic,
+        payload: message.payload,
+        headers: message.headers,
+        attempt: round,
+        producer: message.producer,
+      };
+      const trace = traceContextOf(span, stored);
+      if (trace) outgoing.trace = trace;
+      for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
+        try {
+          carrier = await transport.publish(outgoing);
+          metrics.delivery.publishes.inc({ topic: message.topic, transport: carrier, outcome: 'ok' });
+        } catch (error) {
+          lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
+          metrics.delivery.publishes.inc({ topic: message.topic, transport: transport.name, outcome: 'failed' });
+        }
       }
-    }
+      if (carrier) span.setAttribute('rms.transport', carrier);
+      else if (lastError) span.setStatus({ code: SpanStatusCode.ERROR, message: lastError });
+    });
     const published = carrier !== undefined;
     if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
     const now = this.now();

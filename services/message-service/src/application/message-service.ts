@@ -7,6 +7,7 @@
  * fresh state, so exactly one of any set of racing commands moves the message and the
  * others see the result (an idempotent repeat or a 409).
  */
+import type { TraceContext } from '@rms/client-sdk';
 import { type DeliveryMetrics, secondsBetween } from '../observability/delivery-metrics.js';
 import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
@@ -28,6 +29,8 @@ export interface PrepareInput {
   /** The producer's idempotency key. */
   messageId?: string;
   headers?: MessageHeaders;
+  /** The W3C trace context to store with the message (and carry into check-backs and deliveries). */
+  trace?: TraceContext;
 }
 
 /** One entry of a batch ack's answer. */
@@ -107,6 +110,8 @@ export class MessageService {
       headers: input.headers ?? {},
       createdAt,
       nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
+      traceparent: input.trace?.traceparent ?? null,
+      tracestate: input.trace?.tracestate ?? null,
     });
     if (!result.created) {
       const stored = result.message;

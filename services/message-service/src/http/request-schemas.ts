@@ -41,6 +41,10 @@ export const prepareBodySchema = z.strictObject({
     .record(headerNameSchema, storableText('header values ', 4096))
     .refine((headers) => Object.keys(headers).length <= 64, 'at most 64 headers')
     .optional(),
+  // W3C trace context of the message, for producers that batch prepares (a request header
+  // would be the batch's). Like the headers, an invalid value is ignored, not refused.
+  traceparent: z.string({ error: 'must be a string' }).max(256, 'must be at most 256 characters').optional(),
+  tracestate: z.string({ error: 'must be a string' }).max(1024, 'must be at most 1024 characters').optional(),
 });
 
 /** Most messages in one batch request (`POST /v1/messages/batch`, `/v1/confirms`, `/v1/acks`). */
