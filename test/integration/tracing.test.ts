@@ -109,6 +109,26 @@ describe('OpenTelemetry spans from producer to consumer', () => {
     assert.equal(publish.spanContext().traceId, root.traceId);
   });
 
+  test('batched prepares from two spans: each message gets its own rms.prepare under its own span', async () => {
+    const producer = createProducer({ url: rms.baseUrl, token: TEST_APPS.orders.token, batching: { delayMs: 20 } });
+    const tracer = trace.getTracer('checkout-test');
+    const prepareIn = (name: string) =>
+      tracer.startActiveSpan(name, async (span) => {
+        const message = await producer.prepare(`${topic}.batched`, { name });
+        span.end();
+        return { id: message.id, root: span.spanContext() };
+      });
+    const results = await Promise.all([prepareIn('first-request'), prepareIn('second-request'), prepareIn('third-request')]);
+    const metrics = await (await fetch(`${rms.baseUrl}/metrics`)).text();
+    assert.match(metrics, /rms_http_request_duration_seconds_count\{[^}]*route="\/v1\/messages\/batch"[^}]*\} [1-9]/, 'the batch route was used');
+    for (const { id, root } of results) {
+      const prepare = only(spansOf('rms.prepare', id), `rms.prepare of ${id}`);
+      assert.equal(prepare.spanContext().traceId, root.traceId);
+      assert.equal(prepare.parentSpanContext?.spanId, root.spanId);
+    }
+    assert.equal(new Set(results.map((result) => result.root.traceId)).size, 3);
+  });
+
   test('a failing handler ends rms.consume with an error status', async () => {
     const failing = `${topic}.failing`;
     const failed = await subscribe(failing, async () => Promise.reject(new Error('out of stock')), {

@@ -81,6 +81,15 @@ export async function inSpan<T>(options: SpanOptions, work: (span: Span) => Prom
   });
 }
 
+/**
+ * Starts a span that is not made active, for work the caller cannot wrap in a callback
+ * (one span per element of a batch); the caller ends it.
+ */
+export function startSpan(options: SpanOptions): Span {
+  const parentContext = options.parent ? contextWithParent(options.parent, context.active()) : context.active();
+  return trace.getTracer(TRACER_NAME).startSpan(options.name, { kind: options.kind, ...(options.attributes && { attributes: options.attributes }) }, parentContext);
+}
+
 /** The trace context of the active span (for a producer's outgoing request), or `undefined` when no span is recording. */
 export function activeTraceContext(): TraceContext | undefined {
   const span = trace.getSpan(context.active());

@@ -2,7 +2,8 @@
  * The message API of design section 4: prepare, confirm, cancel, ack, batch ack, get,
  * list and resend.
  */
-import { SpanKind, type TraceContext, inSpan, recordSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
+import { SpanKind, type TraceContext, inSpan, recordSpan, startSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
+import type { Span } from '@opentelemetry/api';
 import { Router } from 'express';
 import type { MessageService, PrepareInput } from '../../application/message-service.js';
 import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
@@ -123,8 +124,27 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
         return { refused: error };
       }
     });
-    const valid = inputs.filter((input): input is PrepareInput => !('refused' in input));
-    const outcomes = await service.prepareMany(callerOf(response), valid);
+    const caller = callerOf(response);
+    // One rms.prepare span per message, under that message's own trace context (each may
+    // come from a different producer request), stored with it like a single prepare's.
+    const spans: Span[] = [];
+    const valid = inputs
+      .filter((input): input is PrepareInput => !('refused' in input))
+      .map((input) => {
+        const span = startSpan({ name: 'rms.prepare', kind: SpanKind.SERVER, parent: input.trace, attributes: { 'messaging.system': 'rms', 'messaging.destination.name': input.topic, 'rms.producer': caller.app } });
+        spans.push(span);
+        const trace = traceContextOf(span, input.trace);
+        return { ...input, ...(trace && { trace }) };
+      });
+    let outcomes: Awaited<ReturnType<MessageService['prepareMany']>>;
+    try {
+      outcomes = await service.prepareMany(caller, valid);
+      outcomes.forEach((outcome, index) => {
+        if (outcome.status === 'fulfilled') spans[index]?.setAttribute('messaging.message.id', outcome.value.message.id);
+      });
+    } finally {
+      for (const span of spans) span.end();
+    }
     let next = 0;
     const results = inputs.map((input) => {
       if ('refused' in input) return itemAnswer({ status: 'rejected', reason: input.refused });
