@@ -31,6 +31,15 @@ export interface RmsMessage {
   lastError: string | null;
 }
 
+/**
+ * A message prepared through the SDK: the SDK always sends a `messageId` (the caller's, or
+ * a UUID it generates), so RMS's answer always carries it.
+ */
+export type PreparedMessage = RmsMessage & { messageId: string };
+
+/** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
@@ -88,9 +97,9 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string>; trace?: TraceContext } = {}): Promise<RmsMessage> {
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string>; trace?: TraceContext } = {}): Promise<PreparedMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...options.trace };
-    return this.request<RmsMessage>('POST', '/v1/messages', body);
+    return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
   /**
@@ -124,8 +133,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  ack(id: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
   }
 
   /** `POST /v1/acks`: per-id results, in the order given. */
@@ -134,8 +143,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
   }
 
   /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */

@@ -22,6 +22,8 @@ export interface OutgoingMessage {
   attempt: number;
   /** The producing app; `x-rms-producer`. */
   producer: string;
+  /** The producer's idempotency key, when it gave one at prepare; `x-rms-message-id`. */
+  messageId?: string;
   /** The W3C trace context to continue: the `traceparent` and `tracestate` AMQP headers and envelope fields. */
   trace?: TraceContext;
 }

@@ -3,7 +3,7 @@
  */
 export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
-export { DEFAULT_MAX_HEARTBEAT_EXTEND_MS, loadConfig, type RmsConfig } from './config/config.js';
+export { CONFIG_VARIABLES, DEFAULT_MAX_HEARTBEAT_EXTEND_MS, loadConfig, type RmsConfig } from './config/config.js';
 export { OPERATIONS, buildOpenApiDocument, expressPath, type OpenApiOptions, type OperationSpec } from './http/openapi.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';

@@ -72,6 +72,7 @@ export class Dispatcher {
         headers: message.headers,
         attempt: round,
         producer: message.producer,
+        ...(message.producerMessageId !== null && { messageId: message.producerMessageId }),
       };
       const trace = traceContextOf(span, stored);
       if (trace) outgoing.trace = trace;

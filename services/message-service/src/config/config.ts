@@ -194,6 +194,9 @@ const envSchema = z.object({
   RMS_METRICS_CACHE_MS: integer(0).default(10_000),
 });
 
+/** Every environment variable {@link loadConfig} reads (deployment files are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 /**
  * Reads and validates the configuration from `env`.
  * @throws ConfigurationError naming every variable that is missing or malformed.
