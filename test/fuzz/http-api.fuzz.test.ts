@@ -91,6 +91,8 @@ const prepareLike = fc.record(
     messageId: fc.oneof(fc.string({ unit: 'binary', maxLength: 30 }), fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 1 })),
     headers: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ unit: 'binary', maxLength: 20 })), fc.jsonValue({ maxDepth: 2 })),
     extra: fc.jsonValue({ maxDepth: 1 }),
+    traceparent: fc.oneof(fc.constant('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 1 })),
+    tracestate: fc.oneof(fc.string({ maxLength: 1100 }), fc.jsonValue({ maxDepth: 1 })),
   },
   { requiredKeys: [] },
 );
