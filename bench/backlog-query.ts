@@ -47,7 +47,7 @@ try {
   const { rows: plan } = await client.query<{ 'QUERY PLAN': string }>(
     `EXPLAIN (ANALYZE, BUFFERS)
      SELECT topic, status, count(*)::int AS count, min(created_at), min(confirmed_at)
-       FROM ${table} WHERE status IN ('PENDING', 'SENDING') GROUP BY topic, status
+       FROM ${table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL GROUP BY topic, status
      UNION ALL
      SELECT topic, status, count(*)::int, NULL, NULL FROM ${table} WHERE status = 'DEAD' GROUP BY topic, status`,
   );

@@ -88,6 +88,18 @@ export interface PrepareOptions {
   messageId?: string;
   /** String headers delivered with the message. @defaultValue none */
   headers?: Record<string, string>;
+  /**
+   * Deliver no earlier than this time (a delayed message: "cancel this order in 30
+   * minutes"). RMS keeps it after confirm and publishes it then. Not with `delayMs`.
+   * @defaultValue none: delivered on confirm
+   */
+  deliverAt?: Date;
+  /**
+   * Deliver no earlier than this many milliseconds after prepare; RMS refuses more than
+   * its `RMS_MAX_DELAY_MS` (30 days by default). Not with `deliverAt`.
+   * @defaultValue none: delivered on confirm
+   */
+  delayMs?: number;
 }
 
 /** What `send` returns. */
@@ -156,7 +168,15 @@ export class RmsProducer {
   prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<PreparedMessage> {
     // The trace context is taken now, in the caller's context: a batched prepare is sent later, from another.
     const trace = activeTraceContext();
-    const request: PrepareRequest = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...(trace && { trace }) };
+    const request: PrepareRequest = {
+      topic,
+      payload,
+      messageId: options.messageId ?? randomUUID(),
+      ...(options.headers && { headers: options.headers }),
+      ...(options.deliverAt !== undefined && { deliverAt: options.deliverAt }),
+      ...(options.delayMs !== undefined && { delayMs: options.delayMs }),
+      ...(trace && { trace }),
+    };
     return this.prepares ? this.prepares.submit(request) : this.client.prepare(topic, payload, request);
   }
 

@@ -84,12 +84,13 @@ export function fallbackKeys(topic: string, shards: number = DEFAULT_FALLBACK_SH
 export const FALLBACK_KEY_PATTERN = `${KEY_PREFIX}*`;
 
 /**
- * The topic of a fallback list key made by {@link fallbackKey}, or `null` for any other key.
- * Topics hold no `:`, so the topic is what lies between the prefix and the last `:`.
+ * The topic of a fallback list key made by {@link fallbackKey} (`rms:fb:<topic>:<NN>`, or
+ * `rms:fb:<topic>:<group>:<NN>` for a consumer group's lists), or `null` for any other key.
+ * Topics hold no `:`, so the topic is what lies between the prefix and the next `:`.
  */
 export function topicOfFallbackKey(key: string): string | null {
   if (!key.startsWith(KEY_PREFIX)) return null;
-  const end = key.lastIndexOf(':');
+  const end = key.indexOf(':', KEY_PREFIX.length);
   return end > KEY_PREFIX.length ? key.slice(KEY_PREFIX.length, end) : null;
 }
 
