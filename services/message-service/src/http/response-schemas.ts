@@ -3,9 +3,21 @@
  * OpenAPI document, and what the contract test checks every answer against.
  */
 import { z } from 'zod';
-import { DEAD_REASONS, MESSAGE_STATUSES } from '../domain/message.js';
+import { DEAD_REASONS, DELIVERY_STATUSES, MESSAGE_STATUSES } from '../domain/message.js';
 
 const timestamp = z.iso.datetime();
+const transport = z.enum(['rabbitmq', 'redis']);
+
+/** One consumer group's delivery of a message. */
+const deliveryViewSchema = z.strictObject({
+  group: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
+  attempts: z.int().min(0),
+  nextAttemptAt: timestamp.nullable(),
+  lastTransport: transport.nullable(),
+  lastError: z.string().nullable(),
+  ackedAt: timestamp.nullable(),
+});
 
 /** A message as the API shows it (`toMessageView`). */
 export const messageViewSchema = z.strictObject({
@@ -25,8 +37,10 @@ export const messageViewSchema = z.strictObject({
   checkAttempts: z.int().min(0),
   deliveryAttempts: z.int().min(0),
   nextAttemptAt: timestamp.nullable(),
-  lastTransport: z.enum(['rabbitmq', 'redis']).nullable(),
+  lastTransport: transport.nullable(),
   lastError: z.string().nullable(),
+  deliverAt: timestamp.nullable().describe('not delivered before this time (a delayed message); null: at once on confirm'),
+  deliveries: z.array(deliveryViewSchema).describe("one per consumer group subscribed when it was confirmed; empty before confirm"),
 });
 
 /** What a consumer is told after an ack or a heartbeat (`toDeliveryStatusView`). */
@@ -34,6 +48,9 @@ export const deliveryStatusViewSchema = z.strictObject({
   id: z.string(),
   status: z.enum(MESSAGE_STATUSES),
   nextAttemptAt: timestamp.nullable(),
+  deliveries: z.array(
+    z.strictObject({ group: z.string(), status: z.enum(DELIVERY_STATUSES), attempts: z.int().min(0), nextAttemptAt: timestamp.nullable() }),
+  ),
 });
 
 /** Every refusal and failure: a code, a message naming the problem, and details such as `field`. */
@@ -57,7 +74,7 @@ export const batchResultsSchema = z.strictObject({ results: z.array(batchItemSch
 export const ackResultsSchema = z.strictObject({
   results: z.array(
     z.union([
-      z.strictObject({ id: z.string(), status: z.enum(MESSAGE_STATUSES) }),
+      z.strictObject({ id: z.string(), status: z.enum(MESSAGE_STATUSES), group: z.string(), delivery: z.enum(DELIVERY_STATUSES) }),
       z.strictObject({ id: z.string(), error: z.strictObject({ code: z.string(), message: z.string(), status: z.enum(MESSAGE_STATUSES).optional() }) }),
     ]),
   ),
