@@ -36,7 +36,7 @@ export function startTraceRecorder(): TraceRecorder {
       const print = (span: ReadableSpan, depth: number) => {
         const offset = (millis(span.startTime) - start).toFixed(1);
         const duration = (millis(span.endTime) - millis(span.startTime)).toFixed(1);
-        const detail = ['rms.attempt', 'rms.transport', 'rms.verdict'].filter((key) => span.attributes[key] !== undefined).map((key) => `${key.slice(4)}=${String(span.attributes[key])}`);
+        const detail = ['rms.group', 'rms.groups', 'rms.attempt', 'rms.transport', 'rms.verdict'].filter((key) => span.attributes[key] !== undefined).map((key) => `${key.slice(4)}=${String(span.attributes[key])}`);
         lines.push(`${'  '.repeat(depth)}${span.name.padEnd(18 - 2 * Math.min(depth, 4))} +${offset.padStart(8)} ms  ${duration.padStart(8)} ms  ${detail.join(' ')}${span.status.code === 2 ? `  ERROR ${span.status.message ?? ''}` : ''}`);
         for (const child of children(span.spanContext().spanId)) print(child, depth + 1);
       };

@@ -270,7 +270,7 @@ export class DeliveryProcessor<T = unknown> {
           name: 'rms.consume',
           kind: SpanKind.CONSUMER,
           parent: delivery.trace,
-          attributes: { 'messaging.system': 'rms', 'messaging.destination.name': delivery.topic, 'messaging.message.id': id, 'rms.attempt': delivery.attempt, 'rms.transport': delivery.transport },
+          attributes: { 'messaging.system': 'rms', 'messaging.destination.name': delivery.topic, 'messaging.message.id': id, 'rms.group': delivery.group, 'rms.attempt': delivery.attempt, 'rms.transport': delivery.transport },
         },
         () => this.#handler(delivery),
       );
