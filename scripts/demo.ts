@@ -11,11 +11,14 @@
  * Two consumer groups read the one topic: inventory (reduce stock) and loyalty (award
  * points). Prints a summary and exits 0 only if the books balance per group: stock reduced
  * == ordered quantity of paid orders, points awarded once per paid order, and no message is
- * left in flight.
+ * left in flight. Then prints the OpenTelemetry trace of one message that RMS
+ * confirmed by check-back (spans kept by an in-memory exporter the demo registers; RMS
+ * itself records through `@opentelemetry/api` only).
  *
  * Environment: DEMO_ORDERS [300], DEMO_FAIL_RATE [0.1], DEMO_CRASH_RATE [0.1].
  */
 import { startDemoStack } from './demo-stack.js';
+import { startTraceRecorder } from './demo-trace.js';
 
 const ORDERS = Number(process.env['DEMO_ORDERS'] ?? 300);
 const FAIL_RATE = Number(process.env['DEMO_FAIL_RATE'] ?? 0.1);
@@ -43,6 +46,7 @@ function progress(label: string, done: number, total: number, extra = ''): void 
   if (done >= total) process.stderr.write('\n');
 }
 
+const tracing = startTraceRecorder();
 const started = Date.now();
 console.log(`RMS demo: ${ORDERS} orders, ${FAIL_RATE * 100}% declined before commit, ${CRASH_RATE * 100}% "crashing" after commit\n`);
 const stack = await startDemoStack({
@@ -133,7 +137,11 @@ try {
   ];
   console.log('');
   for (const [label, value] of rows) console.log(`${label.padEnd(40)} ${value}`);
+  const traced = tracing.traceOfOneMessage('rms.check-back');
+  const shown = traced.length > 0 ? traced : tracing.traceOfOneMessage('rms.confirm');
+  if (shown.length > 0) console.log(`\nOne message's trace (span, start offset, duration):\n${shown.map((line) => `  ${line}`).join('\n')}`);
 } finally {
   await stack.stop();
+  await tracing.stop();
 }
 process.exit(balanced ? 0 : 1);

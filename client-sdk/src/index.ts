@@ -35,3 +35,5 @@ export * from './degrade/zookeeper-degrade-switch.js';
 export * from './transport/failover-transport.js';
 export * from './consumer/fallback-consumption.js';
 export * from './batching/micro-batcher.js';
+export * from './tracing/trace-context.js';
+export * from './tracing/spans.js';

@@ -80,4 +80,6 @@ export interface RedisClient {
   pipeline(): RedisPipeline;
   /** A transaction: every group's fallback list of a delivery gets its copy, or none does. */
   multi(): RedisTransaction;
+  /** `SCAN cursor MATCH pattern COUNT count`: the next cursor and a page of keys. */
+  scan(cursor: string | number, match: 'MATCH', pattern: string, count: 'COUNT', countValue: number): Promise<[cursor: string, keys: string[]]>;
 }

@@ -69,6 +69,9 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         deliverAt: input.deliverAt ?? null,
         deliveries: [],
         version: 0,
+        lastPublishedAt: null,
+        traceparent: input.traceparent ?? null,
+        tracestate: input.tracestate ?? null,
       };
     }
 
@@ -118,6 +121,9 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         deliverAt: null,
         deliveries: [],
         version: 0,
+        lastPublishedAt: null,
+        traceparent: null,
+        tracestate: null,
       };
       assert.deepEqual(message, expected);
       assert.deepEqual(await store.findById(input.id), expected);
@@ -232,6 +238,60 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       assert.equal(updated.lastTransport, 'rabbitmq');
       assert.equal(updated.lastError, 'boom');
       assert.deepEqual(await store.findById(message.id), updated);
+    });
+
+    test('the trace context round-trips through insert and insertMany, and lastPublishedAt through a transition', async () => {
+      const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+      const { message } = await store.insert(newMessage({ traceparent, tracestate: 'rms=1' }));
+      assert.equal(message.traceparent, traceparent);
+      assert.equal(message.tracestate, 'rms=1');
+      const [batched] = fulfilled(await store.insertMany([newMessage({ traceparent })]));
+      assert.equal(batched?.message.traceparent, traceparent);
+      assert.equal(batched?.message.tracestate, null);
+      const at = tick();
+      const moved = await store.transition({
+        id: message.id,
+        from: { status: 'PENDING', deadReason: null },
+        to: 'SENDING',
+        deadReason: null,
+        at,
+        set: { confirmedAt: at, lastPublishedAt: at },
+      });
+      assert.deepEqual(moved?.lastPublishedAt, at);
+      assert.deepEqual((await store.findById(message.id))?.lastPublishedAt, at);
+    });
+
+    test('backlogByTopic counts PENDING, SENDING and DEAD per topic with the oldest PENDING creation and SENDING confirmation', async () => {
+      const topic = (name: string) => `backlog.${name}.${clock}`;
+      const [busy, idle] = [topic('busy'), topic('idle')];
+      const oldestPending = await store.insert(newMessage({ topic: busy }));
+      await store.insert(newMessage({ topic: busy }));
+      const moveTo = async (target: 'SENDING' | 'DEAD' | 'COMPLETED', topicName: string) => {
+        const { message } = await store.insert(newMessage({ topic: topicName }));
+        const at = tick();
+        await store.transition({ id: message.id, from: { status: 'PENDING', deadReason: null }, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at } });
+        if (target !== 'SENDING') {
+          await store.transition({
+            id: message.id,
+            from: { status: 'SENDING', deadReason: null },
+            to: target,
+            deadReason: target === 'DEAD' ? 'DELIVERY_EXHAUSTED' : null,
+            at: tick(),
+            set: {},
+          });
+        }
+        return at;
+      };
+      const firstConfirmed = await moveTo('SENDING', busy);
+      await moveTo('SENDING', busy);
+      await moveTo('DEAD', busy);
+      await moveTo('COMPLETED', busy);
+      await moveTo('DEAD', idle);
+      const backlog = (await store.backlogByTopic()).filter((entry) => entry.topic === busy || entry.topic === idle);
+      assert.deepEqual(backlog, [
+        { topic: busy, pending: 2, sending: 2, dead: 1, oldestPendingCreatedAt: oldestPending.message.createdAt, oldestSendingConfirmedAt: firstConfirmed },
+        { topic: idle, pending: 0, sending: 0, dead: 1, oldestPendingCreatedAt: null, oldestSendingConfirmedAt: null },
+      ]);
     });
 
     test('a transition from a state the message has left writes nothing', async () => {

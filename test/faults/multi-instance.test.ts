@@ -5,6 +5,7 @@ import { PostgresMessageStore } from '@rms/message-service';
 import { v7 as uuidv7 } from 'uuid';
 import { HttpRecorder } from '../support/http-recorder.js';
 import { QueueWatcher } from '../support/rabbitmq.js';
+import { sumSamples } from '../support/prometheus-text.js';
 import { startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -77,12 +78,10 @@ describe('three RMS instances on one store', { timeout: 120_000 }, () => {
     assert.equal([...deliveries.values()].filter((n) => n !== 1).length, 0, 'no message was redelivered twice');
     assert.deepEqual(new Set(deliveries.keys()), new Set(sendingIds));
     // Read each instance's own counters: the work was shared, and adds up to exactly one per message.
-    const counted = async (instance: TestServer, pattern: RegExp) => {
-      const text = await (await fetch(`${instance.baseUrl}/metrics`)).text();
-      return Number(pattern.exec(text)?.[1] ?? 0);
-    };
-    const checksByInstance = await Promise.all(instances.map((i) => counted(i, /^rms_check_backs_total\{verdict="UNKNOWN"\} (\d+)/m)));
-    const roundsByInstance = await Promise.all(instances.map((i) => counted(i, /^rms_delivery_rounds_total\{kind="redelivery"\} (\d+)/m)));
+    const counted = async (instance: TestServer, name: string, labels: Record<string, string>) =>
+      sumSamples(await (await fetch(`${instance.baseUrl}/metrics`)).text(), name, labels);
+    const checksByInstance = await Promise.all(instances.map((i) => counted(i, 'rms_check_backs_total', { verdict: 'UNKNOWN' })));
+    const roundsByInstance = await Promise.all(instances.map((i) => counted(i, 'rms_delivery_rounds_total', { kind: 'redelivery' })));
     assert.equal(checksByInstance.reduce((a, b) => a + b, 0), DUE);
     assert.equal(roundsByInstance.reduce((a, b) => a + b, 0), DUE);
     assert.ok(checksByInstance.slice(1).filter((n) => n > 0).length >= 2, `work was shared: ${checksByInstance}`);

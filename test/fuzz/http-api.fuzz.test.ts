@@ -5,6 +5,9 @@
  * Content-Type and Content-Encoding, odd query strings) must never get a 5xx, never crash
  * the server, and every 4xx must carry the error body naming the problem.
  *
+ * Every request may also carry hostile `X-Request-Id`, `traceparent` and `tracestate`
+ * headers; every answer must still echo a safe request id.
+ *
  * `FUZZ_RUNS` sets the number of generated requests (default 1,500 in `npm test`; CI and
  * `npm run fuzz` run 10,000); `FUZZ_SEED` replays a run (the seed is printed on failure).
  */
@@ -88,6 +91,8 @@ const prepareLike = fc.record(
     messageId: fc.oneof(fc.string({ unit: 'binary', maxLength: 30 }), fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 1 })),
     headers: fc.oneof(fc.dictionary(fc.string({ maxLength: 10 }), fc.string({ unit: 'binary', maxLength: 20 })), fc.jsonValue({ maxDepth: 2 })),
     extra: fc.jsonValue({ maxDepth: 1 }),
+    traceparent: fc.oneof(fc.constant('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'), fc.string({ maxLength: 300 }), fc.jsonValue({ maxDepth: 1 })),
+    tracestate: fc.oneof(fc.string({ maxLength: 1100 }), fc.jsonValue({ maxDepth: 1 })),
   },
   { requiredKeys: [] },
 );
@@ -117,6 +122,32 @@ const authorization = fc.oneof(
   fc.string({ maxLength: 40 }).map((text) => `Bearer ${text.replace(/[^\x20-\x7e]/g, '')}`),
 );
 
+/**
+ * Values for the correlation headers (`X-Request-Id`, `traceparent`, `tracestate`): valid
+ * ones, near misses (all-zero ids, version ff, too long), and any text a header can carry.
+ */
+const correlationHeader = fc.option(
+  fc.oneof(
+    fc.constantFrom(
+      'req-1',
+      'a'.repeat(129),
+      '../../etc/passwd',
+      '<script>alert(1)</script>',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future',
+      'rojo=00f067aa0ba902b7,congo=t61rcWkgMzE',
+      `${'k=v,'.repeat(100)}k=v`,
+    ),
+    fc.string({ maxLength: 600 }).map((text) => text.replace(/[^\x20-\x7e]/g, '')),
+    // Latin-1 bytes above 0x7f: what a header can carry beyond ASCII.
+    fc.string({ unit: 'binary', maxLength: 60 }).map((text) => [...Buffer.from(text).toString('latin1')].filter((char) => char >= ' ' && char !== '\x7f').join('')),
+  ),
+  { nil: undefined },
+);
+
 const hostileRequest = fc.record({
   method: fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'HEAD'),
   path,
@@ -127,6 +158,9 @@ const hostileRequest = fc.record({
   /** Whether to really compress the body as the encoding says, or send it as it is. */
   compress: fc.boolean(),
   body,
+  requestId: correlationHeader,
+  traceparent: correlationHeader,
+  tracestate: correlationHeader,
 });
 
 type HostileRequest = typeof hostileRequest extends fc.Arbitrary<infer T> ? T : never;
@@ -147,6 +181,9 @@ describe('fuzzing the HTTP API with generated hostile requests', () => {
         if (request.authorization !== undefined) headers['authorization'] = request.authorization;
         if (request.contentType !== undefined) headers['content-type'] = request.contentType;
         if (request.encoding !== undefined) headers['content-encoding'] = request.encoding;
+        if (request.requestId !== undefined) headers['x-request-id'] = request.requestId;
+        if (request.traceparent !== undefined) headers['traceparent'] = request.traceparent;
+        if (request.tracestate !== undefined) headers['tracestate'] = request.tracestate;
         const sendsBody = request.method !== 'GET' && request.method !== 'HEAD';
         const response = await fetch(`${rms.baseUrl}${request.path}${request.query}`, {
           method: request.method,
@@ -157,6 +194,7 @@ describe('fuzzing the HTTP API with generated hostile requests', () => {
         const text = await response.text();
         statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
         assert.ok(response.status < 500, `${request.method} ${request.path}${request.query} → ${response.status} ${text.slice(0, 300)}`);
+        assert.match(response.headers.get('x-request-id') ?? '', /^[A-Za-z0-9._:-]{1,128}$/, 'every answer carries a safe request id');
         if (response.status >= 400 && request.method !== 'HEAD') {
           const parsed = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
           assert.equal(typeof parsed.error?.code, 'string', text);

@@ -44,6 +44,7 @@ function spyOn(inner: MessageStore) {
     init: () => inner.init(),
     close: () => inner.close(),
     ping: () => inner.ping(),
+    backlogByTopic: () => inner.backlogByTopic(),
     insert: (message) => (calls.insert++, inner.insert(message)),
     insertMany: (messages) => (calls.insertMany++, inner.insertMany(messages)),
     findById: (id) => (calls.findById++, inner.findById(id)),

@@ -8,6 +8,7 @@ import {
   PostgresMessageStore,
   RmsServer,
   createLogger,
+  type Logger,
   loadConfig,
 } from '@rms/message-service';
 import { dropSchema, freshSchemaUrl } from './postgres.js';
@@ -66,6 +67,8 @@ export interface TestServerOptions {
   env?: Record<string, string>;
   /** Connect the store through this URL (a fault proxy) instead of straight to PostgreSQL. */
   storeUrlThrough?: (url: string) => string;
+  /** The server's logger (to read its lines). @defaultValue a pino logger at `LOG_LEVEL` */
+  logger?: Logger;
   /** Store options, e.g. short timeouts for fault tests. */
   storeTimeouts?: { connectTimeoutMs?: number; statementTimeoutMs?: number };
 }
@@ -91,7 +94,7 @@ export async function startTestServer(options: TestServerOptions = {}): Promise<
   const server = await RmsServer.start({
     config,
     store,
-    logger: createLogger(config.logLevel),
+    logger: options.logger ?? createLogger(config.logLevel),
     storeStartupTimeoutMs: 5000,
     ...(options.notificationSinks && { notificationSinks: options.notificationSinks }),
   });

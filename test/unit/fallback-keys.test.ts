@@ -123,6 +123,17 @@ describe('fallback envelopes', () => {
     assert.deepEqual(Object.keys(json).sort(), ['attempt', 'headers', 'id', 'payload', 'producer', 'topic']);
   });
 
+  test('the trace context travels as traceparent and tracestate fields and comes back as the delivery trace', () => {
+    const trace = { traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', tracestate: 'rojo=1' };
+    const json = JSON.parse(encodeEnvelope({ ...message, trace })) as Record<string, unknown>;
+    assert.equal(json['traceparent'], trace.traceparent);
+    assert.equal(json['tracestate'], 'rojo=1');
+    assert.deepEqual(decodeEnvelope(encodeEnvelope({ ...message, trace })), { ...message, trace });
+    const forged = decodeEnvelope(JSON.stringify({ ...json, traceparent: 'ff-nonsense' }));
+    assert.ok(!('invalid' in forged));
+    assert.equal(forged.trace, undefined, 'an invalid trace context in an entry is dropped, the entry kept');
+  });
+
   test('an undefined payload travels as null', () => {
     const decoded = decodeEnvelope(encodeEnvelope({ ...message, payload: undefined }));
     assert.ok(!('invalid' in decoded));

@@ -126,7 +126,7 @@ function message(status: Message['status'], deliveries: Delivery[], extra: Parti
     id: '0190f000-0000-7000-8000-000000000001', producer: 'orders', producerMessageId: null, topic: 'order.paid', payload: null, headers: {},
     status, deadReason: status === 'DEAD' ? 'DELIVERY_EXHAUSTED' : null, createdAt: T0, updatedAt: T0, confirmedAt: T0, completedAt: null,
     cancelledAt: null, checkAttempts: 0, deliveryAttempts: 1, nextAttemptAt: T1, lastTransport: 'rabbitmq', lastError: null, deliverAt: null,
-    deliveries, version: 3, ...extra,
+    deliveries, version: 3, lastPublishedAt: null, traceparent: null, tracestate: null, ...extra,
   };
 }
 

@@ -4,6 +4,8 @@
  * consumer and the Redis fallback source all depend on it instead of on each other.
  */
 
+import type { TraceContext } from '../tracing/trace-context.js';
+
 /** One delivery of one message to one consumer group, as a handler receives it. */
 export interface Delivery<T = unknown> {
   /** RMS's message id: the key of idempotency and of the ack. */
@@ -27,6 +29,12 @@ export interface Delivery<T = unknown> {
   messageId?: string;
   /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
   transport: 'rabbitmq' | 'redis';
+  /**
+   * The W3C trace context it was published in (from RMS's publish, or the producer's
+   * prepare); the handler runs in an `rms.consume` span under it when an OpenTelemetry SDK
+   * is registered.
+   */
+  trace?: TraceContext;
 }
 
 /** Handles one delivery; resolving means "done, ack it", throwing means "failed, let RMS redeliver". */

@@ -18,6 +18,7 @@
  * The broker ack comes last on purpose: if the process dies before it, the broker or RMS
  * delivers the message again, and idempotency turns that into a skipped duplicate.
  */
+import { SpanKind, inSpan } from '../tracing/spans.js';
 import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
@@ -279,7 +280,15 @@ export class DeliveryProcessor<T = unknown> {
 
     const stopHeartbeat = this.#startHeartbeat(id);
     try {
-      await this.#handler(delivery);
+      await inSpan(
+        {
+          name: 'rms.consume',
+          kind: SpanKind.CONSUMER,
+          parent: delivery.trace,
+          attributes: { 'messaging.system': 'rms', 'messaging.destination.name': delivery.topic, 'messaging.message.id': id, 'rms.group': delivery.group, 'rms.attempt': delivery.attempt, 'rms.transport': delivery.transport },
+        },
+        () => this.#handler(delivery),
+      );
     } catch (error) {
       stopHeartbeat();
       this.#stats.failed += 1;

@@ -9,6 +9,7 @@
  * retried on the next URL, and the client stays on the URL that answered: one instance
  * going down costs a retry, not an outage.
  */
+import type { TraceContext } from '../tracing/trace-context.js';
 import { randomUUID } from 'node:crypto';
 import { type MessageStatus, RmsError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
 
@@ -99,6 +100,8 @@ export interface PrepareRequest {
   deliverAt?: Date;
   /** Deliver no earlier than this long after prepare. */
   delayMs?: number;
+  /** The W3C trace context the message was prepared in; RMS stores it and carries it to the consumer. */
+  trace?: TraceContext;
 }
 
 /** Retry policy for calls that fail with 503, a network error or a timeout. */
@@ -146,8 +149,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } & DeliveryDelay = {}): Promise<PreparedMessage> {
-    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...delayFields(options) };
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string>; trace?: TraceContext } & DeliveryDelay = {}): Promise<PreparedMessage> {
+    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...delayFields(options), ...options.trace };
     return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
@@ -157,7 +160,9 @@ export class RmsHttpClient {
    * or a network failure fails (and retries) the whole request.
    */
   async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
-    const body = { messages: messages.map(({ topic, payload, messageId, headers, ...delay }) => ({ topic, payload, messageId, ...(headers && { headers }), ...delayFields(delay) })) };
+    const body = {
+      messages: messages.map(({ topic, payload, messageId, headers, trace, ...delay }) => ({ topic, payload, messageId, ...(headers && { headers }), ...delayFields(delay), ...trace })),
+    };
     return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
   }
 

@@ -4,6 +4,7 @@
  * and handles each way they can fail; the check-back handler (`check-handler.ts`) covers
  * the cases `send` cannot, such as the process dying half way.
  */
+import { activeTraceContext } from '../tracing/spans.js';
 import { randomUUID } from 'node:crypto';
 import { MicroBatcher, settleBatch } from '../batching/micro-batcher.js';
 import { RmsConflictError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
@@ -159,8 +160,14 @@ export class RmsProducer {
     }
   }
 
-  /** Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on `messageId`. */
+  /**
+   * Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on
+   * `messageId`. When an OpenTelemetry SDK is registered, the active span's trace context
+   * goes with the message to RMS, its check-backs and the consumer.
+   */
   prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<PreparedMessage> {
+    // The trace context is taken now, in the caller's context: a batched prepare is sent later, from another.
+    const trace = activeTraceContext();
     const request: PrepareRequest = {
       topic,
       payload,
@@ -168,6 +175,7 @@ export class RmsProducer {
       ...(options.headers && { headers: options.headers }),
       ...(options.deliverAt !== undefined && { deliverAt: options.deliverAt }),
       ...(options.delayMs !== undefined && { delayMs: options.delayMs }),
+      ...(trace && { trace }),
     };
     return this.prepares ? this.prepares.submit(request) : this.client.prepare(topic, payload, request);
   }

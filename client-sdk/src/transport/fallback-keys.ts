@@ -8,6 +8,7 @@
  * the envelope fields. Keys carry no hash tag (`{...}`), so a Redis Cluster spreads one
  * topic's shards over its nodes.
  */
+import { traceContextFrom } from '../tracing/trace-context.js';
 import type { OutgoingMessage } from './transport.js';
 
 /** Default number of shard lists per topic (`RMS_FALLBACK_SHARDS`). */
@@ -79,8 +80,25 @@ export function fallbackKeys(topic: string, shards: number = DEFAULT_FALLBACK_SH
   return Array.from({ length: shards }, (_, shard) => fallbackKey(topic, shard, shards));
 }
 
-/** One entry of a fallback list: exactly the fields of an {@link OutgoingMessage}. */
-export type FallbackEnvelope = OutgoingMessage;
+/** The `SCAN MATCH` pattern of every fallback list key. */
+export const FALLBACK_KEY_PATTERN = `${KEY_PREFIX}*`;
+
+/**
+ * The topic of a fallback list key made by {@link fallbackKey} (`rms:fb:<topic>:<NN>`, or
+ * `rms:fb:<topic>:<group>:<NN>` for a consumer group's lists), or `null` for any other key.
+ * Topics hold no `:`, so the topic is what lies between the prefix and the next `:`.
+ */
+export function topicOfFallbackKey(key: string): string | null {
+  if (!key.startsWith(KEY_PREFIX)) return null;
+  const end = key.indexOf(':', KEY_PREFIX.length);
+  return end > KEY_PREFIX.length ? key.slice(KEY_PREFIX.length, end) : null;
+}
+
+/**
+ * One entry of a fallback list: the fields of an {@link OutgoingMessage}, its trace
+ * context flattened into `traceparent` and `tracestate` (as in AMQP headers).
+ */
+export type FallbackEnvelope = Omit<OutgoingMessage, 'trace'> & { traceparent?: string; tracestate?: string };
 
 /**
  * The JSON text of a message's fallback entry. Only the envelope's fields are written; an
@@ -97,6 +115,8 @@ export function encodeEnvelope(message: OutgoingMessage): string {
     attempt: message.attempt,
     producer: message.producer,
     ...(message.messageId !== undefined && { messageId: message.messageId }),
+    ...(message.trace && { traceparent: message.trace.traceparent }),
+    ...(message.trace?.tracestate && { tracestate: message.trace.tracestate }),
   };
   return JSON.stringify(envelope);
 }
@@ -109,7 +129,7 @@ export function encodeEnvelope(message: OutgoingMessage): string {
  * or empty `messageId` as none, header
  * values that are numbers or booleans are stringified and others dropped.
  */
-export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: string } {
+export function decodeEnvelope(text: string): OutgoingMessage | { invalid: string } {
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -122,6 +142,7 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
   if (typeof id !== 'string' || id === '') return { invalid: 'it has no id' };
   if (typeof topic !== 'string' || topic === '') return { invalid: 'it has no topic' };
   if (!('payload' in raw)) return { invalid: 'it has no payload' };
+  const trace = traceContextFrom(raw);
   const headers: Record<string, string> = {};
   if (typeof raw['headers'] === 'object' && raw['headers'] !== null && !Array.isArray(raw['headers'])) {
     for (const [name, value] of Object.entries(raw['headers'] as Record<string, unknown>)) {
@@ -137,5 +158,6 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
     attempt: typeof attempt === 'number' && Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
     producer: typeof producer === 'string' ? producer : '',
     ...(typeof messageId === 'string' && messageId !== '' && { messageId }),
+    ...(trace && { trace }),
   };
 }

@@ -24,6 +24,7 @@
  * by us anyway, and ack handles must be tied to the channel that delivered, which is
  * simplest when we own the whole session.
  */
+import { TRACEPARENT_HEADER, TRACESTATE_HEADER, traceContextFrom } from '../tracing/trace-context.js';
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Delivery, DeliveryListener, DeliverySettlement } from '../consumer/delivery.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
@@ -161,7 +162,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage, group:
   const raw = (message.properties.headers ?? {}) as Record<string, unknown>;
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(raw)) {
-    if (name.toLowerCase().startsWith('x-rms-')) continue;
+    if (name.toLowerCase().startsWith('x-rms-') || name === TRACEPARENT_HEADER || name === TRACESTATE_HEADER) continue;
     if (typeof value === 'string') headers[name] = value;
     else if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') headers[name] = String(value);
     else if (Buffer.isBuffer(value)) headers[name] = value.toString('utf8');
@@ -169,6 +170,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage, group:
   const attempt = Number(raw['x-rms-attempt']);
   const producer = raw['x-rms-producer'];
   const messageId = headerText(raw['x-rms-message-id']);
+  const trace = traceContextFrom(raw);
   return {
     id,
     topic,
@@ -179,6 +181,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage, group:
     producer: headerText(producer) ?? '',
     ...(messageId !== undefined && messageId !== '' && { messageId }),
     transport: 'rabbitmq',
+    ...(trace && { trace }),
   };
 }
 

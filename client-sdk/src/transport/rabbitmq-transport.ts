@@ -15,6 +15,7 @@
  * detector can count, and keeps a broker outage from turning into a pile of waiting
  * publishes.
  */
+import { traceHeaders } from '../tracing/trace-context.js';
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import type { OutgoingMessage, Transport } from './transport.js';
@@ -282,6 +283,7 @@ export class RabbitMqTransport implements Transport {
       timestamp: Math.floor(Date.now() / 1000), // AMQP timestamps are in seconds
       headers: {
         ...message.headers,
+        ...traceHeaders(message.trace),
         'x-rms-topic': message.topic,
         'x-rms-attempt': message.attempt,
         'x-rms-producer': message.producer,

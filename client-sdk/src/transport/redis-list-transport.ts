@@ -37,7 +37,7 @@ import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 import { createRedisClient, isCluster, redisEndpoint, type FallbackRedis } from './redis-connection.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
-import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
+import { DEFAULT_FALLBACK_SHARDS, FALLBACK_KEY_PATTERN, encodeEnvelope, fallbackKey, fallbackShardOf, topicOfFallbackKey } from './fallback-keys.js';
 import { deliveryGroups, fallbackStreamName } from './group-routing.js';
 import type { OutgoingMessage, Transport } from './transport.js';
 
@@ -314,6 +314,32 @@ export class RedisListTransport implements Transport {
   async ping(): Promise<void> {
     if (this.#closed) throw transportError('CLOSED', 'the Redis fallback transport is closed');
     await this.#call('PING', () => this.#redis.ping());
+  }
+
+  /**
+   * Entries waiting in the fallback lists, by topic: a `SCAN` of the fallback keys and an
+   * `LLEN` of each, every step within `commandTimeoutMs`. For the failover metrics, so it
+   * costs the number of fallback lists (topics × shards), not the size of the lists.
+   */
+  async listDepths(): Promise<Map<string, number>> {
+    const depths = new Map<string, number>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.#call('SCAN', () => this.#redis.scan(cursor, 'MATCH', FALLBACK_KEY_PATTERN, 'COUNT', 1000));
+      cursor = next;
+      if (keys.length === 0) continue;
+      const lengths = await this.#call('LLEN', async () => {
+        const pipeline = this.#redis.pipeline();
+        for (const key of keys) pipeline.llen(key);
+        return (await pipeline.exec()) ?? [];
+      });
+      keys.forEach((key, index) => {
+        const topic = topicOfFallbackKey(key);
+        const [error, length] = lengths[index] ?? [null, 0];
+        if (topic !== null && !error && typeof length === 'number') depths.set(topic, (depths.get(topic) ?? 0) + length);
+      });
+    } while (cursor !== '0');
+    return depths;
   }
 
   /**

@@ -3,6 +3,8 @@
  * Adapters: RabbitMQ (the normal path) and Redis lists (the MQ-outage fallback).
  */
 
+import type { TraceContext } from '../tracing/trace-context.js';
+
 /** The transports a delivery can go out on. */
 export type TransportName = 'rabbitmq' | 'redis';
 
@@ -28,6 +30,8 @@ export interface OutgoingMessage {
   producer: string;
   /** The producer's idempotency key, when it gave one at prepare; `x-rms-message-id`. */
   messageId?: string;
+  /** The W3C trace context to continue: the `traceparent` and `tracestate` AMQP headers and envelope fields. */
+  trace?: TraceContext;
 }
 
 /** Publishes deliveries durably. */

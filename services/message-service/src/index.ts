@@ -3,7 +3,8 @@
  */
 export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role, type Subscription } from './config/app-registry.js';
-export { CONFIG_VARIABLES, loadConfig, type RmsConfig } from './config/config.js';
+export { CONFIG_VARIABLES, DEFAULT_MAX_HEARTBEAT_EXTEND_MS, loadConfig, type RmsConfig } from './config/config.js';
+export { OPERATIONS, buildOpenApiDocument, expressPath, type OpenApiOptions, type OperationSpec } from './http/openapi.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export {
@@ -19,7 +20,7 @@ export {
   type DeliveriesDecision,
   type GroupCommand,
 } from './domain/state-machine.js';
-export { createLogger } from './observability/logger.js';
+export { createLogger, type Logger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore } from './store/create-message-store.js';
 export type * from './store/message-store.js';
@@ -31,6 +32,7 @@ export type { CheckAnswer, CheckBackClient, CheckRequest, CheckTarget, CheckVerd
 export { HttpCheckBackClient } from './check-back/http-check-back-client.js';
 export { parseTopicSchedules, deliveryScheduleResolver } from './config/topic-schedules.js';
 export * from './domain/schedule.js';
-export { WebhookSink } from './alerts/webhook-sink.js';
+export { WebhookSink, type WebhookSinkOptions } from './alerts/webhook-sink.js';
 export { RetentionSweeper, type RetentionOptions } from './application/retention.js';
 export { Metrics } from './observability/metrics.js';
+export { createHttpApp, routesOf, type HttpAppOptions, type RouteEntry } from './http/http-app.js';

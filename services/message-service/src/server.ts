@@ -168,10 +168,25 @@ export class RmsServer {
     const registry = new AppRegistry(config.apps);
     for (const warning of registry.warnings()) logger.warn({ registry: 'RMS_APPS' }, warning);
     const metrics = new Metrics();
+    metrics.watchBacklog(() => store.backlogByTopic(), logger.child({ part: 'metrics' }), config.metricsCacheMs);
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
     const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
+    if (failover) {
+      const { transport: failoverTransport, redis } = failover;
+      metrics.watchFailover({ status: () => failoverTransport.status(), listDepths: () => redis.listDepths() }, logger.child({ part: 'metrics' }), config.metricsCacheMs);
+    }
     const notifier = new AlertBatcher({
-      sinks: [...config.alerts.webhooks.map((url) => new WebhookSink(url)), ...(options.notificationSinks ?? [])],
+      sinks: [
+        ...config.alerts.webhooks.map(
+          (url) =>
+            new WebhookSink(url, {
+              timeoutMs: config.alerts.webhookTimeoutMs,
+              attempts: config.alerts.webhookAttempts,
+              retryDelayMs: config.alerts.webhookRetryDelayMs,
+            }),
+        ),
+        ...(options.notificationSinks ?? []),
+      ],
       windowMs: config.alerts.windowMs,
       logger: logger.child({ part: 'alerts' }),
     });
@@ -216,6 +231,7 @@ export class RmsServer {
       ackTimeoutFor: (topic, group) => scheduleFor(topic, group).ackTimeoutMs,
       subscriptions: registry,
       maxDelayMs: config.maxDelayMs,
+      metrics: metrics.delivery,
     });
     const app = createHttpApp({
       service,

@@ -1,7 +1,16 @@
 /**
- * Noise reduction for alerts (design section 6): every alert is logged at once, and alerts
- * of the same topic and reason inside a window go to the sinks as one notification with a
- * count and sample ids. A burst of 20 dead messages on one topic pages a person once.
+ * Noise reduction for alerts that still arrive at once (design section 6): every alert is
+ * logged; the first alert of a (topic, reason) goes to the sinks immediately and opens a
+ * window; further alerts of that topic and reason inside the window are grouped into one
+ * follow-up, sent when the window closes, with their count and sample ids. A burst of 20
+ * dead messages on one topic pages a person twice: at once, and once more with "19 more".
+ *
+ * What a crash loses: the follow-up of an open window lives in memory. A graceful stop
+ * sends it (`flush`); a crash loses that one notification, not the alerts themselves:
+ * every DEAD message was logged at error level, stays DEAD in the store (the
+ * `rms_messages{status="DEAD"}` gauge and the admin list show it), and the next DEAD
+ * message after the restart alerts at once. Keeping open windows in the store would make
+ * every DEAD transition write twice for a notification that is a summary of the first.
  */
 import type { Logger } from 'pino';
 import type { Alert, Notification, NotificationSink, Notifier } from './notifier.js';
@@ -10,21 +19,22 @@ import type { Alert, Notification, NotificationSink, Notifier } from './notifier
 export interface AlertBatcherOptions {
   sinks: NotificationSink[];
   logger: Logger;
-  /** Alerts of one topic and reason this close together are sent as one. @defaultValue 300000 */
+  /** After an alert is sent, further alerts of its topic and reason this long are grouped into one follow-up. @defaultValue 300000 */
   windowMs?: number;
   /** Sample ids kept per notification. @defaultValue 10 */
   maxSamples?: number;
 }
 
 interface OpenWindow {
-  /** The first `maxSamples` alerts. */
+  /** The first `maxSamples` alerts grouped so far. */
   samples: Alert[];
-  last: Alert;
+  last: Alert | undefined;
+  /** Alerts grouped since the window opened (the one that opened it is not counted). */
   count: number;
   timer: NodeJS.Timeout;
 }
 
-/** A `Notifier` that logs every alert and groups what it sends to the sinks. */
+/** A `Notifier` that logs every alert, sends the first of a burst at once and groups the rest. */
 export class AlertBatcher implements Notifier {
   private readonly windows = new Map<string, OpenWindow>();
   private readonly sending = new Set<Promise<void>>();
@@ -52,7 +62,17 @@ export class AlertBatcher implements Notifier {
     }
     const timer = setTimeout(() => this.close(key), this.windowMs);
     timer.unref();
-    this.windows.set(key, { samples: [alert], last: alert, count: 1, timer });
+    this.windows.set(key, { samples: [], last: undefined, count: 0, timer });
+    this.send({
+      kind: 'first',
+      reason: alert.reason,
+      topic: alert.topic,
+      count: 1,
+      sampleIds: [alert.messageId],
+      firstAt: alert.at.toISOString(),
+      lastAt: alert.at.toISOString(),
+      text: `RMS: message ${alert.messageId} on topic ${alert.topic} is DEAD (${alert.reason})${alert.lastError ? `: ${alert.lastError}` : ''}`,
+    });
   }
 
   async flush(): Promise<void> {
@@ -60,6 +80,7 @@ export class AlertBatcher implements Notifier {
     await Promise.allSettled([...this.sending]);
   }
 
+  /** Ends a window; sends its follow-up if alerts were grouped in it. */
   private close(key: string): void {
     const window = this.windows.get(key);
     if (!window) return;
@@ -67,20 +88,24 @@ export class AlertBatcher implements Notifier {
     clearTimeout(window.timer);
     const first = window.samples[0];
     const last = window.last;
-    if (!first) return;
-    const notification: Notification = {
+    if (!first || !last) return;
+    this.send({
+      kind: 'follow-up',
       reason: first.reason,
       topic: first.topic,
       count: window.count,
       sampleIds: window.samples.map((alert) => alert.messageId),
       firstAt: first.at.toISOString(),
       lastAt: last.at.toISOString(),
-      text: `RMS: ${window.count} message(s) on topic ${first.topic} are DEAD (${first.reason}); e.g. ${first.messageId}`,
-    };
+      text: `RMS: ${window.count} more message(s) on topic ${first.topic} are DEAD (${first.reason}); e.g. ${first.messageId}`,
+    });
+  }
+
+  private send(notification: Notification): void {
     for (const sink of this.options.sinks) {
       const sent = sink
         .send(notification)
-        .catch((error: unknown) => this.options.logger.warn({ err: error, topic: notification.topic }, 'alert notification failed'))
+        .catch((error: unknown) => this.options.logger.warn({ err: error, topic: notification.topic, kind: notification.kind }, 'alert notification failed'))
         .finally(() => this.sending.delete(sent));
       this.sending.add(sent);
     }

@@ -15,11 +15,16 @@ export interface Alert {
   lastError: string | null;
 }
 
-/** Alerts of one topic and reason within one window, sent as one. */
+/**
+ * What a sink receives: the first alert of a (topic, reason), sent at once (`first`, count
+ * 1), or the alerts of that topic and reason that followed it within the window, grouped
+ * (`follow-up`).
+ */
 export interface Notification {
+  kind: 'first' | 'follow-up';
   reason: DeadReason;
   topic: string;
-  /** How many alerts the window held. */
+  /** How many alerts this notification stands for. */
   count: number;
   /** Up to ten of their message ids. */
   sampleIds: string[];

@@ -102,13 +102,14 @@ const MAX_DELIVERY_ROUNDS = 8;
  * Applies commands to a confirmed message's deliveries (`decideDeliveries`), written under
  * the `version` they were decided from. When another write got there first (another
  * group's ack, a claim), the message is read again and the commands decided again from
- * what it now holds, so concurrent acks of different groups all land.
+ * what it now holds, so concurrent acks of different groups all land. `options.set` adds
+ * message fields to the write (a round's publish time).
  */
 export async function applyToDeliveries(
   store: MessageStore,
   read: Message,
   changes: readonly GroupCommand[] | ((message: Message) => readonly GroupCommand[]),
-  options: { at: Date; defaultGroup: string },
+  options: { at: Date; defaultGroup: string; set?: MessagePatch },
 ): Promise<AppliedToDeliveries> {
   let message: Message | null = read;
   for (let round = 0; round < MAX_DELIVERY_ROUNDS && message; round++) {
@@ -122,7 +123,7 @@ export async function applyToDeliveries(
       to: decision.to,
       deadReason: decision.deadReason,
       at: options.at,
-      set: decision.set,
+      set: { ...decision.set, ...options.set },
       version: message.version,
     });
     if (updated) return { kind: 'moved', message: updated, deadGroups: decision.deadGroups };

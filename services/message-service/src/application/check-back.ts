@@ -6,10 +6,12 @@
  */
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
-import type { CheckBackClient } from '../check-back/check-back-client.js';
+import { SpanKind, inSpan, traceContextOf } from '@rms/client-sdk';
+import type { CheckAnswer, CheckBackClient } from '../check-back/check-back-client.js';
 import type { AppRegistry } from '../config/app-registry.js';
 import type { Message } from '../domain/message.js';
 import { type CheckSchedule, afterUnansweredCheck } from '../domain/schedule.js';
+import { messageSpanAttributes, traceOf } from '../observability/message-trace.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
@@ -45,21 +47,30 @@ export class CheckBackWorker {
     const { store, client, registry, metrics, logger } = this.options;
     const attempt = message.checkAttempts + 1;
     const app = registry.findByName(message.producer);
-    const answer =
-      app?.checkUrl && app.secret
-        ? await client.check(
-            { app: app.app, checkUrl: app.checkUrl, secret: app.secret },
-            {
-              id: message.id,
-              messageId: message.producerMessageId ?? message.id,
-              topic: message.topic,
-              headers: message.headers,
-              createdAt: message.createdAt,
-              attempt,
-            },
-          )
-        : { verdict: 'UNKNOWN' as const, detail: `producer ${message.producer} has no check URL registered` };
-    metrics.checkBacks.inc({ verdict: answer.verdict });
+    const startedAt = performance.now();
+    const stored = traceOf(message);
+    const answer = await inSpan({ name: 'rms.check-back', kind: SpanKind.CLIENT, parent: stored, attributes: { ...messageSpanAttributes(message), 'rms.attempt': attempt } }, async (span) => {
+      const trace = traceContextOf(span, stored);
+      const verdict: CheckAnswer =
+        app?.checkUrl && app.secret
+          ? await client.check(
+              { app: app.app, checkUrl: app.checkUrl, secret: app.secret },
+              {
+                id: message.id,
+                messageId: message.producerMessageId ?? message.id,
+                topic: message.topic,
+                headers: message.headers,
+                createdAt: message.createdAt,
+                attempt,
+                ...(trace && { trace }),
+              },
+            )
+          : { verdict: 'UNKNOWN', detail: `producer ${message.producer} has no check URL registered` };
+      span.setAttribute('rms.verdict', verdict.verdict);
+      return verdict;
+    });
+    metrics.delivery.checkBacks.inc({ topic: message.topic, verdict: answer.verdict });
+    metrics.delivery.checkBackDuration.observe({ verdict: answer.verdict }, (performance.now() - startedAt) / 1000);
     const now = this.now();
     const fence = { nextAttemptAt: message.nextAttemptAt };
     const counted = { checkAttempts: attempt };

@@ -9,12 +9,15 @@
  * delivery moved on meanwhile (acked, or recorded by another instance that took over an
  * expired lease) is stale and not recorded.
  */
-import type { OutgoingMessage, Transport, TransportName } from '@rms/client-sdk';
+import { type OutgoingMessage, SpanKind, type Transport, type TransportName, inSpan, traceContextOf } from '@rms/client-sdk';
+import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
 import { DEFAULT_GROUP, type Delivery, type Message } from '../domain/message.js';
 import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '../domain/schedule.js';
 import { type GroupCommand, deliveriesOf } from '../domain/state-machine.js';
+import { secondsBetween } from '../observability/delivery-metrics.js';
+import { messageSpanAttributes, traceOf } from '../observability/message-trace.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyToDeliveries } from './apply-command.js';
@@ -95,15 +98,23 @@ export class Dispatcher {
     const byRound = new Map<number, Delivery[]>();
     for (const delivery of toSend) byRound.set(delivery.attempts + 1, [...(byRound.get(delivery.attempts + 1) ?? []), delivery]);
     const rounds = await Promise.all([...byRound].map(([round, deliveries]) => this.publishRound(message, round, deliveries)));
-    for (const round of rounds) commands.push(...round);
+    for (const round of rounds) commands.push(...round.commands);
     if (commands.length === 0) return; // closed before the first try: the lease hands it to the loop
-    const applied = await applyToDeliveries(this.options.store, message, commands, { at: this.now(), defaultGroup: DEFAULT_GROUP });
+    const publishedAt = rounds.map((round) => round.publishedAt).filter((at): at is Date => at !== undefined).sort((a, b) => b.getTime() - a.getTime())[0];
+    const applied = await applyToDeliveries(this.options.store, message, commands, {
+      at: this.now(),
+      defaultGroup: DEFAULT_GROUP,
+      ...(publishedAt && { set: { lastPublishedAt: publishedAt } }),
+    });
     if (applied.kind === 'moved' && applied.deadGroups.length > 0) reportDead(applied.message, this.options, applied.deadGroups);
     if (applied.kind === 'lost') this.options.logger.debug({ id: message.id }, 'delivered, but the message kept changing; its rounds were not recorded');
   }
 
-  /** Publishes one round to the groups of `deliveries` and says what to record for each. */
-  private async publishRound(message: Message, round: number, deliveries: Delivery[]): Promise<GroupCommand[]> {
+  /**
+   * Publishes one round to the groups of `deliveries` (in an `rms.publish` span under the
+   * message's trace) and says what to record for each, and when it was published.
+   */
+  private async publishRound(message: Message, round: number, deliveries: Delivery[]): Promise<{ commands: GroupCommand[]; publishedAt?: Date }> {
     const { transport, metrics, logger } = this.options;
     const retryImmediate = Math.max(...deliveries.map((delivery) => this.scheduleOf(message, delivery).retryImmediate));
     const outgoing: OutgoingMessage = {
@@ -116,22 +127,31 @@ export class Dispatcher {
       producer: message.producer,
       ...(message.producerMessageId !== null && { messageId: message.producerMessageId }),
     };
-    metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' }, deliveries.length);
+    metrics.delivery.deliveryRounds.inc({ topic: message.topic, kind: round === 1 ? 'first' : 'redelivery' }, deliveries.length);
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
-    for (let attempt = 0; attempt <= retryImmediate && carrier === undefined && !this.closed; attempt++) {
-      try {
-        carrier = await transport.publish(outgoing);
-        metrics.publishes.inc({ transport: carrier, outcome: 'ok' });
-      } catch (error) {
-        lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
-        metrics.publishes.inc({ transport: transport.name, outcome: 'failed' });
+    const stored = traceOf(message);
+    const attributes = { ...messageSpanAttributes(message), 'rms.attempt': round, 'rms.groups': deliveries.map((delivery) => delivery.group).join(',') };
+    await inSpan({ name: 'rms.publish', kind: SpanKind.PRODUCER, parent: stored, attributes }, async (span) => {
+      const trace = traceContextOf(span, stored);
+      if (trace) outgoing.trace = trace;
+      for (let attempt = 0; attempt <= retryImmediate && carrier === undefined && !this.closed; attempt++) {
+        try {
+          carrier = await transport.publish(outgoing);
+          metrics.delivery.publishes.inc({ topic: message.topic, transport: carrier, outcome: 'ok' });
+        } catch (error) {
+          lastError = `${transport.name}: ${error instanceof Error ? error.message : String(error)}`;
+          metrics.delivery.publishes.inc({ topic: message.topic, transport: transport.name, outcome: 'failed' });
+        }
       }
-    }
+      if (carrier) span.setAttribute('rms.transport', carrier);
+      else if (lastError) span.setStatus({ code: SpanStatusCode.ERROR, message: lastError });
+    });
     const published = carrier !== undefined;
-    if (!published && lastError === null) return [];
+    if (!published && lastError === null) return { commands: [] };
     const now = this.now();
-    return deliveries.map((delivery): GroupCommand => {
+    if (published && round === 1 && message.confirmedAt) metrics.delivery.confirmToFirstPublish.observe(secondsBetween(message.confirmedAt, now));
+    const commands = deliveries.map((delivery): GroupCommand => {
       const previousRoundFailed = delivery.attempts > 0 && delivery.lastError !== null;
       const next = afterDeliveryRound(this.scheduleOf(message, delivery), round, published, previousRoundFailed, now);
       const record = { attempts: round, nextAttemptAt: next.kind === 'exhausted' ? null : next.at, lastError, lastTransport: carrier ?? delivery.lastTransport };
@@ -139,6 +159,7 @@ export class Dispatcher {
       if (!published) logger.warn({ id: message.id, topic: message.topic, group: delivery.group, round, error: lastError, retryAt: next.at }, 'delivery round failed');
       return { group: delivery.group, command: { type: 'delivery-recorded', afterAttempts: delivery.attempts, record } };
     });
+    return published ? { commands, publishedAt: now } : { commands };
   }
 
   private scheduleOf(message: Message, delivery: Delivery): DeliverySchedule {

@@ -19,6 +19,8 @@ import { DEFAULT_GROUP, type DeliveryStatus, type JsonValue, type Message, type 
 import { type Actor, type Command, type DeliveryCommand, deliveriesOf } from '../domain/state-machine.js';
 import { type AppliedToDeliveries, applyCommand, applyToDeliveries } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { TraceContext } from '@rms/client-sdk';
+import { type DeliveryMetrics, secondsBetween } from '../observability/delivery-metrics.js';
 import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
 
 /** The authenticated app making a call. */
@@ -35,6 +37,8 @@ export interface PrepareInput {
   deliverAt?: Date;
   /** Deliver no earlier than this long after prepare (a delayed message); not with `deliverAt`. */
   delayMs?: number;
+  /** The W3C trace context to store with the message (and carry into check-backs and deliveries). */
+  trace?: TraceContext;
 }
 
 /** What the service asks of the app registry: topic permissions and subscriptions. */
@@ -72,6 +76,8 @@ export interface MessageServiceOptions {
    * @defaultValue 30000
    */
   dispatchLeaseMs?: number;
+  /** Where acks and the publish → ack latency are counted. @defaultValue not counted */
+  metrics?: DeliveryMetrics;
 }
 
 /** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
@@ -92,6 +98,7 @@ export class MessageService {
   private readonly ackTimeoutFor: (topic: string, group: string) => number;
   private readonly subscriptions: Subscriptions;
   private readonly maxDelayMs: number;
+  private readonly metrics: DeliveryMetrics | undefined;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -103,6 +110,7 @@ export class MessageService {
     this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
     this.subscriptions = options.subscriptions ?? OPEN_SUBSCRIPTIONS;
     this.maxDelayMs = options.maxDelayMs ?? 30 * 24 * 3600 * 1000;
+    this.metrics = options.metrics;
   }
 
   /**
@@ -126,6 +134,8 @@ export class MessageService {
       createdAt,
       deliverAt,
       nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
+      traceparent: input.trace?.traceparent ?? null,
+      tracestate: input.trace?.tracestate ?? null,
     });
     if (!result.created) {
       const stored = result.message;
@@ -268,8 +278,29 @@ export class MessageService {
     if (!message) throw new NotFoundError(id);
     const own = this.consumerGroup(caller, message, group);
     const now = this.now();
-    const applied = await applyToDeliveries(this.store, message, (read) => [{ group: own, command: command(read, own, now) }], { at: now, defaultGroup: DEFAULT_GROUP });
+    let decided: DeliveryCommand['type'] | undefined;
+    const applied = await applyToDeliveries(
+      this.store,
+      message,
+      (read) => {
+        const groupCommand = command(read, own, now);
+        decided = groupCommand.type;
+        return [{ group: own, command: groupCommand }];
+      },
+      { at: now, defaultGroup: DEFAULT_GROUP },
+    );
+    if (applied.kind === 'moved' && decided === 'ack') this.countAck(applied.message, own, now);
     return { message: this.settled(id, applied, false), group: own };
+  }
+
+  /** Counts an ack, and the time from the message's last publish to it. */
+  private countAck(message: Message, group: string, at: Date): void {
+    if (!this.metrics) return;
+    this.metrics.acks.inc({ topic: message.topic });
+    const delivery = deliveriesOf(message, DEFAULT_GROUP).find((candidate) => candidate.group === group);
+    if (message.lastPublishedAt) {
+      this.metrics.publishToAck.observe({ transport: delivery?.lastTransport ?? message.lastTransport ?? 'unknown' }, secondsBetween(message.lastPublishedAt, at));
+    }
   }
 
   /** The answer to a delivery command: the message, or the error its outcome means. */

@@ -12,7 +12,7 @@ import type { Metrics } from '../observability/metrics.js';
  */
 export function reportDead(message: Message, deps: { notifier: Notifier; metrics: Metrics }, groups: readonly string[] = []): void {
   if (!message.deadReason) return;
-  deps.metrics.dead.inc({ reason: message.deadReason });
+  deps.metrics.delivery.dead.inc({ topic: message.topic, reason: message.deadReason });
   deps.notifier.notify({
     reason: message.deadReason,
     topic: message.topic,

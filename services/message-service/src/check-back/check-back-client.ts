@@ -3,6 +3,8 @@
  * pending message committed (design section 5).
  */
 
+import type { TraceContext } from '@rms/client-sdk';
+
 /** The producer's verdict. Anything but a clear COMMIT or ROLLBACK is UNKNOWN. */
 export type CheckVerdict = 'COMMIT' | 'ROLLBACK' | 'UNKNOWN';
 
@@ -17,6 +19,8 @@ export interface CheckRequest {
   createdAt: Date;
   /** Which check this is, from 1. */
   attempt: number;
+  /** The W3C trace context to send as `traceparent` / `tracestate` headers. */
+  trace?: TraceContext;
 }
 
 /** The answer, with why it is UNKNOWN when it is. */

@@ -2,7 +2,7 @@
  * The HTTP adapter of `CheckBackClient`: a signed JSON POST to the producer's registered
  * check URL (never a URL from a message, so no request forgery through RMS), with a timeout.
  */
-import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signCheckRequest } from '@rms/client-sdk';
+import { SIGNATURE_HEADER, TIMESTAMP_HEADER, signCheckRequest, traceHeaders } from '@rms/client-sdk';
 import type { CheckAnswer, CheckBackClient, CheckRequest, CheckTarget } from './check-back-client.js';
 
 /** Options of the HTTP check-back client. */
@@ -41,6 +41,7 @@ export class HttpCheckBackClient implements CheckBackClient {
           'content-type': 'application/json',
           [TIMESTAMP_HEADER]: timestamp,
           [SIGNATURE_HEADER]: signCheckRequest(target.secret, timestamp, body),
+          ...traceHeaders(request.trace),
         },
         body,
         redirect: 'error',

@@ -97,8 +97,14 @@ export interface RmsConfig {
   /** `RMS_PUBLISH_TIMEOUT_MS`: how long RabbitMQ has to confirm a publish. @defaultValue 5000 */
   publishTimeoutMs: number;
   loops: LoopConfig;
-  /** `RMS_ALERT_WEBHOOKS` (comma-separated URLs) and `RMS_ALERT_WINDOW_MS` [300000]. */
-  alerts: { webhooks: string[]; windowMs: number };
+  /**
+   * `RMS_ALERT_WEBHOOKS` (comma-separated URLs); `RMS_ALERT_WINDOW_MS` [300000]: after an
+   * alert is sent at once, further alerts of its topic and reason this long are grouped into
+   * one follow-up; `RMS_ALERT_WEBHOOK_TIMEOUT_MS` [5000]: one POST's timeout;
+   * `RMS_ALERT_WEBHOOK_ATTEMPTS` [4]: POSTs per notification, retried with backoff from
+   * `RMS_ALERT_WEBHOOK_RETRY_DELAY_MS` [1000], doubling.
+   */
+  alerts: { webhooks: string[]; windowMs: number; webhookTimeoutMs: number; webhookAttempts: number; webhookRetryDelayMs: number };
   /** `RMS_RETENTION_MS` [7 days]: finished messages are deleted after this; `RMS_RETENTION_INTERVAL_MS` [1 hour]: how often. */
   retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
@@ -123,6 +129,11 @@ export interface RmsConfig {
   logLevel: string;
   /** `RMS_SHUTDOWN_GRACE_MS`: how long shutdown waits for in-flight requests. @defaultValue 10000 */
   shutdownGraceMs: number;
+  /**
+   * `RMS_METRICS_CACHE_MS`: how long one store read of the backlog gauges (and one read of
+   * the Redis fallback list depths) serves `/metrics` scrapes. @defaultValue 10000
+   */
+  metricsCacheMs: number;
 }
 
 /** A PostgreSQL `STORE_URL` that parses, with a `?schema=` naming a schema RMS can use; other stores ignore it. */
@@ -139,6 +150,9 @@ function hasValidSchemaParameter(url: string): boolean {
 
 const integer = (min: number) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
+
+/** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
+export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;
 
 const envSchema = z.object({
   PORT: integer(0).max(65_535, 'must be at most 65535').default(8080),
@@ -174,7 +188,7 @@ const envSchema = z.object({
   RMS_ZK_SESSION_TIMEOUT_MS: integer(100).default(6000),
   RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
   RMS_MAX_PAYLOAD_DEPTH: integer(1).max(1000, 'must be at most 1000').default(64),
-  RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(3_600_000),
+  RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(DEFAULT_MAX_HEARTBEAT_EXTEND_MS),
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
@@ -192,12 +206,16 @@ const envSchema = z.object({
     .pipe(z.array(z.url({ protocol: /^https?$/, error: 'must be comma-separated http(s) URLs' })))
     .default([]),
   RMS_ALERT_WINDOW_MS: integer(0).default(300_000),
+  RMS_ALERT_WEBHOOK_TIMEOUT_MS: integer(1).default(5000),
+  RMS_ALERT_WEBHOOK_ATTEMPTS: integer(1).max(20, 'must be at most 20').default(4),
+  RMS_ALERT_WEBHOOK_RETRY_DELAY_MS: integer(0).default(1000),
   RMS_RETENTION_MS: integer(0).default(7 * 24 * 3600 * 1000),
   RMS_RETENTION_INTERVAL_MS: integer(1).default(3600 * 1000),
   RMS_STORE_BATCH_MAX: integer(1).max(5000, 'must be at most 5000').default(500),
   RMS_STORE_BATCH_CONCURRENCY: integer(1).max(100, 'must be at most 100').default(4),
   LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
+  RMS_METRICS_CACHE_MS: integer(0).default(10_000),
 });
 
 /** Every environment variable {@link loadConfig} reads (deployment files are checked against it). */
@@ -260,7 +278,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       leaseMs: e.RMS_LEASE_MS,
       concurrency: e.RMS_LOOP_CONCURRENCY,
     },
-    alerts: { webhooks: e.RMS_ALERT_WEBHOOKS, windowMs: e.RMS_ALERT_WINDOW_MS },
+    alerts: {
+      webhooks: e.RMS_ALERT_WEBHOOKS,
+      windowMs: e.RMS_ALERT_WINDOW_MS,
+      webhookTimeoutMs: e.RMS_ALERT_WEBHOOK_TIMEOUT_MS,
+      webhookAttempts: e.RMS_ALERT_WEBHOOK_ATTEMPTS,
+      webhookRetryDelayMs: e.RMS_ALERT_WEBHOOK_RETRY_DELAY_MS,
+    },
     retention: { retentionMs: e.RMS_RETENTION_MS, intervalMs: e.RMS_RETENTION_INTERVAL_MS },
     maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
     maxPayloadDepth: e.RMS_MAX_PAYLOAD_DEPTH,
@@ -269,5 +293,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,
+    metricsCacheMs: e.RMS_METRICS_CACHE_MS,
   };
 }

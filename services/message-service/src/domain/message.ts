@@ -76,6 +76,15 @@ export interface Message {
   deliveries: Delivery[];
   /** Bumped by every write: the condition of writes that change the deliveries. */
   version: number;
+  /** When the last delivery round handed the message to a transport; `null` before the first. */
+  lastPublishedAt: Date | null;
+  /**
+   * The W3C trace context the producer prepared it in (`traceparent` header), carried to
+   * the consumer and into check-backs; `null` when the producer sent none.
+   */
+  traceparent: string | null;
+  /** The W3C `tracestate` that came with `traceparent`; `null` when none did. */
+  tracestate: string | null;
 }
 
 /** Where one group's delivery of a message is. */
@@ -126,16 +135,18 @@ export type MessagePatch = Partial<
     | 'lastTransport'
     | 'lastError'
     | 'deliveries'
+    | 'lastPublishedAt'
   >
 >;
 
 /** What a caller supplies to prepare a message; the rest is decided by RMS. */
-export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> & {
-  /** Deliver no earlier than this (a delayed message). @defaultValue null: at once on confirm */
-  deliverAt?: Date | null;
-  /** When the first check-back is due. */
-  nextAttemptAt: Date;
-};
+export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> &
+  Partial<Pick<Message, 'traceparent' | 'tracestate'>> & {
+    /** Deliver no earlier than this (a delayed message). @defaultValue null: at once on confirm */
+    deliverAt?: Date | null;
+    /** When the first check-back is due. */
+    nextAttemptAt: Date;
+  };
 
 /** The part of a message the state machine decides on. */
 export interface MessageState {

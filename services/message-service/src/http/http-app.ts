@@ -11,6 +11,8 @@ import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
+import { buildOpenApiDocument } from './openapi.js';
+import { assignRequestId, requestLogger } from './request-id.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
 
@@ -29,13 +31,39 @@ export interface HttpAppOptions {
   metrics: Metrics;
 }
 
+/** A route of an express application: its method (lower case) and path pattern. */
+export interface RouteEntry {
+  method: string;
+  path: string;
+}
+
+/** Every route `app` answers, read from its router (mounted routers included). */
+export function routesOf(app: express.Express): RouteEntry[] {
+  interface Layer {
+    route?: { path: string; methods: Record<string, boolean> };
+    handle?: { stack?: Layer[] };
+  }
+  const walk = (stack: Layer[]): RouteEntry[] =>
+    stack.flatMap((layer) => {
+      if (layer.route) return Object.keys(layer.route.methods).filter((method) => method !== '_all').map((method) => ({ method, path: layer.route?.path ?? '' }));
+      return layer.handle?.stack ? walk(layer.handle.stack) : [];
+    });
+  return walk((app as unknown as { router: { stack: Layer[] } }).router.stack);
+}
+
 /** Builds the express application. */
 export function createHttpApp(options: HttpAppOptions): express.Express {
   const { logger } = options;
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  app.use(assignRequestId(logger));
+  app.use(options.metrics.http.middleware());
   app.use(healthRoutes({ checks: options.readinessChecks }));
+  const openApiDocument = buildOpenApiDocument({ maxHeartbeatExtendMs: options.maxHeartbeatExtendMs });
+  app.get('/openapi.json', (_request, response) => {
+    response.json(openApiDocument);
+  });
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
@@ -57,10 +85,11 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
       return;
     }
     const answer = toHttpError(error);
+    const log = requestLogger(response, logger);
     if (answer.unexpected) {
-      logger.error({ err: error, method: request.method, path: request.path }, 'request failed unexpectedly');
+      log.error({ err: error, method: request.method, path: request.path }, 'request failed unexpectedly');
     } else if (answer.status === 503) {
-      logger.warn({ err: error, method: request.method, path: request.path }, 'dependency unavailable');
+      log.warn({ err: error, method: request.method, path: request.path }, 'dependency unavailable');
     }
     response.status(answer.status).set(answer.headers).json(answer.body);
   });

@@ -43,6 +43,10 @@ export const prepareBodySchema = z.strictObject({
     .optional(),
   deliverAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-12-01T10:00:00Z' }).optional(),
   delayMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'must be at least 0').optional(),
+  // W3C trace context of the message, for producers that batch prepares (a request header
+  // would be the batch's). Like the headers, an invalid value is ignored, not refused.
+  traceparent: z.string({ error: 'must be a string' }).max(256, 'must be at most 256 characters').optional(),
+  tracestate: z.string({ error: 'must be a string' }).max(1024, 'must be at most 1024 characters').optional(),
 });
 
 /** A consumer group in a body. */

@@ -18,7 +18,7 @@
  */
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from './message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from './message-store.js';
 
 /** The bounds of a `BoundedMessageStore`. */
 export interface StoreBounds {
@@ -91,6 +91,10 @@ export class BoundedMessageStore implements MessageStore {
 
   deleteFinished(before: Date, limit: number): Promise<number> {
     return this.#bounded(1, () => this.store.deleteFinished(before, limit));
+  }
+
+  backlogByTopic(): Promise<TopicBacklog[]> {
+    return this.#bounded(1, () => this.store.backlogByTopic());
   }
 
   /** Runs `call` if there is room, and settles with it or with a 503 at the deadline, whichever is first. */

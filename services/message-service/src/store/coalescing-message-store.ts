@@ -15,7 +15,7 @@
 import { MicroBatcher, settleBatch } from '@rms/client-sdk';
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from './message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from './message-store.js';
 
 /** How the decorator batches. */
 export interface CoalescingOptions {
@@ -117,5 +117,9 @@ export class CoalescingMessageStore implements MessageStore {
 
   deleteFinished(before: Date, limit: number): Promise<number> {
     return this.store.deleteFinished(before, limit);
+  }
+
+  backlogByTopic(): Promise<TopicBacklog[]> {
+    return this.store.backlogByTopic();
   }
 }

@@ -94,6 +94,21 @@ export interface MessagePage {
   next: ListCursor | null;
 }
 
+/** The messages still waiting on one topic: what the backlog gauges and alerts read. */
+export interface TopicBacklog {
+  topic: string;
+  /** PENDING messages (prepared, not yet confirmed or cancelled). */
+  pending: number;
+  /** SENDING messages (confirmed, not yet acked). */
+  sending: number;
+  /** DEAD messages (waiting for a person). */
+  dead: number;
+  /** When the oldest PENDING message was prepared; `null` when none is PENDING. */
+  oldestPendingCreatedAt: Date | null;
+  /** When the oldest SENDING message was confirmed; `null` when none is SENDING. */
+  oldestSendingConfirmedAt: Date | null;
+}
+
 /** Durable storage of messages. */
 export interface MessageStore {
   /** The adapter's name, for logs and `/readyz`: `postgres` or `mongodb`. */
@@ -140,6 +155,12 @@ export interface MessageStore {
    * (delayed messages waiting for their `deliverAt` are not due, and cost nothing).
    */
   claimDue(query: ClaimQuery): Promise<Message[]>;
+  /**
+   * The backlog of every topic that has PENDING, SENDING or DEAD messages. Reads only the
+   * indexes of unfinished and dead messages, so it costs the backlog, not the store size
+   * (COMPLETED and CANCELLED messages, which retention prunes, are not counted).
+   */
+  backlogByTopic(): Promise<TopicBacklog[]>;
   /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`; returns how many. */
   deleteFinished(before: Date, limit: number): Promise<number>;
 }

@@ -2,6 +2,8 @@
  * The message API of design section 4: prepare, confirm, cancel, ack, batch ack, get,
  * list and resend.
  */
+import { SpanKind, type TraceContext, inSpan, recordSpan, startSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
+import type { Span } from '@opentelemetry/api';
 import { Router } from 'express';
 import type { MessageService, PrepareInput } from '../../application/message-service.js';
 import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
@@ -11,6 +13,7 @@ import { BATCH_BODY_LIMIT_BYTES, ENVELOPE_ALLOWANCE_BYTES, ID_LIST_BODY_LIMIT_BY
 import { toDeliveryStatusView, toMessageView } from '../message-view.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
+import { messageSpanAttributes, traceOf } from '../../observability/message-trace.js';
 import {
   batchAckBodySchema,
   batchConfirmBodySchema,
@@ -56,6 +59,11 @@ function itemAnswer<T>(outcome: PromiseSettledResult<T>, view: (value: T) => unk
   return { status: answer.status, body: answer.body };
 }
 
+/** Records the `rms.confirm` span of a confirmed message, under the trace it was prepared in. */
+function recordConfirmSpan(message: Message, startTime: Date): void {
+  recordSpan({ name: 'rms.confirm', kind: SpanKind.SERVER, parent: traceOf(message), attributes: messageSpanAttributes(message), startTime });
+}
+
 /** The `/v1/messages`, `/v1/confirms` and `/v1/acks` routes. Mount after `authenticate`. */
 export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHeartbeatExtendMs }: MessageRoutesOptions): Router {
   const router = Router();
@@ -66,8 +74,12 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
   const smallBody = jsonBody(SMALL_BODY_LIMIT_BYTES);
   const idOf = (params: Record<string, string | string[] | undefined>): string => parseOrThrow(messageIdSchema, params['id'], 'id');
 
-  /** Checks one prepare body (`where` names it inside a batch) and returns what the service takes. */
-  const prepareInput = (body: unknown, where = ''): PrepareInput => {
+  /**
+   * Checks one prepare body (`where` names it inside a batch) and returns what the service
+   * takes. The trace context is the body's (`traceparent`, `tracestate`) or else the
+   * request's headers'; an invalid one is ignored, as W3C Trace Context says.
+   */
+  const prepareInput = (body: unknown, requestTrace: TraceContext | undefined, where = ''): PrepareInput => {
     const parsed = parseOrThrow(prepareBodySchema, body, where);
     const field = where ? `${where}.payload` : 'payload';
     // Checked before anything measures or serialises the payload: both recurse.
@@ -79,6 +91,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       throw new InvalidRequestError(`${problem.path}: strings must be well-formed Unicode (no lone UTF-16 surrogate)`, { field: problem.path });
     }
     if (Buffer.byteLength(JSON.stringify(parsed.payload)) > maxPayloadBytes) throw new PayloadTooLargeError(maxPayloadBytes);
+    const trace = traceContextFrom({ traceparent: parsed.traceparent, tracestate: parsed.tracestate }) ?? requestTrace;
     return {
       topic: parsed.topic,
       payload: parsed.payload as JsonValue,
@@ -86,25 +99,55 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       ...(parsed.headers !== undefined && { headers: parsed.headers }),
       ...(parsed.deliverAt !== undefined && { deliverAt: new Date(parsed.deliverAt) }),
       ...(parsed.delayMs !== undefined && { delayMs: parsed.delayMs }),
+      ...(trace && { trace }),
     };
   };
 
   router.post('/v1/messages', requireRole('producer'), prepareBody, async (request, response) => {
-    const { message, created } = await service.prepare(callerOf(response), prepareInput(request.body));
+    const input = prepareInput(request.body, traceContextFrom(request.headers));
+    const caller = callerOf(response);
+    const attributes = { 'messaging.system': 'rms', 'messaging.destination.name': input.topic, 'rms.producer': caller.app };
+    // The span's own context is stored, so publishes and check-backs become its children.
+    const { message, created } = await inSpan({ name: 'rms.prepare', kind: SpanKind.SERVER, parent: input.trace, attributes }, async (span) => {
+      const trace = traceContextOf(span, input.trace);
+      const prepared = await service.prepare(caller, { ...input, ...(trace && { trace }) });
+      span.setAttribute('messaging.message.id', prepared.message.id);
+      return prepared;
+    });
     response.status(created ? 201 : 200).location(`/v1/messages/${message.id}`).json(toMessageView(message));
   });
 
   router.post('/v1/messages/batch', requireRole('producer'), batchPrepareBody, async (request, response) => {
     const { messages } = parseOrThrow(batchPrepareBodySchema, request.body);
+    const requestTrace = traceContextFrom(request.headers);
     const inputs = messages.map((body, index) => {
       try {
-        return prepareInput(body, `messages[${index}]`);
+        return prepareInput(body, requestTrace, `messages[${index}]`);
       } catch (error) {
         return { refused: error };
       }
     });
-    const valid = inputs.filter((input): input is PrepareInput => !('refused' in input));
-    const outcomes = await service.prepareMany(callerOf(response), valid);
+    const caller = callerOf(response);
+    // One rms.prepare span per message, under that message's own trace context (each may
+    // come from a different producer request), stored with it like a single prepare's.
+    const spans: Span[] = [];
+    const valid = inputs
+      .filter((input): input is PrepareInput => !('refused' in input))
+      .map((input) => {
+        const span = startSpan({ name: 'rms.prepare', kind: SpanKind.SERVER, parent: input.trace, attributes: { 'messaging.system': 'rms', 'messaging.destination.name': input.topic, 'rms.producer': caller.app } });
+        spans.push(span);
+        const trace = traceContextOf(span, input.trace);
+        return { ...input, ...(trace && { trace }) };
+      });
+    let outcomes: Awaited<ReturnType<MessageService['prepareMany']>>;
+    try {
+      outcomes = await service.prepareMany(caller, valid);
+      outcomes.forEach((outcome, index) => {
+        if (outcome.status === 'fulfilled') spans[index]?.setAttribute('messaging.message.id', outcome.value.message.id);
+      });
+    } finally {
+      for (const span of spans) span.end();
+    }
     let next = 0;
     const results = inputs.map((input) => {
       if ('refused' in input) return itemAnswer({ status: 'rejected', reason: input.refused });
@@ -116,12 +159,17 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
   });
 
   router.post('/v1/messages/:id/confirm', requireRole('producer', 'admin'), async (request, response) => {
-    response.json(toMessageView(await service.confirm(callerOf(response), idOf(request.params))));
+    const startTime = new Date();
+    const message = await service.confirm(callerOf(response), idOf(request.params));
+    recordConfirmSpan(message, startTime);
+    response.json(toMessageView(message));
   });
 
   router.post('/v1/confirms', requireRole('producer', 'admin'), idListBody, async (request, response) => {
     const { ids } = parseOrThrow(batchConfirmBodySchema, request.body);
+    const startTime = new Date();
     const outcomes = await service.confirmMany(callerOf(response), ids);
+    for (const outcome of outcomes) if (outcome.status === 'fulfilled') recordConfirmSpan(outcome.value, startTime);
     response.json({ results: outcomes.map((outcome) => itemAnswer(outcome, (message) => toMessageView(message))) });
   });
 

@@ -17,7 +17,8 @@ import {
   type MessageStatus,
   type NewMessage,
 } from '../../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from '../message-store.js';
+import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 
 /** Options of the MongoDB store. */
@@ -123,6 +124,9 @@ const messageSchema = new mongoose.Schema<MessageDocument>(
       },
     ],
     version: { type: Number },
+    lastPublishedAt: { type: Date },
+    traceparent: { type: String },
+    tracestate: { type: String },
   },
   {
     // Without this an empty `{}` payload or headers would be dropped on save and read
@@ -174,6 +178,9 @@ function toMessage(document: MessageDocument): Message {
       ackedAt: delivery.ackedAt ?? null,
     })),
     version: document.version ?? 0,
+    lastPublishedAt: document.lastPublishedAt ?? null,
+    traceparent: document.traceparent ?? null,
+    tracestate: document.tracestate ?? null,
   };
 }
 
@@ -398,6 +405,9 @@ export class MongoMessageStore implements MessageStore {
         deliverAt: message.deliverAt ?? null,
         deliveries: [],
         version: 0,
+        lastPublishedAt: null,
+        traceparent: message.traceparent ?? null,
+        tracestate: message.tracestate ?? null,
       };
       try {
         const created = await this.model.insertOne(document);
@@ -544,6 +554,36 @@ export class MongoMessageStore implements MessageStore {
         .maxTimeMS(this.operationTimeoutMs)
         .exec();
       return result.deletedCount;
+    });
+  }
+
+  async backlogByTopic(): Promise<TopicBacklog[]> {
+    return this.run(async () => {
+      const waiting: MessageStatus[] = ['PENDING', 'SENDING', 'DEAD'];
+      // The $match on status alone is answered from rms_messages_status_created.
+      const groups = await this.model
+        .aggregate<{ _id: { topic: string; status: MessageStatus }; count: number; oldestCreatedAt: Date | null; oldestConfirmedAt: Date | null }>([
+          { $match: { status: { $in: waiting } } },
+          {
+            $group: {
+              _id: { topic: '$topic', status: '$status' },
+              count: { $sum: 1 },
+              oldestCreatedAt: { $min: '$createdAt' },
+              oldestConfirmedAt: { $min: '$confirmedAt' },
+            },
+          },
+        ])
+        .option({ maxTimeMS: this.operationTimeoutMs })
+        .exec();
+      return foldBacklogGroups(
+        groups.map((group) => ({
+          topic: group._id.topic,
+          status: group._id.status,
+          count: group.count,
+          oldestCreatedAt: group.oldestCreatedAt ?? null,
+          oldestConfirmedAt: group.oldestConfirmedAt ?? null,
+        })),
+      );
     });
   }
 

@@ -8,7 +8,8 @@ import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
 import type { Delivery, Message, MessagePatch, NewMessage } from '../../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from '../message-store.js';
+import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
 
@@ -49,6 +50,7 @@ const PATCH_COLUMNS: Record<keyof MessagePatch, string> = {
   lastTransport: 'last_transport',
   lastError: 'last_error',
   deliveries: 'deliveries',
+  lastPublishedAt: 'last_published_at',
 };
 
 const TIMESTAMPTZ_OID = 1184;
@@ -113,6 +115,7 @@ const PATCH_COLUMN_TYPES: Record<keyof MessagePatch, string> = {
   lastTransport: 'text',
   lastError: 'text',
   deliveries: 'jsonb',
+  lastPublishedAt: 'timestamptz',
 };
 
 /**
@@ -171,6 +174,9 @@ interface MessageRow {
   next_attempt_at: Date | null;
   last_transport: Message['lastTransport'];
   last_error: string | null;
+  last_published_at: Date | null;
+  traceparent: string | null;
+  tracestate: string | null;
   deliver_at: Date | null;
   deliveries: StoredDelivery[];
   version: number;
@@ -209,6 +215,9 @@ function toMessage(row: MessageRow): Message {
     deliverAt: row.deliver_at,
     deliveries: row.deliveries.map((delivery) => ({ ...delivery, nextAttemptAt: dateOrNull(delivery.nextAttemptAt), ackedAt: dateOrNull(delivery.ackedAt) })),
     version: row.version,
+    lastPublishedAt: row.last_published_at,
+    traceparent: row.traceparent,
+    tracestate: row.tracestate,
   };
 }
 
@@ -331,8 +340,8 @@ export class PostgresMessageStore implements MessageStore {
   async insert(message: NewMessage): Promise<InsertResult> {
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8, $9)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
+       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8, $9, $10, $11)
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
       [
@@ -345,6 +354,8 @@ export class PostgresMessageStore implements MessageStore {
         message.createdAt,
         message.nextAttemptAt,
         message.deliverAt ?? null,
+        message.traceparent ?? null,
+        message.tracestate ?? null,
       ],
     );
     const row = inserted.rows[0];
@@ -380,14 +391,18 @@ export class PostgresMessageStore implements MessageStore {
       created_at: message.createdAt.getTime(),
       next_attempt_at: message.nextAttemptAt.getTime(),
       deliver_at: message.deliverAt?.getTime() ?? null,
+      traceparent: message.traceparent ?? null,
+      tracestate: message.tracestate ?? null,
     }));
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
        SELECT v.id, v.producer, v.producer_message_id, v.topic, COALESCE(v.payload, 'null'::json), v.headers, 'PENDING',
-              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}, ${fromEpochMs('v.deliver_at')}
+              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}, ${fromEpochMs('v.deliver_at')},
+              v.traceparent, v.tracestate
        FROM json_to_recordset($1::json) AS v(ord int, id uuid, producer text, producer_message_id text, topic text,
-                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint, deliver_at bigint)
+                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint, deliver_at bigint,
+                                             traceparent text, tracestate text)
        ORDER BY v.ord
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
@@ -568,6 +583,23 @@ export class PostgresMessageStore implements MessageStore {
       [before, limit],
     );
     return rowCount ?? 0;
+  }
+
+  async backlogByTopic(): Promise<TopicBacklog[]> {
+    // Two arms so that each is answered from its partial index (rms_messages_due for the
+    // in-flight statuses, rms_messages_dead_created for DEAD) instead of a table scan.
+    // PENDING and SENDING messages always have a next attempt; the condition only lets the
+    // planner match rms_messages_due's predicate.
+    const { rows } = await this.query<{ topic: string; status: 'PENDING' | 'SENDING' | 'DEAD'; count: number; oldest_created: Date | null; oldest_confirmed: Date | null }>(
+      `SELECT topic, status, count(*)::int AS count, min(created_at) AS oldest_created, min(confirmed_at) AS oldest_confirmed
+         FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL GROUP BY topic, status
+       UNION ALL
+       SELECT topic, status, count(*)::int, NULL, NULL
+         FROM ${this.table} WHERE status = 'DEAD' GROUP BY topic, status`,
+    );
+    return foldBacklogGroups(
+      rows.map((row) => ({ topic: row.topic, status: row.status, count: row.count, oldestCreatedAt: row.oldest_created, oldestConfirmedAt: row.oldest_confirmed })),
+    );
   }
 
   async list(query: ListQuery): Promise<MessagePage> {

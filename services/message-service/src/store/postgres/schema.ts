@@ -103,4 +103,14 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE next_attempt_at IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    description: 'last publish time (publish-to-ack latency) and the W3C trace context of each message',
+    sql: `
+      ALTER TABLE $schema.rms_messages
+        ADD COLUMN IF NOT EXISTS last_published_at timestamptz,
+        ADD COLUMN IF NOT EXISTS traceparent text,
+        ADD COLUMN IF NOT EXISTS tracestate text;
+    `,
+  },
 ];

@@ -1,0 +1,103 @@
+/**
+ * What the HTTP API answers, as zod schemas: the source of the response schemas in the
+ * OpenAPI document, and what the contract test checks every answer against.
+ */
+import { z } from 'zod';
+import { DEAD_REASONS, DELIVERY_STATUSES, MESSAGE_STATUSES } from '../domain/message.js';
+
+const timestamp = z.iso.datetime();
+const transport = z.enum(['rabbitmq', 'redis']);
+
+/** One consumer group's delivery of a message. */
+const deliveryViewSchema = z.strictObject({
+  group: z.string(),
+  status: z.enum(DELIVERY_STATUSES),
+  attempts: z.int().min(0),
+  nextAttemptAt: timestamp.nullable(),
+  lastTransport: transport.nullable(),
+  lastError: z.string().nullable(),
+  ackedAt: timestamp.nullable(),
+});
+
+/** A message as the API shows it (`toMessageView`). */
+export const messageViewSchema = z.strictObject({
+  id: z.string(),
+  producer: z.string(),
+  messageId: z.string().nullable().describe("the producer's idempotency key, when it gave one"),
+  topic: z.string(),
+  payload: z.unknown().describe('the payload as the producer sent it: any JSON value'),
+  headers: z.record(z.string(), z.string()),
+  status: z.enum(MESSAGE_STATUSES),
+  deadReason: z.enum(DEAD_REASONS).nullable(),
+  createdAt: timestamp,
+  updatedAt: timestamp,
+  confirmedAt: timestamp.nullable(),
+  completedAt: timestamp.nullable(),
+  cancelledAt: timestamp.nullable(),
+  checkAttempts: z.int().min(0),
+  deliveryAttempts: z.int().min(0),
+  nextAttemptAt: timestamp.nullable(),
+  lastTransport: transport.nullable(),
+  lastError: z.string().nullable(),
+  deliverAt: timestamp.nullable().describe('not delivered before this time (a delayed message); null: at once on confirm'),
+  deliveries: z.array(deliveryViewSchema).describe("one per consumer group subscribed when it was confirmed; empty before confirm"),
+});
+
+/** What a consumer is told after an ack or a heartbeat (`toDeliveryStatusView`). */
+export const deliveryStatusViewSchema = z.strictObject({
+  id: z.string(),
+  status: z.enum(MESSAGE_STATUSES),
+  nextAttemptAt: timestamp.nullable(),
+  deliveries: z.array(
+    z.strictObject({ group: z.string(), status: z.enum(DELIVERY_STATUSES), attempts: z.int().min(0), nextAttemptAt: timestamp.nullable() }),
+  ),
+});
+
+/** Every refusal and failure: a code, a message naming the problem, and details such as `field`. */
+export const errorBodySchema = z.strictObject({
+  error: z.looseObject({
+    code: z.string(),
+    message: z.string().min(1),
+  }),
+});
+
+/** One element of a batch answer: the status and body the single call would have answered. */
+const batchItemSchema = z.strictObject({
+  status: z.int(),
+  body: z.union([messageViewSchema, errorBodySchema]),
+});
+
+/** `POST /v1/messages/batch` and `POST /v1/confirms`. */
+export const batchResultsSchema = z.strictObject({ results: z.array(batchItemSchema) });
+
+/** `POST /v1/acks`. */
+export const ackResultsSchema = z.strictObject({
+  results: z.array(
+    z.union([
+      z.strictObject({ id: z.string(), status: z.enum(MESSAGE_STATUSES), group: z.string(), delivery: z.enum(DELIVERY_STATUSES) }),
+      z.strictObject({ id: z.string(), error: z.strictObject({ code: z.string(), message: z.string(), status: z.enum(MESSAGE_STATUSES).optional() }) }),
+    ]),
+  ),
+});
+
+/** `GET /v1/messages`. */
+export const messagePageSchema = z.strictObject({
+  messages: z.array(messageViewSchema),
+  nextCursor: z.string().nullable().describe('pass as `cursor` for the next page; null on the last page'),
+});
+
+/** `POST /v1/topics/{topic}/resend`. */
+export const resendTopicAnswerSchema = z.strictObject({
+  topic: z.string(),
+  resent: z.int().min(0),
+  ids: z.array(z.string()),
+});
+
+/** `GET /healthz`. */
+export const healthAnswerSchema = z.strictObject({ status: z.literal('ok') });
+
+/** `GET /readyz`. */
+export const readinessAnswerSchema = z.strictObject({
+  status: z.enum(['ready', 'not ready']),
+  dependencies: z.record(z.string(), z.looseObject({ status: z.enum(['up', 'down']) })),
+});
