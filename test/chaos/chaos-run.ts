@@ -55,7 +55,8 @@ function countBy<T>(items: Iterable<T>, keyOf: (item: T) => string): Map<string,
 }
 
 function tableOf(title: [string, string], counts: ReadonlyMap<string, number>): string {
-  return formatTable([title, ...[...counts].sort(([a], [b]) => a.localeCompare(b)).map(([name, count]) => [name, String(count)])]);
+  const rows = [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([name, count]) => [name, String(count)]);
+  return formatTable([title, ...(rows.length > 0 ? rows : [['(none)', '0']])]);
 }
 
 /** Runs the whole thing; never throws for a broken invariant (the report says so), only when the stack cannot run. */
@@ -138,6 +139,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       storeRecoveryMs,
     });
     const faultCounts = countBy(faults, (fault) => fault.kind);
+    await stack.stopRms();
+    const errorLines = new Map<string, number>();
+    for (const instance of stack.instances) {
+      for (const [message, count] of instance.logMessages(50)) errorLines.set(message, (errorLines.get(message) ?? 0) + count);
+    }
     const text = [
       `seed ${options.seed}, ${options.cycles} cycles, ${instances} RMS instance(s), ${Math.round((Date.now() - startedAt) / 1000)} s` +
         ` (RMS starts: ${stack.instances.map((i) => `${i.name} ${i.starts}`).join(', ')}; consumer starts: ${stack.consumer.starts})`,
@@ -153,6 +159,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       tableOf(['final status in the store', 'messages'], countBy(stored, (message) => message.status)),
       '',
       tableOf(['answers from RMS by status', 'count'], countBy(answers, (answer) => String(answer.status ?? `no answer: ${answer.failure}`))),
+      '',
+      tableOf(['RMS log lines at error or fatal', 'count'], errorLines),
       '',
       formatInvariants(invariants),
     ].join('\n');

@@ -34,6 +34,9 @@ export const CHAOS_DURATIONS = {
   zkSessionTimeoutMs: Number(CHAOS_RMS_SCHEDULE.RMS_ZK_SESSION_TIMEOUT_MS),
   /** How often a consumer's running handler heartbeats: a third of the ack timeout. */
   heartbeatIntervalMs: Number(CHAOS_RMS_SCHEDULE.RMS_ACK_TIMEOUT_MS) / 3,
-  /** How long the clients give one HTTP exchange with RMS. */
-  clientTimeoutMs: 3000,
+  /**
+   * How long the clients give one HTTP exchange with RMS: longer than any fault lasts, so
+   * an answer RMS makes a client wait for is measured (the slowest answer), not cut short.
+   */
+  clientTimeoutMs: 10_000,
 } as const;

@@ -182,10 +182,15 @@ export class ChaosStack {
     }
   }
 
+  /** Stops the RMS processes (gracefully), so their logs are complete. */
+  async stopRms(): Promise<void> {
+    for (const instance of this.instances) await instance.stop();
+  }
+
   /** Stops everything; unless `keepData`, drops the schema, the queue and the fallback lists. */
   async stop({ keepData = false } = {}): Promise<void> {
     await this.consumer.close();
-    for (const instance of this.instances) await instance.stop();
+    await this.stopRms();
     await this.checkServer.close();
     for (const proxy of Object.values(this.proxies)) await proxy.close();
     if (keepData) return;

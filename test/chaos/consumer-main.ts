@@ -22,12 +22,13 @@ function report(message: ConsumerReport): Promise<void> {
 recordRmsAnswers([settings.rmsUrl], (answer) => void report({ type: 'answer', answer }));
 
 let crashInNextHandler = false;
-let subscriptionClose: (() => Promise<void>) | undefined;
+/** What to close on the runner's `close`, in order. */
+const closers: (() => Promise<void>)[] = [];
 process.on('message', (command: ConsumerCommand) => {
   if (command.type === 'crash-mid-handler') crashInNextHandler = true;
   if (command.type === 'close') {
     void (async () => {
-      await subscriptionClose?.();
+      for (const close of closers) await close();
       process.exit(0);
     })();
   }
@@ -62,8 +63,5 @@ const subscription = await subscribe<{ key: string }>(
     fallback: { degradeSwitch, redis: settings.redisUrl, workers: 2 },
   },
 );
-subscriptionClose = async () => {
-  await subscription.close();
-  await degradeSwitch.close();
-};
+closers.push(() => subscription.close(), () => degradeSwitch.close());
 await report({ type: 'ready' });

@@ -56,8 +56,11 @@ function durationRange(kind: FaultKind): [number, number] {
     case 'rabbitmq-stall':
       return [1000, 3000];
     case 'postgres-refuse':
+      return [500, 4000];
     case 'postgres-blackhole':
-      return [500, 3000];
+      // Up to well past a few seconds, so that how long RMS lets a request wait on a hung
+      // store shows in the slowest answer (the clients wait longer than this).
+      return [1000, 8000];
     case 'redis-cut':
       return [1000, 3000];
     case 'zookeeper-cut':

@@ -3,7 +3,7 @@
  * keeps across restarts, so clients keep their URL while it is killed and started again.
  * Its output is appended to a log file for reading after the run.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { type RmsProcess, spawnRms } from '../support/rms-process.js';
 
 /** A restartable RMS process. */
@@ -24,9 +24,26 @@ export class RmsInstance {
     readonly name: string,
     readonly port: number,
     private readonly env: Record<string, string>,
-    logPath: string,
+    private readonly logPath: string,
   ) {
     this.#log = createWriteStream(logPath, { flags: 'a' });
+  }
+
+  /** Its log lines at `minLevel` or above (pino's numbers: 50 error, 60 fatal), counted by message. */
+  logMessages(minLevel: number): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const line of readFileSync(this.logPath, 'utf8').split('\n')) {
+      if (!line.startsWith('{')) continue;
+      try {
+        const entry = JSON.parse(line) as { level?: number; msg?: string };
+        if ((entry.level ?? 0) < minLevel) continue;
+        const message = entry.msg ?? '(no message)';
+        counts.set(message, (counts.get(message) ?? 0) + 1);
+      } catch {
+        // A line cut off by a SIGKILL is not JSON; it says nothing about the level.
+      }
+    }
+    return counts;
   }
 
   /** `http://127.0.0.1:<port>`. */
@@ -97,6 +114,6 @@ export class RmsInstance {
       await started.exited;
       clearTimeout(timer);
     }
-    await new Promise((resolve) => this.#log.end(resolve));
+    if (!this.#log.writableEnded) await new Promise((resolve) => this.#log.end(resolve));
   }
 }
