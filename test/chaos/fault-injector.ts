@@ -5,7 +5,7 @@
  * needs to know for store faults.
  */
 import { CHAOS_DURATIONS } from './chaos-settings.js';
-import type { ChaosStack } from './chaos-stack.js';
+import type { ChaosStack, DependencyProxies } from './chaos-stack.js';
 import type { FaultKind, PlannedFault } from './fault-schedule.js';
 import type { RmsInstance } from './rms-instance.js';
 
@@ -19,6 +19,16 @@ export interface InjectedFault {
   /** What is worth knowing about this injection (which instance, whether failover happened, …). */
   note: string;
 }
+
+/** The faults that are one proxy mode held for the fault's duration: `cut` resets and refuses, `stall` holds every byte. */
+const NETWORK_FAULTS: Partial<Record<FaultKind, { proxy: keyof DependencyProxies; mode: 'cut' | 'stall' }>> = {
+  'rabbitmq-cut': { proxy: 'rabbitmq', mode: 'cut' },
+  'rabbitmq-refuse': { proxy: 'rabbitmq', mode: 'cut' },
+  'rabbitmq-stall': { proxy: 'rabbitmq', mode: 'stall' },
+  'postgres-refuse': { proxy: 'postgres', mode: 'cut' },
+  'postgres-blackhole': { proxy: 'postgres', mode: 'stall' },
+  'zookeeper-cut': { proxy: 'zookeeper', mode: 'cut' },
+};
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -39,6 +49,15 @@ export async function injectFault(stack: ChaosStack, fault: PlannedFault): Promi
   const instance = stack.instances[fault.instance % stack.instances.length] as RmsInstance;
   const startedAt = Date.now();
   let note = '';
+  const networkFault = NETWORK_FAULTS[fault.kind];
+  if (networkFault) {
+    const proxy = proxies[networkFault.proxy];
+    if (networkFault.mode === 'cut') proxy.cut();
+    else proxy.stall();
+    await sleep(fault.durationMs);
+    proxy.restore();
+    return { cycle: fault.cycle, kind: fault.kind, startedAt, endedAt: Date.now(), note };
+  }
   switch (fault.kind) {
     case 'rms-kill':
       await instance.kill();
@@ -52,31 +71,6 @@ export async function injectFault(stack: ChaosStack, fault: PlannedFault): Promi
       instance.thaw();
       note = `${instance.name} stopped ${fault.durationMs} ms (lease ${CHAOS_DURATIONS.leaseMs} ms)`;
       break;
-    case 'rabbitmq-cut':
-      proxies.rabbitmq.cut();
-      await sleep(fault.durationMs);
-      proxies.rabbitmq.restore();
-      break;
-    case 'rabbitmq-refuse':
-      proxies.rabbitmq.cut();
-      await sleep(fault.durationMs);
-      proxies.rabbitmq.restore();
-      break;
-    case 'rabbitmq-stall':
-      proxies.rabbitmq.stall();
-      await sleep(fault.durationMs);
-      proxies.rabbitmq.restore();
-      break;
-    case 'postgres-refuse':
-      proxies.postgres.cut();
-      await sleep(fault.durationMs);
-      proxies.postgres.restore();
-      break;
-    case 'postgres-blackhole':
-      proxies.postgres.stall();
-      await sleep(fault.durationMs);
-      proxies.postgres.restore();
-      break;
     case 'redis-cut': {
       proxies.rabbitmq.cut();
       const failedOver = await waitForFailover(stack, 10_000);
@@ -89,11 +83,6 @@ export async function injectFault(stack: ChaosStack, fault: PlannedFault): Promi
       note = failedOver ? 'failed over to Redis before the cut' : 'RMS had not failed over within 10 s when Redis was cut';
       break;
     }
-    case 'zookeeper-cut':
-      proxies.zookeeper.cut();
-      await sleep(fault.durationMs);
-      proxies.zookeeper.restore();
-      break;
     case 'consumer-crash': {
       const how = await stack.consumer.crashMidHandler(5000);
       await stack.consumer.start();

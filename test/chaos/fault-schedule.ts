@@ -42,33 +42,20 @@ export interface PlannedFault {
 }
 
 /** How long each kind is held, in ms: [shortest, longest]. */
-function durationRange(kind: FaultKind): [number, number] {
-  const { leaseMs, zkSessionTimeoutMs } = CHAOS_DURATIONS;
-  switch (kind) {
-    case 'rms-kill':
-      return [0, 1500];
-    case 'rms-freeze':
-      return [leaseMs + 300, leaseMs + 1500];
-    case 'rabbitmq-cut':
-      return [0, 300];
-    case 'rabbitmq-refuse':
-      return [1500, 4000];
-    case 'rabbitmq-stall':
-      return [1000, 3000];
-    case 'postgres-refuse':
-      return [500, 4000];
-    case 'postgres-blackhole':
-      // Up to well past a few seconds, so that how long RMS lets a request wait on a hung
-      // store shows in the slowest answer (the clients wait longer than this).
-      return [1000, 8000];
-    case 'redis-cut':
-      return [1000, 3000];
-    case 'zookeeper-cut':
-      return [zkSessionTimeoutMs + 500, zkSessionTimeoutMs + 2000];
-    case 'consumer-crash':
-      return [0, 0];
-  }
-}
+const DURATION_RANGES: Record<FaultKind, readonly [number, number]> = {
+  'rms-kill': [0, 1500],
+  'rms-freeze': [CHAOS_DURATIONS.leaseMs + 300, CHAOS_DURATIONS.leaseMs + 1500],
+  'rabbitmq-cut': [0, 300],
+  'rabbitmq-refuse': [1500, 4000],
+  'rabbitmq-stall': [1000, 3000],
+  'postgres-refuse': [500, 4000],
+  // Up to well past a few seconds, so that how long RMS lets a request wait on a hung
+  // store shows in the slowest answer (the clients wait longer than this).
+  'postgres-blackhole': [1000, 8000],
+  'redis-cut': [1000, 3000],
+  'zookeeper-cut': [CHAOS_DURATIONS.zkSessionTimeoutMs + 500, CHAOS_DURATIONS.zkSessionTimeoutMs + 2000],
+  'consumer-crash': [0, 0],
+};
 
 /** What {@link planFaults} needs. */
 export interface FaultPlanOptions {
@@ -94,7 +81,7 @@ export function planFaults(options: FaultPlanOptions): PlannedFault[] {
   for (let cycle = 1; cycle <= options.cycles; cycle++) {
     if (round.length === 0) round = random.shuffled(kinds);
     const kind = round.shift() as FaultKind;
-    const [shortest, longest] = durationRange(kind);
+    const [shortest, longest] = DURATION_RANGES[kind];
     plan.push({
       cycle,
       kind,
