@@ -76,3 +76,70 @@ describe('the store going down', () => {
     assert.equal(recovered, 201);
   });
 });
+
+describe('bounded waits on a blackholed store (RMS_STORE_DEADLINE_MS, RMS_STORE_MAX_PENDING)', () => {
+  let proxy: FaultProxy;
+  let rms: TestServer;
+
+  before(async () => {
+    proxy = await FaultProxy.start({ targetHost: '127.0.0.1', targetPort: 5432 });
+    rms = await startTestServer({
+      storeUrlThrough: (url) => {
+        const through = new URL(url);
+        through.host = `${proxy.host}:${proxy.port}`;
+        return through.toString();
+      },
+      // The driver's own timeouts are long, as in production: only RMS's deadline can answer in time.
+      storeTimeouts: { connectTimeoutMs: 20_000, statementTimeoutMs: 20_000 },
+      env: { RMS_STORE_DEADLINE_MS: '400', RMS_STORE_MAX_PENDING: '20' },
+    });
+  });
+  after(async () => {
+    proxy?.restore();
+    await rms?.stop();
+    await proxy?.close();
+  });
+
+  test('a request waiting on a stalled store answers 503 with Retry-After at the deadline, not when the driver gives up', async () => {
+    assert.equal((await rms.call('orders', 'POST', '/v1/messages', { topic: 'deadline', payload: 1 })).status, 201);
+    proxy.stall();
+    try {
+      const started = Date.now();
+      const answer = await rms.call('orders', 'POST', '/v1/messages', { topic: 'deadline', payload: 2 });
+      const elapsed = Date.now() - started;
+      assert.equal(answer.status, 503, JSON.stringify(answer.body));
+      assert.equal(answer.headers.get('retry-after'), '5');
+      assert.equal(answer.body.error.dependency, 'store');
+      assert.match(answer.body.error.message, /did not answer within 400 ms/);
+      assert.ok(elapsed >= 350 && elapsed < 2000, `answered after ${elapsed} ms (deadline 400 ms)`);
+    } finally {
+      proxy.restore();
+    }
+  });
+
+  test('past the bound on waiting store calls, requests are refused at once with 503 instead of queueing', async () => {
+    proxy.stall();
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 60 }, async (_, n) => {
+          const started = Date.now();
+          const answer = await rms.call('orders', 'POST', '/v1/messages', { topic: 'bounded', payload: n });
+          return { status: answer.status, message: String(answer.body?.error?.message), elapsed: Date.now() - started };
+        }),
+      );
+      assert.deepEqual([...new Set(answers.map((answer) => answer.status))], [503], 'every answer is a 503, none a 500');
+      const refusedAtOnce = answers.filter((answer) => /calls waiting \(at most 20\)/.test(answer.message));
+      assert.ok(refusedAtOnce.length >= 40, `${refusedAtOnce.length} of 60 refused for the bound`);
+      const slowestRefusal = Math.max(...refusedAtOnce.map((answer) => answer.elapsed));
+      assert.ok(slowestRefusal < 350, `refusals came without waiting for the deadline (slowest ${slowestRefusal} ms)`);
+    } finally {
+      proxy.restore();
+    }
+    let status = 0;
+    for (let attempt = 0; attempt < 20 && status !== 201; attempt++) {
+      status = (await rms.call('orders', 'POST', '/v1/messages', { topic: 'bounded', payload: 'after' })).status;
+      if (status !== 201) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(status, 201, 'the store serves again once the stall ends');
+  });
+});

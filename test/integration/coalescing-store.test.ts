@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import {
   DependencyUnavailableError,
+  ValueRefusedByStoreError,
   type Message,
   MessageService,
   type MessageStore,
@@ -239,9 +240,10 @@ describe('CoalescingMessageStore over PostgreSQL: concurrent calls share stateme
     assert.deepEqual(outcomes[2], { status: 'fulfilled', value: null });
     assert.deepEqual(outcomes[3], { status: 'fulfilled', value: b.message });
     assert.equal(outcomes[1]?.status, 'rejected');
-    const reason = (outcomes[1] as PromiseRejectedResult).reason as { code?: string };
+    const reason = (outcomes[1] as PromiseRejectedResult).reason as Error;
     assert.ok(!(reason instanceof DependencyUnavailableError), 'a bad id is not an unavailable store');
-    assert.equal(reason.code, '22P02', 'PostgreSQL’s invalid_text_representation, from the call’s own statement');
+    assert.ok(reason instanceof ValueRefusedByStoreError, 'a value the store refuses is the request’s fault (400)');
+    assert.equal((reason.cause as { code?: string }).code, '22P02', 'PostgreSQL’s invalid_text_representation, from the call’s own statement');
   });
 
   test('an insert that breaks the batch statement fails alone; the others are stored once each', async () => {

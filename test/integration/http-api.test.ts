@@ -89,8 +89,8 @@ describe('HTTP API: the state machine over the wire', () => {
     await rms.call('orders', 'POST', `/v1/messages/${id}/confirm`);
     const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
     assert.equal(acked.status, 200);
-    assert.equal(acked.body.status, 'COMPLETED');
-    assert.ok(acked.body.completedAt);
+    assert.deepEqual(acked.body, { id, status: 'COMPLETED', nextAttemptAt: null }, 'an ack answers the status, never the payload');
+    assert.ok((await rms.call('orders', 'GET', `/v1/messages/${id}`)).body.completedAt);
     assert.equal((await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`)).body.status, 'COMPLETED');
     assert.equal((await rms.call('orders', 'POST', `/v1/messages/${id}/confirm`)).body.status, 'COMPLETED');
     assertError(await rms.call('orders', 'DELETE', `/v1/messages/${id}`), 409, 'STATE_CONFLICT');
@@ -175,7 +175,7 @@ describe('HTTP API: the state machine over the wire', () => {
     ]);
   });
 
-  test('GET shows the owner and admins the message with its counters, and another producer gets 403', async () => {
+  test('GET shows the owner and admins the message with its counters; to another producer it does not exist (404, as an unknown id)', async () => {
     const { id } = await prepare();
     const own = await rms.call('orders', 'GET', `/v1/messages/${id}`);
     assert.equal(own.status, 200);
@@ -183,9 +183,14 @@ describe('HTTP API: the state machine over the wire', () => {
     assert.equal(own.body.checkAttempts, 0);
     assert.equal(own.body.deliveryAttempts, 0);
     assert.equal((await rms.call('ops', 'GET', `/v1/messages/${id}`)).status, 200);
-    assertError(await rms.call('billing', 'GET', `/v1/messages/${id}`), 403, 'FORBIDDEN', /another app/);
-    assertError(await rms.call('billing', 'POST', `/v1/messages/${id}/confirm`), 403, 'FORBIDDEN');
-    assertError(await rms.call('billing', 'DELETE', `/v1/messages/${id}`), 403, 'FORBIDDEN');
+    const unknown = await rms.call('billing', 'GET', '/v1/messages/00000000-0000-4000-8000-000000000000');
+    assertError(unknown, 404, 'NOT_FOUND');
+    for (const [method, path] of [['GET', `/v1/messages/${id}`], ['POST', `/v1/messages/${id}/confirm`], ['DELETE', `/v1/messages/${id}`]] as const) {
+      const answer = await rms.call('billing', method, path);
+      assertError(answer, 404, 'NOT_FOUND', /no message with id/);
+      assert.deepEqual(Object.keys(answer.body.error).sort(), Object.keys(unknown.body.error).sort(), `${method} ${path} answers like an unknown id`);
+    }
+    assert.equal((await rms.call('orders', 'GET', `/v1/messages/${id}`)).body.status, 'PENDING', 'the other producer changed nothing');
     assert.equal((await store.findById(id))?.status, 'PENDING', "another app's calls changed nothing");
   });
 

@@ -209,7 +209,7 @@ describe('POST /v1/messages/batch: one answer per message, as the single prepare
 });
 
 describe('POST /v1/confirms: one answer per id, as the single confirm would give it', { timeout: 60_000 }, () => {
-  test('200 SENDING, 404 unknown, 403 another producer’s, 409 cancelled, 200 again for a repeat; the confirmed messages are delivered once', async () => {
+  test('200 SENDING, 404 unknown, 404 another producer’s, 409 cancelled, 200 again for a repeat; the confirmed messages are delivered once', async () => {
     const topic = freshTopic('batch.confirm');
     const seen: SeenDelivery[] = [];
     await watcher.consume(topic, (delivery) => void seen.push(delivery));
@@ -231,7 +231,7 @@ describe('POST /v1/confirms: one answer per id, as the single confirm would give
     assert.ok(first?.body.confirmedAt);
     assertItemError(missing, 404, 'NOT_FOUND', 'unknown id');
     assert.match(missing?.body.error.message, new RegExp(unknown));
-    assertItemError(forbidden, 403, 'FORBIDDEN', 'another producer’s message');
+    assertItemError(forbidden, 404, 'NOT_FOUND', 'another producer’s message');
     assertItemError(conflict, 409, 'STATE_CONFLICT', 'cancelled message');
     assert.equal(conflict?.body.error.status, 'CANCELLED');
     assert.equal(second?.status, 200);

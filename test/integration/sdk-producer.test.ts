@@ -13,7 +13,6 @@ import {
   type CheckResolver,
   type ProducerOptions,
   RmsConflictError,
-  RmsForbiddenError,
   RmsNotFoundError,
   RmsUnauthorizedError,
   RmsUnavailableError,
@@ -168,11 +167,11 @@ describe('producer SDK against a real RMS', { timeout: 60_000 }, () => {
       );
     });
 
-    test("reading or confirming another app's message throws RmsForbiddenError", async () => {
+    test("another app's message does not exist for the caller: reading or confirming it throws RmsNotFoundError", async () => {
       const billing = createProducer({ url: rms.baseUrl, token: TEST_APPS.billing.token, retry: RETRY });
       const theirs = await billing.prepare(topic, { invoice: 1 });
-      await assert.rejects(orders().get(theirs.id), (error: unknown) => error instanceof RmsForbiddenError && error.status === 403);
-      await assert.rejects(orders().confirm(theirs.id), RmsForbiddenError);
+      await assert.rejects(orders().get(theirs.id), (error: unknown) => error instanceof RmsNotFoundError && error.status === 404);
+      await assert.rejects(orders().confirm(theirs.id), RmsNotFoundError);
       assert.equal((await billing.get(theirs.id)).status, 'PENDING', "a refused confirm must not touch the other app's message");
       await billing.cancel(theirs.id);
     });

@@ -40,6 +40,12 @@ try {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 } catch (error) {
+  // A setting only an adapter can judge (the PostgreSQL schema name, say) is still a
+  // configuration error: exit 2 naming it, as for the ones `loadConfig` finds.
+  if (error instanceof ConfigurationError) {
+    process.stderr.write(`rms: ${error.message}\n`);
+    process.exit(2);
+  }
   logger.fatal({ err: error }, 'RMS failed to start');
   process.exit(1);
 }

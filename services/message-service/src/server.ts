@@ -30,7 +30,9 @@ import { AppRegistry } from './config/app-registry.js';
 import type { RmsConfig } from './config/config.js';
 import { DependencyUnavailableError } from './domain/errors.js';
 import { createHttpApp } from './http/http-app.js';
+import { RequestDrain } from './http/request-drain.js';
 import { createLogger, type Logger } from './observability/logger.js';
+import { BoundedMessageStore } from './store/bounded-message-store.js';
 import { CoalescingMessageStore } from './store/coalescing-message-store.js';
 import { createMessageStore } from './store/create-message-store.js';
 import type { MessageStore } from './store/message-store.js';
@@ -126,6 +128,7 @@ export class RmsServer {
 
   private constructor(
     private readonly http: Server,
+    private readonly drain: RequestDrain,
     private readonly parts: {
       store: MessageStore;
       transport: Transport;
@@ -147,7 +150,9 @@ export class RmsServer {
     const logger = options.logger ?? createLogger(config.logLevel);
     const backingStore = options.store ?? (await createMessageStore(config.storeUrl));
     await initStore(backingStore, logger, options.storeStartupTimeoutMs ?? 60_000);
-    const store = config.storeBatch.maxBatch > 1 ? new CoalescingMessageStore(backingStore, config.storeBatch) : backingStore;
+    const coalescing = config.storeBatch.maxBatch > 1 ? new CoalescingMessageStore(backingStore, config.storeBatch) : backingStore;
+    // Outermost, so the deadline also covers the wait for a coalesced batch.
+    const store = new BoundedMessageStore(coalescing, config.storeAdmission);
     const registry = new AppRegistry(config.apps);
     const metrics = new Metrics();
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
@@ -201,6 +206,8 @@ export class RmsServer {
       service,
       registry,
       maxPayloadBytes: config.maxPayloadBytes,
+      maxPayloadDepth: config.maxPayloadDepth,
+      maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
       logger,
       metrics,
       readinessChecks: [
@@ -235,10 +242,12 @@ export class RmsServer {
     http.requestTimeout = 30_000;
     http.headersTimeout = 10_000;
     http.keepAliveTimeout = 5_000;
+    const drain = new RequestDrain(http);
     for (const loop of loops) loop.start();
     retention.start();
     const server = new RmsServer(
       http,
+      drain,
       { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier },
       logger,
       config.shutdownGraceMs,
@@ -249,18 +258,16 @@ export class RmsServer {
 
   /**
    * Stops accepting connections and claiming due messages, lets in-flight requests and
-   * deliveries finish (requests up to the grace period, then what is left is closed),
-   * sends held-back alerts, and closes the transport and the store. Idempotent.
+   * deliveries finish (requests up to the grace period, then what is left is closed;
+   * keep-alive connections are closed as soon as they are idle, so an idle client does not
+   * hold shutdown up), sends held-back alerts, and closes the transport and the store.
+   * Idempotent.
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier } = this.parts;
       this.logger.info({ graceMs: this.shutdownGraceMs }, 'RMS shutting down');
-      const closed = new Promise<void>((resolve) => this.http.close(() => resolve()));
-      this.http.closeIdleConnections();
-      const grace = setTimeout(() => this.http.closeAllConnections(), this.shutdownGraceMs);
-      await Promise.all([closed, ...loops.map((loop) => loop.stop()), retention.stop()]);
-      clearTimeout(grace);
+      await Promise.all([this.drain.drain(this.shutdownGraceMs), ...loops.map((loop) => loop.stop()), retention.stop()]);
       await dispatcher.close();
       await notifier.flush();
       await transport.close();

@@ -10,7 +10,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, Role } from '../config/app-registry.js';
-import { ForbiddenError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
+import { NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
 import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageState, MessageStatus } from '../domain/message.js';
 import type { Actor, Command } from '../domain/state-machine.js';
 import { applyAssuming, applyCommand } from './apply-command.js';
@@ -136,7 +136,7 @@ export class MessageService {
 
   /** The producer's local transaction committed: the message becomes `SENDING`. */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message), undefined, {
+    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message), undefined, {
       state: PENDING,
       ...(!hasRole(caller, 'admin') && { producer: caller.app }),
     });
@@ -144,7 +144,7 @@ export class MessageService {
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
   cancel(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireOwnerOrAdmin(caller, message));
+    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
   }
 
   /** A consumer processed the message: it becomes `COMPLETED`. */
@@ -206,11 +206,11 @@ export class MessageService {
     return resent;
   }
 
-  /** The message, if the caller owns it or is an admin. */
+  /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
   async get(caller: Caller, id: string): Promise<Message> {
     const message = await this.store.findById(id);
     if (!message) throw new NotFoundError(id);
-    this.requireOwnerOrAdmin(caller, message);
+    this.requireVisibleTo(caller, message);
     return message;
   }
 
@@ -223,9 +223,13 @@ export class MessageService {
     return hasRole(caller, 'admin') ? 'admin' : 'producer';
   }
 
-  private requireOwnerOrAdmin(caller: Caller, message: Message): void {
+  /**
+   * A message belongs to its producer and the admins; to anyone else it does not exist
+   * (404 like an unknown id, so ids cannot be probed for existence).
+   */
+  private requireVisibleTo(caller: Caller, message: Message): void {
     if (message.producer !== caller.app && !hasRole(caller, 'admin')) {
-      throw new ForbiddenError(`message ${message.id} belongs to another app`);
+      throw new NotFoundError(message.id);
     }
   }
 

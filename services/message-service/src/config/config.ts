@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ConfigurationError } from '../domain/errors.js';
+import { SCHEMA_NAME_PATTERN } from '../store/postgres/schema.js';
 import { describeIssue } from '../validation/describe-issue.js';
 import { type AppRegistration, parseAppRegistry } from './app-registry.js';
 import { type TopicScheduleOverrides, parseTopicSchedules } from './topic-schedules.js';
@@ -89,6 +90,16 @@ export interface RmsConfig {
   retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
   maxPayloadBytes: number;
+  /** `RMS_MAX_PAYLOAD_DEPTH`: deepest nesting of arrays and objects in a payload. @defaultValue 64 */
+  maxPayloadDepth: number;
+  /** `RMS_MAX_HEARTBEAT_EXTEND_MS`: the largest `extendMs` a heartbeat may ask for. @defaultValue 3600000 */
+  maxHeartbeatExtendMs: number;
+  /**
+   * `RMS_STORE_DEADLINE_MS` [5000]: a store call not answered in this long fails with 503
+   * and `Retry-After`; `RMS_STORE_MAX_PENDING` [10000]: most store calls waiting or running
+   * at once; past it new calls fail with 503 at once instead of queueing.
+   */
+  storeAdmission: { deadlineMs: number; maxPending: number };
   /**
    * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
    * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
@@ -101,6 +112,18 @@ export interface RmsConfig {
   shutdownGraceMs: number;
 }
 
+/** A PostgreSQL `STORE_URL` that parses, with a `?schema=` naming a schema RMS can use; other stores ignore it. */
+function hasValidSchemaParameter(url: string): boolean {
+  if (!/^postgres(ql)?:/.test(url)) return true;
+  let schema: string | null;
+  try {
+    schema = new URL(url).searchParams.get('schema');
+  } catch {
+    return false;
+  }
+  return schema === null || SCHEMA_NAME_PATTERN.test(schema);
+}
+
 const integer = (min: number) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
 
@@ -108,7 +131,8 @@ const envSchema = z.object({
   PORT: integer(0).max(65_535, 'must be at most 65535').default(8080),
   STORE_URL: z
     .string({ error: 'is required: postgres://… or mongodb://…' })
-    .regex(/^(postgres(ql)?|mongodb(\+srv)?):\/\//, 'must start with postgres:// or mongodb://'),
+    .regex(/^(postgres(ql)?|mongodb(\+srv)?):\/\//, 'must start with postgres:// or mongodb://')
+    .refine(hasValidSchemaParameter, 'its ?schema= parameter must match [a-z_][a-z0-9_]* (at most 63 characters)'),
   RABBITMQ_URL: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://').default('amqp://guest:guest@127.0.0.1:5672'),
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
   ZK_CONNECT: z.string().min(1).default('127.0.0.1:2181'),
@@ -127,6 +151,10 @@ const envSchema = z.object({
   RMS_PROBE_INTERVAL_MS: integer(1).default(5000),
   RMS_ZK_SESSION_TIMEOUT_MS: integer(100).default(6000),
   RMS_MAX_PAYLOAD_BYTES: integer(1).default(262_144),
+  RMS_MAX_PAYLOAD_DEPTH: integer(1).max(1000, 'must be at most 1000').default(64),
+  RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(3_600_000),
+  RMS_STORE_DEADLINE_MS: integer(1).default(5000),
+  RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_CHECK_TIMEOUT_MS: integer(1).default(5000),
   RMS_PUBLISH_TIMEOUT_MS: integer(1).default(5000),
@@ -204,6 +232,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     alerts: { webhooks: e.RMS_ALERT_WEBHOOKS, windowMs: e.RMS_ALERT_WINDOW_MS },
     retention: { retentionMs: e.RMS_RETENTION_MS, intervalMs: e.RMS_RETENTION_INTERVAL_MS },
     maxPayloadBytes: e.RMS_MAX_PAYLOAD_BYTES,
+    maxPayloadDepth: e.RMS_MAX_PAYLOAD_DEPTH,
+    maxHeartbeatExtendMs: e.RMS_MAX_HEARTBEAT_EXTEND_MS,
+    storeAdmission: { deadlineMs: e.RMS_STORE_DEADLINE_MS, maxPending: e.RMS_STORE_MAX_PENDING },
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,

@@ -41,6 +41,19 @@ export class InvalidRequestError extends RmsError {
   }
 }
 
+/**
+ * The store refused a value the request carried (PostgreSQL's "data exception" class, for
+ * instance a string jsonb cannot hold). The request's fault, so a 400 for that request —
+ * or for that element of a batch — never a 500 for the whole call.
+ */
+export class ValueRefusedByStoreError extends InvalidRequestError {
+  constructor(message: string, options?: ErrorOptions) {
+    super(`the store refused a value of the request: ${message}`);
+    if (options?.cause !== undefined) this.cause = options.cause;
+    this.name = 'ValueRefusedByStoreError';
+  }
+}
+
 /** The body is larger than the configured limit. */
 export class PayloadTooLargeError extends RmsError {
   constructor(limitBytes: number) {

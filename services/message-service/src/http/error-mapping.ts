@@ -1,7 +1,9 @@
 /**
  * The one place where errors become HTTP answers: `RmsError` codes map to statuses, body
- * parser failures to 400/413, and anything unexpected to a bare 500 with no stack trace
- * (the stack goes to the log instead).
+ * parser failures to 400/413/415, any other error that carries a 4xx `status` (express's
+ * router refusing a malformed percent-escape, zlib refusing a corrupt gzip body) to that
+ * status, and anything unexpected to a bare 500 with no stack trace (the stack goes to
+ * the log instead).
  */
 import { RmsError, type RmsErrorCode } from '../domain/errors.js';
 
@@ -41,6 +43,21 @@ function isBodyParserError(error: unknown): error is BodyParserError {
   return typeof error === 'object' && error !== null && typeof (error as { type?: unknown }).type === 'string';
 }
 
+/** An error of the http-errors family (express, body-parser, raw-body) that blames the request: a 4xx `status`. */
+function clientErrorStatus(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { status, statusCode } = error as { status?: unknown; statusCode?: unknown };
+  const code = typeof status === 'number' ? status : statusCode;
+  return typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 500 ? code : undefined;
+}
+
+/** The message of a client error, when it is meant to be shown (http-errors' `expose`), else a generic one. */
+function clientErrorMessage(error: unknown, status: number): string {
+  const { expose, message } = error as { expose?: unknown; message?: unknown };
+  if (expose !== false && typeof message === 'string' && message) return message;
+  return `the request was refused (HTTP ${status})`;
+}
+
 /** Maps any thrown value to the answer the client gets. */
 export function toHttpError(error: unknown): HttpErrorAnswer {
   if (error instanceof RmsError) {
@@ -64,9 +81,10 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
     if (error.type === 'encoding.unsupported' || error.type === 'charset.unsupported') {
       return answer(415, 'INVALID_REQUEST', (error as unknown as Error).message);
     }
-    if (typeof error.status === 'number' && error.status >= 400 && error.status < 500) {
-      return answer(error.status, 'INVALID_REQUEST', (error as unknown as Error).message);
-    }
+  }
+  const status = clientErrorStatus(error);
+  if (status !== undefined) {
+    return answer(status, status === 413 ? 'PAYLOAD_TOO_LARGE' : 'INVALID_REQUEST', clientErrorMessage(error, status));
   }
   return { ...answer(500, 'INTERNAL', 'internal error; it has been logged'), unexpected: true };
 }

@@ -1,6 +1,7 @@
 /**
- * The express application: body parsing with a size limit, health routes, authentication,
- * the message API, and the one error handler that maps failures to the design's error body.
+ * The express application: health routes, authentication, the message API (each route
+ * reads its body only after the caller is authenticated and authorised, with the limit
+ * of that route), and the one error handler that maps failures to the design's error body.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -20,18 +21,13 @@ export interface HttpAppOptions {
   readinessChecks: ReadinessCheck[];
   /** Largest payload, in bytes of its JSON; the body limit adds room for the envelope. */
   maxPayloadBytes: number;
+  /** Deepest nesting of arrays and objects in a payload. */
+  maxPayloadDepth: number;
+  /** Largest `extendMs` of a heartbeat. */
+  maxHeartbeatExtendMs: number;
   logger: Logger;
   metrics: Metrics;
 }
-
-/** Room in a request body for the topic, headers and key around the payload. */
-const ENVELOPE_ALLOWANCE_BYTES = 64 * 1024;
-
-/**
- * Largest body of a batch request (`POST /v1/messages/batch`); each of its messages is
- * still held to the payload limit. The SDK keeps its batches under 1 MiB of payload.
- */
-export const BATCH_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
 
 /** Builds the express application. */
 export function createHttpApp(options: HttpAppOptions): express.Express {
@@ -39,15 +35,19 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
-  // Every body is read as JSON whatever its Content-Type: `curl -d` sends a form type by default.
-  const bodyLimit = Math.max(options.maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, BATCH_BODY_LIMIT_BYTES);
-  app.use(express.json({ limit: bodyLimit, type: () => true, strict: false }));
   app.use(healthRoutes({ checks: options.readinessChecks }));
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
   app.use('/v1', authenticate(options.registry));
-  app.use(messageRoutes({ service: options.service, maxPayloadBytes: options.maxPayloadBytes }));
+  app.use(
+    messageRoutes({
+      service: options.service,
+      maxPayloadBytes: options.maxPayloadBytes,
+      maxPayloadDepth: options.maxPayloadDepth,
+      maxHeartbeatExtendMs: options.maxHeartbeatExtendMs,
+    }),
+  );
   app.use((request: Request) => {
     throw new RmsError('NOT_FOUND', `no route ${request.method} ${request.path}`);
   });

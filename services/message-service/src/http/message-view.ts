@@ -33,3 +33,18 @@ export function toMessageView(message: Message): MessageView {
     lastError: message.lastError,
   };
 }
+
+/**
+ * What a consumer is told of a message it acked or heartbeated: its status and when it is
+ * next due, never its payload (a consumer may name any id; the answer must not read it out).
+ */
+export interface DeliveryStatusView {
+  id: string;
+  status: Message['status'];
+  nextAttemptAt: string | null;
+}
+
+/** The consumer's view of `message`. */
+export function toDeliveryStatusView(message: Message): DeliveryStatusView {
+  return { id: message.id, status: message.status, nextAttemptAt: iso(message.nextAttemptAt) };
+}

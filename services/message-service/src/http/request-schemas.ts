@@ -7,6 +7,7 @@ import { InvalidRequestError } from '../domain/errors.js';
 import { MESSAGE_STATUSES, TOPIC_PATTERN } from '../domain/message.js';
 import type { ListCursor } from '../store/message-store.js';
 import { describeIssue } from '../validation/describe-issue.js';
+import { isWellFormedText } from '../validation/json-value-limits.js';
 
 /** RMS ids are UUIDs; anything else cannot name a message. */
 export const messageIdSchema = z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i, 'must be a UUID');
@@ -20,13 +21,24 @@ const headerNameSchema = z
 /** PostgreSQL's text and jsonb cannot hold a NUL character; refused here as a 400 rather than failing in the store. */
 const noNul = (value: string) => !value.includes('\u0000');
 
+/**
+ * A stored string must be well-formed Unicode: a lone surrogate would be refused by jsonb,
+ * or turned into U+FFFD in a text column so that two different keys became one.
+ */
+const storableText = (subject: string, max: number) =>
+  z
+    .string({ error: subject ? `${subject}must be strings` : 'must be a string' })
+    .max(max, `${subject}must be at most ${max} characters`)
+    .refine(noNul, `${subject}must not contain a NUL character`)
+    .refine(isWellFormedText, `${subject}must be well-formed Unicode (no lone UTF-16 surrogate)`);
+
 /** `POST /v1/messages`. */
 export const prepareBodySchema = z.strictObject({
   topic: z.string({ error: 'is required' }).regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}'),
   payload: z.unknown().refine((value) => value !== undefined, 'is required: any JSON value'),
-  messageId: z.string().min(1, 'must not be empty').max(256, 'must be at most 256 characters').refine(noNul, 'must not contain a NUL character').optional(),
+  messageId: storableText('', 256).min(1, 'must not be empty').optional(),
   headers: z
-    .record(headerNameSchema, z.string({ error: 'header values must be strings' }).max(4096, 'header values must be at most 4096 characters').refine(noNul, 'header values must not contain a NUL character'))
+    .record(headerNameSchema, storableText('header values ', 4096))
     .refine((headers) => Object.keys(headers).length <= 64, 'at most 64 headers')
     .optional(),
 });
@@ -55,12 +67,16 @@ export const batchAckBodySchema = z.strictObject({
   ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} ids`),
 });
 
-/** `POST /v1/messages/:id/heartbeat` (the body is optional). */
-export const heartbeatBodySchema = z
-  .strictObject({
-    extendMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(3_600_000, 'must be at most 3600000 (one hour)').optional(),
-  })
-  .optional();
+/**
+ * `POST /v1/messages/:id/heartbeat` (the body is optional).
+ * @param maxExtendMs the largest `extendMs` (`RMS_MAX_HEARTBEAT_EXTEND_MS`)
+ */
+export const heartbeatBodySchema = (maxExtendMs: number) =>
+  z
+    .strictObject({
+      extendMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(maxExtendMs, `must be at most ${maxExtendMs}`).optional(),
+    })
+    .optional();
 
 /** `POST /v1/topics/:topic/resend` (the body is optional). */
 export const resendTopicBodySchema = z
@@ -77,7 +93,7 @@ export const listQuerySchema = z.strictObject({
   status: z.enum(MESSAGE_STATUSES, { error: `must be one of ${MESSAGE_STATUSES.join(', ')}` }).optional(),
   topic: z.string().regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}').optional(),
   limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(500, 'must be at most 500').default(50),
-  cursor: z.string().min(1).optional(),
+  cursor: z.string().min(1, 'must not be empty').max(512, 'must be at most 512 characters').optional(),
 });
 
 /**
@@ -100,12 +116,19 @@ export function encodeCursor(cursor: ListCursor): string {
   return Buffer.from(JSON.stringify({ t: cursor.createdAt.toISOString(), i: cursor.id })).toString('base64url');
 }
 
+/**
+ * Cursors hold creation times, all of them in this range; a forged one outside it (a date
+ * the store cannot hold, such as year -271821) is refused rather than sent to the store.
+ */
+const CURSOR_YEARS = { min: 1970, max: 9999 } as const;
+
 /** Reads a cursor made by `encodeCursor`. @throws InvalidRequestError if it was not. */
 export function decodeCursor(text: string): ListCursor {
   try {
     const { t, i } = JSON.parse(Buffer.from(text, 'base64url').toString('utf8')) as { t?: unknown; i?: unknown };
     const createdAt = new Date(typeof t === 'string' ? t : Number.NaN);
-    if (Number.isNaN(createdAt.getTime()) || !messageIdSchema.safeParse(i).success) throw new Error('bad cursor');
+    const year = createdAt.getUTCFullYear();
+    if (Number.isNaN(year) || year < CURSOR_YEARS.min || year > CURSOR_YEARS.max || !messageIdSchema.safeParse(i).success) throw new Error('bad cursor');
     return { createdAt, id: i as string };
   } catch {
     throw new InvalidRequestError('cursor: not a cursor returned by this API', { field: 'cursor' });

@@ -4,9 +4,11 @@
  */
 import { Router } from 'express';
 import type { MessageService, PrepareInput } from '../../application/message-service.js';
-import { PayloadTooLargeError } from '../../domain/errors.js';
+import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
+import { findJsonValueProblem } from '../../validation/json-value-limits.js';
 import { callerOf, requireRole } from '../authentication.js';
-import { toMessageView } from '../message-view.js';
+import { BATCH_BODY_LIMIT_BYTES, ENVELOPE_ALLOWANCE_BYTES, ID_LIST_BODY_LIMIT_BYTES, SMALL_BODY_LIMIT_BYTES, jsonBody } from '../json-body.js';
+import { toDeliveryStatusView, toMessageView } from '../message-view.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
 import {
@@ -29,6 +31,10 @@ export interface MessageRoutesOptions {
   service: MessageService;
   /** Largest payload, in bytes of its JSON. */
   maxPayloadBytes: number;
+  /** Deepest nesting of arrays and objects in a payload (`RMS_MAX_PAYLOAD_DEPTH`). */
+  maxPayloadDepth: number;
+  /** Largest `extendMs` of a heartbeat (`RMS_MAX_HEARTBEAT_EXTEND_MS`). */
+  maxHeartbeatExtendMs: number;
 }
 
 /** One element's answer in a batch: the status and body the single call would have answered. */
@@ -50,13 +56,27 @@ function itemAnswer<T>(outcome: PromiseSettledResult<T>, view: (value: T) => unk
 }
 
 /** The `/v1/messages`, `/v1/confirms` and `/v1/acks` routes. Mount after `authenticate`. */
-export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions): Router {
+export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHeartbeatExtendMs }: MessageRoutesOptions): Router {
   const router = Router();
+  const heartbeatBody = heartbeatBodySchema(maxHeartbeatExtendMs);
+  const prepareBody = jsonBody(maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES);
+  const batchPrepareBody = jsonBody(Math.max(maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, BATCH_BODY_LIMIT_BYTES));
+  const idListBody = jsonBody(ID_LIST_BODY_LIMIT_BYTES);
+  const smallBody = jsonBody(SMALL_BODY_LIMIT_BYTES);
   const idOf = (params: Record<string, string | string[] | undefined>): string => parseOrThrow(messageIdSchema, params['id'], 'id');
 
   /** Checks one prepare body (`where` names it inside a batch) and returns what the service takes. */
   const prepareInput = (body: unknown, where = ''): PrepareInput => {
     const parsed = parseOrThrow(prepareBodySchema, body, where);
+    const field = where ? `${where}.payload` : 'payload';
+    // Checked before anything measures or serialises the payload: both recurse.
+    const problem = findJsonValueProblem(parsed.payload, maxPayloadDepth, field);
+    if (problem?.kind === 'too-deep') {
+      throw new InvalidRequestError(`${field}: nested deeper than ${maxPayloadDepth} levels of arrays and objects`, { field, maxDepth: maxPayloadDepth });
+    }
+    if (problem?.kind === 'ill-formed-unicode') {
+      throw new InvalidRequestError(`${problem.path}: strings must be well-formed Unicode (no lone UTF-16 surrogate)`, { field: problem.path });
+    }
     if (Buffer.byteLength(JSON.stringify(parsed.payload)) > maxPayloadBytes) throw new PayloadTooLargeError(maxPayloadBytes);
     return {
       topic: parsed.topic,
@@ -66,12 +86,12 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
     };
   };
 
-  router.post('/v1/messages', requireRole('producer'), async (request, response) => {
+  router.post('/v1/messages', requireRole('producer'), prepareBody, async (request, response) => {
     const { message, created } = await service.prepare(callerOf(response), prepareInput(request.body));
     response.status(created ? 201 : 200).location(`/v1/messages/${message.id}`).json(toMessageView(message));
   });
 
-  router.post('/v1/messages/batch', requireRole('producer'), async (request, response) => {
+  router.post('/v1/messages/batch', requireRole('producer'), batchPrepareBody, async (request, response) => {
     const { messages } = parseOrThrow(batchPrepareBodySchema, request.body);
     const inputs = messages.map((body, index) => {
       try {
@@ -96,7 +116,7 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
     response.json(toMessageView(await service.confirm(callerOf(response), idOf(request.params))));
   });
 
-  router.post('/v1/confirms', requireRole('producer', 'admin'), async (request, response) => {
+  router.post('/v1/confirms', requireRole('producer', 'admin'), idListBody, async (request, response) => {
     const { ids } = parseOrThrow(batchConfirmBodySchema, request.body);
     const outcomes = await service.confirmMany(callerOf(response), ids);
     response.json({ results: outcomes.map((outcome) => itemAnswer(outcome, (message) => toMessageView(message))) });
@@ -107,10 +127,10 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
   });
 
   router.post('/v1/messages/:id/ack', requireRole('consumer'), async (request, response) => {
-    response.json(toMessageView(await service.ack(callerOf(response), idOf(request.params))));
+    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params))));
   });
 
-  router.post('/v1/acks', requireRole('consumer'), async (request, response) => {
+  router.post('/v1/acks', requireRole('consumer'), idListBody, async (request, response) => {
     const { ids } = parseOrThrow(batchAckBodySchema, request.body);
     response.json({ results: await service.ackMany(callerOf(response), ids) });
   });
@@ -130,12 +150,12 @@ export function messageRoutes({ service, maxPayloadBytes }: MessageRoutesOptions
     response.json({ messages: page.messages.map(toMessageView), nextCursor: page.next ? encodeCursor(page.next) : null });
   });
 
-  router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), async (request, response) => {
-    const body = parseOrThrow(heartbeatBodySchema, request.body);
-    response.json(toMessageView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
+  router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
+    const body = parseOrThrow(heartbeatBody, request.body);
+    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
   });
 
-  router.post('/v1/topics/:topic/resend', requireRole('admin'), async (request, response) => {
+  router.post('/v1/topics/:topic/resend', requireRole('admin'), smallBody, async (request, response) => {
     const topic = parseOrThrow(topicSchema, request.params['topic'], 'topic');
     const body = parseOrThrow(resendTopicBodySchema, request.body);
     const ids = await service.resendTopic(callerOf(response), topic, body?.limit ?? 1000);

@@ -6,11 +6,11 @@
  */
 import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
-import { DependencyUnavailableError } from '../../domain/errors.js';
+import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
 import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Transition } from '../message-store.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
-import { MIGRATIONS } from './schema.js';
+import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
 
 /** Options of the PostgreSQL store. */
 export interface PostgresStoreOptions {
@@ -200,15 +200,22 @@ function toMessage(row: MessageRow): Message {
  */
 const UNAVAILABLE_SQLSTATE = /^(08|53|57)/;
 
+/** SQLSTATE class 22, "data exception": a value the statement carried cannot be stored (a jsonb string with `\u0000`, say). */
+const DATA_EXCEPTION_SQLSTATE = /^22/;
+
 /**
  * Turns driver failures that mean "the database is unreachable" (refused or reset
- * connections, pool or statement timeouts, shutdowns) into `DependencyUnavailableError`;
- * anything else (a bug) is rethrown as it is.
+ * connections, pool or statement timeouts, shutdowns) into `DependencyUnavailableError`,
+ * data exceptions (a value it cannot hold) into `ValueRefusedByStoreError`; anything else
+ * (a bug) is rethrown as it is.
  */
 export function classifyPostgresError(error: unknown): unknown {
   if (error instanceof DependencyUnavailableError) return error;
   const code = (error as { code?: unknown } | null)?.code;
   const isSqlState = typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code);
+  if (isSqlState && DATA_EXCEPTION_SQLSTATE.test(code)) {
+    return new ValueRefusedByStoreError(error instanceof Error ? error.message : String(error), { cause: error });
+  }
   if (isSqlState && !UNAVAILABLE_SQLSTATE.test(code)) return error;
   const message = error instanceof Error ? error.message : String(error);
   return new DependencyUnavailableError('store', `PostgreSQL is unavailable: ${message}`, { cause: error });
@@ -217,8 +224,8 @@ export function classifyPostgresError(error: unknown): unknown {
 function parseUrl(url: string): { connectionString: string; schema: string } {
   const parsed = new URL(url);
   const schema = parsed.searchParams.get('schema') ?? 'public';
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(schema)) {
-    throw new Error(`STORE_URL: schema "${schema}" must match [a-z_][a-z0-9_]*`);
+  if (!SCHEMA_NAME_PATTERN.test(schema)) {
+    throw new ConfigurationError(`STORE_URL: schema "${schema}" must match [a-z_][a-z0-9_]* (at most 63 characters)`);
   }
   parsed.searchParams.delete('schema');
   return { connectionString: parsed.toString(), schema };

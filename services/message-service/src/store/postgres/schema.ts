@@ -4,6 +4,9 @@
  * instances starting together migrate once.
  */
 
+/** What a `?schema=` parameter of `STORE_URL` may name: an unquoted PostgreSQL identifier. */
+export const SCHEMA_NAME_PATTERN = /^[a-z_][a-z0-9_]{0,62}$/;
+
 /** One schema change; `version`s are applied in order and recorded. */
 export interface Migration {
   version: number;
