@@ -28,7 +28,7 @@ export interface ChaosOptions {
   settleTimeoutMs?: number;
   /** How long after a store fault heals a 503 still belongs to it. @defaultValue 1000 */
   storeRecoveryMs?: number;
-  /** Where the RMS logs go. @defaultValue a folder under the OS temp dir named for the seed */
+  /** Where the RMS logs go (`rms-<n>.log`). */
   logDir: string;
   /** Keep the schema, queue and lists for inspection. @defaultValue false */
   keepData?: boolean;

@@ -25,6 +25,8 @@ export const CHAOS_RMS_SCHEDULE = {
   RMS_PROBE_INTERVAL_MS: '300',
   RMS_ZK_SESSION_TIMEOUT_MS: '2000',
   RMS_SHUTDOWN_GRACE_MS: '1000',
+  // The default: a blackholed store is answered 503 after this long (the blackholes last up to 8 s).
+  RMS_STORE_DEADLINE_MS: '5000',
 } as const;
 
 /** The same durations as numbers, for the fault schedule and the clients. */

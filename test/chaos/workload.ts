@@ -42,11 +42,12 @@ export class Ledger {
   /** How each send went, counted by what happened (e.g. `confirmed`, `prepare failed`). */
   readonly happenings = new Map<string, number>();
 
+  /** Records that `key`'s local transaction committed: the message must be delivered. */
   commit(key: string): void {
     this.#decided.set(key, 'committed');
   }
 
-  /** Records a rollback unless the key already committed. */
+  /** Records that `key`'s transaction rolled back or never ran (unless it already committed): the message must never be delivered. */
   rollBack(key: string): void {
     if (!this.#decided.has(key)) this.#decided.set(key, 'rolled-back');
   }
@@ -69,6 +70,7 @@ export class Ledger {
     return 'UNKNOWN';
   }
 
+  /** Counts one thing a send did, for the report. */
   note(happening: string): void {
     this.happenings.set(happening, (this.happenings.get(happening) ?? 0) + 1);
   }
