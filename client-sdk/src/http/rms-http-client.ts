@@ -30,6 +30,15 @@ export interface RmsMessage {
   lastError: string | null;
 }
 
+/**
+ * A message prepared through the SDK: the SDK always sends a `messageId` (the caller's, or
+ * a UUID it generates), so RMS's answer always carries it.
+ */
+export type PreparedMessage = RmsMessage & { messageId: string };
+
+/** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
@@ -85,9 +94,9 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<PreparedMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
-    return this.request<RmsMessage>('POST', '/v1/messages', body);
+    return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
   /**
@@ -121,8 +130,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  ack(id: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
   }
 
   /** `POST /v1/acks`: per-id results, in the order given. */
@@ -131,8 +140,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
   }
 
   /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */

@@ -3,7 +3,7 @@
  */
 export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
-export { loadConfig, type RmsConfig } from './config/config.js';
+export { CONFIG_VARIABLES, loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
