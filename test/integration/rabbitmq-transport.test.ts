@@ -10,15 +10,13 @@ import amqp, { type Channel, type ChannelModel, type GetMessage } from 'amqplib'
 import {
   RabbitMqTransport,
   TransportError,
+  groupQueueName,
   rabbitMqQueueName,
   type OutgoingMessage,
   type RabbitMqTransportOptions,
 } from '@rms/client-sdk';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
+import { brokerBehindProxy, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { waitUntil } from '../support/wait.js';
-
-const BROKER = new URL(TEST_RABBITMQ_URL);
 
 /** A separate connection that inspects and deletes queues, as an operator would. */
 let admin: ChannelModel;
@@ -40,11 +38,11 @@ function queueDepth(topic: string): Promise<number | undefined> {
 }
 
 /** Takes everything in the topic's queue. */
-function takeAll(topic: string): Promise<GetMessage[]> {
+function takeAll(topic: string, queue: string = rabbitMqQueueName(topic)): Promise<GetMessage[]> {
   return withChannel(async (channel) => {
     const taken: GetMessage[] = [];
     for (;;) {
-      const message = await channel.get(rabbitMqQueueName(topic), { noAck: true });
+      const message = await channel.get(queue, { noAck: true });
       if (message === false) return taken;
       taken.push(message);
     }
@@ -66,14 +64,7 @@ function newTransport(t: TestContext, options: Partial<RabbitMqTransportOptions>
 }
 
 /** A fault proxy in front of the broker, closed when the test ends, and its AMQP URL. */
-async function newProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
-  const proxy = await FaultProxy.start({ targetHost: BROKER.hostname, targetPort: Number(BROKER.port || 5672) });
-  t.after(() => proxy.close());
-  const url = new URL(TEST_RABBITMQ_URL);
-  url.hostname = proxy.host;
-  url.port = String(proxy.port);
-  return { proxy, url: url.toString() };
-}
+const newProxy = brokerBehindProxy;
 
 function message(topic: string, overrides: Partial<OutgoingMessage> = {}): OutgoingMessage {
   return { id: randomUUID(), topic, payload: { n: 1 }, headers: {}, attempt: 1, producer: 'orders', ...overrides };
@@ -132,6 +123,47 @@ describe('RabbitMQ transport', () => {
     await admin.close().catch(() => undefined);
   });
 
+  test('a delivery to several groups is one publish copied into each group\'s queue; a delivery to one group reaches only its queue', async (t) => {
+    const topic = newTopic(t);
+    const queues = ['inventory', 'loyalty', 'shipping'].map((group) => groupQueueName(topic, group));
+    t.after(() => withChannel(async (channel) => void (await Promise.all(queues.map((queue) => channel.deleteQueue(queue))))));
+    const transport = newTransport(t);
+    const first = message(topic, { groups: ['inventory', 'loyalty', 'shipping'] });
+    await transport.publish(first);
+    for (const queue of queues) {
+      const taken = await takeAll(topic, queue);
+      assert.deepEqual(taken.map((m) => m.properties.messageId), [first.id], `${queue} holds the one copy`);
+      assert.equal(taken[0]?.properties.headers?.['BCC'], undefined, 'the blind copies are not shown to consumers');
+    }
+    const redelivery = message(topic, { groups: ['loyalty'], attempt: 2 });
+    await transport.publish(redelivery);
+    assert.deepEqual((await takeAll(topic, queues[1])).map((m) => m.properties.messageId), [redelivery.id]);
+    assert.deepEqual(await takeAll(topic, queues[0]), [], 'a group that acked gets no redelivery');
+    assert.deepEqual(await takeAll(topic, queues[2]), []);
+    await assert.rejects(
+      withChannel((channel) => channel.checkQueue(rabbitMqQueueName(topic))),
+      /NOT_FOUND/,
+      'the default group\'s shared queue is not even declared',
+    );
+  });
+
+  test('two deployments with different queue prefixes on one broker and exchange never see each other\'s deliveries', async (t) => {
+    const topic = newTopic(t);
+    const other = new RabbitMqTransport({ url: TEST_RABBITMQ_URL, queuePrefix: 'rms-b.', confirmTimeoutMs: 2000, connectTimeoutMs: 2000 });
+    t.after(async () => {
+      await other.close();
+      await withChannel((channel) => channel.deleteQueue(groupQueueName(topic, 'inventory', 'rms-b.')));
+    });
+    t.after(() => withChannel((channel) => channel.deleteQueue(groupQueueName(topic, 'inventory'))));
+    const transport = newTransport(t);
+    const ours = message(topic, { groups: ['inventory'] });
+    const theirs = message(topic, { groups: ['inventory'] });
+    await transport.publish(ours);
+    await other.publish(theirs);
+    assert.deepEqual((await takeAll(topic, groupQueueName(topic, 'inventory'))).map((m) => m.properties.messageId), [ours.id]);
+    assert.deepEqual((await takeAll(topic, groupQueueName(topic, 'inventory', 'rms-b.'))).map((m) => m.properties.messageId), [theirs.id]);
+  });
+
   test('a published message is in rms.<topic> with its id, JSON body, persistence, content type and x-rms headers', async (t) => {
     const topic = newTopic(t);
     const transport = newTransport(t);
@@ -148,7 +180,8 @@ describe('RabbitMQ transport', () => {
     assert.equal(rest.length, 0);
     assert.ok(received);
     assert.equal(received.fields.exchange, 'rms');
-    assert.equal(received.fields.routingKey, topic);
+    // Each queue is bound under its own name, so the routing key is the queue's name.
+    assert.equal(received.fields.routingKey, rabbitMqQueueName(topic));
     assert.equal(received.properties.messageId, outgoing.id);
     assert.equal(received.properties.contentType, 'application/json');
     assert.equal(received.properties.deliveryMode, 2);

@@ -21,7 +21,10 @@
 import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
-import { RabbitMqConsumer, type DeliverySettlement } from '../transport/rabbitmq-consumer.js';
+import type { QueueType } from '../transport/queue-type.js';
+import { RabbitMqConsumer } from '../transport/rabbitmq-consumer.js';
+import { DEFAULT_GROUP } from '../transport/group-routing.js';
+import type { Delivery, DeliverySettlement, Handler } from './delivery.js';
 import { AckBatcher } from './ack-batcher.js';
 import { RedisIdempotency, type IdempotencyDecision } from './idempotency.js';
 import type { DegradeSwitch } from '../degrade/degrade-switch.js';
@@ -32,10 +35,29 @@ import { RedisListSource } from './redis-list-source.js';
 export interface SubscribeOptions {
   /** How to reach RMS, with the consumer app's token (role `consumer`). */
   rms: RmsHttpClientOptions;
-  /** The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`. */
-  amqpUrl: string;
-  /** The consumer group: the scope of idempotency ("this group already handled that message"). */
-  group: string;
+  /**
+   * The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`, or a cluster's nodes
+   * (comma-separated or an array), tried in turn.
+   */
+  amqpUrl: string | readonly string[];
+  /**
+   * The kind of queue RMS declares (`RMS_QUEUE_TYPE`): give the same value as RMS, or the
+   * broker refuses the consumer's declaration.
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
+  /**
+   * Prefix of the queue names; must match RMS's `RMS_RABBITMQ_QUEUE_PREFIX`.
+   * @defaultValue `'rms.'`
+   */
+  queuePrefix?: string;
+  /**
+   * With `subscribe(topic, …)`: the scope of idempotency ("this group already handled that
+   * message") while consuming the topic's shared queue (the default group's). With
+   * `subscribe({ topic, group }, …)` the group is given there and this must be omitted or equal.
+   * @defaultValue the group of `subscribe({ topic, group }, …)`
+   */
+  group?: string;
   /**
    * Deliveries handled at once: the broker's prefetch window and the limit on parallel
    * handler runs.
@@ -87,8 +109,13 @@ export interface SubscribeOptions {
    */
   fallback?: {
     degradeSwitch: DegradeSwitch;
-    /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
-    redis: RedisClient | string;
+    /**
+     * The Redis holding the lists: a client (duplicated per worker), a URL, or the seed
+     * nodes of a Redis Cluster (several URLs, comma-separated or an array).
+     */
+    redis: RedisClient | string | readonly string[];
+    /** Treat a single URL in `redis` as the seed of a Redis Cluster. @defaultValue false */
+    cluster?: boolean;
     /** Blocking workers. @defaultValue 2 */
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
@@ -103,32 +130,6 @@ export interface SubscribeOptions {
   logger?: SdkLogger;
 }
 
-/** One delivery of one message, as a handler receives it. */
-export interface Delivery<T = unknown> {
-  /** RMS's message id: the key of idempotency and of the ack. */
-  id: string;
-  /** The topic it was published on. */
-  topic: string;
-  /** The payload, parsed from JSON. */
-  payload: T;
-  /** The producer's headers (RMS's own `x-rms-*` headers removed). */
-  headers: Record<string, string>;
-  /** Which delivery of the message this is, from 1 (`x-rms-attempt`). */
-  attempt: number;
-  /** The producing app (`x-rms-producer`). */
-  producer: string;
-  /**
-   * The producer's idempotency key (`x-rms-message-id`): present whenever the producer gave
-   * one at prepare, which the SDK's producer always does.
-   */
-  messageId?: string;
-  /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
-  transport: 'rabbitmq' | 'redis';
-}
-
-/** Handles one delivery; resolving means "done, ack it", throwing means "failed, let RMS redeliver". */
-export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void>;
-
 /** What a subscription has done so far. */
 export interface SubscriptionStats {
   /** Handler runs that succeeded. */
@@ -139,7 +140,7 @@ export interface SubscriptionStats {
   duplicatesSkipped: number;
   /** Deliveries of messages another worker of the group was running at the time: the handler was not run. */
   inProgressSkipped: number;
-  /** Messages RMS confirmed as acked (`COMPLETED`). */
+  /** Deliveries RMS confirmed as acked for the group. */
   acked: number;
   /** `POST /v1/acks` requests sent (one per batch). */
   ackRequests: number;
@@ -162,6 +163,8 @@ export interface Subscription {
 export interface DeliveryProcessorOptions {
   /** RMS, for heartbeats. */
   client: Pick<RmsHttpClient, 'heartbeat'>;
+  /** The consumer group whose delivery heartbeats extend; none lets RMS take the app's group. */
+  group?: string | undefined;
   /** Sends acks to RMS. */
   acks: Pick<AckBatcher, 'ack'>;
   /** Runs-once bookkeeping; none means every delivery runs the handler. */
@@ -319,14 +322,14 @@ export class DeliveryProcessor<T = unknown> {
 
   /** Heartbeats every interval while the handler runs (never two at once); failures are only logged. */
   #startHeartbeat(id: string): () => void {
-    const { heartbeatIntervalMs, heartbeatExtendMs, client, idempotency, logger } = this.#options;
+    const { heartbeatIntervalMs, heartbeatExtendMs, client, idempotency, logger, group } = this.#options;
     if (heartbeatIntervalMs <= 0) return () => undefined;
     let beating = false;
     const timer = setInterval(() => {
       if (beating) return;
       beating = true;
       const beats: Promise<unknown>[] = [
-        client.heartbeat(id, heartbeatExtendMs).catch((error: unknown) => logger.warn({ err: error, id }, 'heartbeat to RMS failed')),
+        client.heartbeat(id, heartbeatExtendMs, group).catch((error: unknown) => logger.warn({ err: error, id }, 'heartbeat to RMS failed')),
       ];
       if (idempotency !== undefined) {
         beats.push(idempotency.extend(id).catch((error: unknown) => logger.warn({ err: error, id }, 'extending the idempotency claim failed')));
@@ -342,8 +345,18 @@ export class DeliveryProcessor<T = unknown> {
 /** Defaults of the optional {@link SubscribeOptions} fields that have one. */
 const DEFAULTS = { concurrency: 16, heartbeatIntervalMs: 30_000, closeTimeoutMs: 30_000 } as const;
 
+/** What to consume: a topic in a consumer group (declared in RMS's app registry). */
+export interface SubscriptionTarget {
+  topic: string;
+  /** The consumer group: its queue `rms.<topic>.<group>` is consumed and its delivery acked. */
+  group: string;
+}
+
 /**
- * Consumes `topic`: each message is handed to `handler`, acked to RMS when it resolves, and
+ * Consumes a topic: with `{ topic, group }`, the group's own queue, acking the group's
+ * delivery (every group subscribed to a topic gets every message); with a topic name alone,
+ * the topic's shared queue `rms.<topic>` of the default group (the layout before consumer
+ * groups, for topics no app subscribes to). Each message is handed to `handler`, acked to RMS when it resolves, and
  * left to RMS's redelivery when it throws (the broker delivery is rejected without requeue,
  * so a failing message comes back only after its ack deadline, with the next
  * `x-rms-attempt`, not in a tight loop).
@@ -353,14 +366,22 @@ const DEFAULTS = { concurrency: 16, heartbeatIntervalMs: 30_000, closeTimeoutMs:
  *
  * @example
  * ```ts
- * const subscription = await subscribe<{ sku: string; qty: number }>('stock.reduce', async ({ payload }) => {
+ * const subscription = await subscribe<{ sku: string; qty: number }>({ topic: 'stock.reduce', group: 'inventory' }, async ({ payload }) => {
  *   await stock.reduce(payload.sku, payload.qty);
- * }, { rms: { url, token }, amqpUrl, group: 'inventory', idempotency: { redis } });
+ * }, { rms: { url, token }, amqpUrl, idempotency: { redis } });
  * // on shutdown:
  * await subscription.close();
  * ```
  */
-export async function subscribe<T = unknown>(topic: string, handler: Handler<T>, options: SubscribeOptions): Promise<Subscription> {
+export async function subscribe<T = unknown>(target: string | SubscriptionTarget, handler: Handler<T>, options: SubscribeOptions): Promise<Subscription> {
+  const topic = typeof target === 'string' ? target : target.topic;
+  // The group whose deliveries are consumed and acked; none: the topic's shared queue.
+  const ownGroup = typeof target === 'string' ? undefined : target.group;
+  if (ownGroup !== undefined && options.group !== undefined && options.group !== ownGroup) {
+    throw new TypeError(`options.group (${options.group}) differs from the subscribed group (${ownGroup})`);
+  }
+  const idempotencyGroup = ownGroup ?? options.group;
+  if (idempotencyGroup === undefined) throw new TypeError('name the consumer group: subscribe({ topic, group }, …)');
   const concurrency = options.concurrency ?? DEFAULTS.concurrency;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
@@ -374,6 +395,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
   const acks = new AckBatcher({
     client,
     logger,
+    ...(ownGroup !== undefined && { group: ownGroup }),
     ...(options.ackBatchMs !== undefined && { batchMs: options.ackBatchMs }),
     ...(options.ackBatchSize !== undefined && { batchSize: options.ackBatchSize }),
   });
@@ -382,7 +404,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
       ? undefined
       : new RedisIdempotency({
           redis: options.idempotency.redis,
-          group: options.group,
+          group: idempotencyGroup,
           ...(options.idempotency.ttlMs !== undefined && { ttlMs: options.idempotency.ttlMs }),
           ...(options.idempotency.inProgressTtlMs !== undefined && { inProgressTtlMs: options.idempotency.inProgressTtlMs }),
         });
@@ -393,9 +415,10 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
     concurrency,
     heartbeatIntervalMs,
     heartbeatExtendMs: options.heartbeatExtendMs,
+    group: ownGroup,
     logger,
   });
-  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, prefetch: concurrency, logger }, (delivery, settlement) => {
+  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, group: ownGroup ?? DEFAULT_GROUP, prefetch: concurrency, logger, ...(options.queuePrefix !== undefined && { queuePrefix: options.queuePrefix }), ...(options.queueType && { queueType: options.queueType }) }, (delivery, settlement) => {
     void processor.process(delivery, settlement);
   });
   await consumer.start();
@@ -411,7 +434,10 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
         new RedisListSource(
           {
             topic,
-            ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
+            group: ownGroup ?? DEFAULT_GROUP,
+            ...(typeof fallbackOptions.redis === 'string' || Array.isArray(fallbackOptions.redis)
+              ? { url: fallbackOptions.redis as string | readonly string[], ...(fallbackOptions.cluster && { cluster: true }) }
+              : { redis: fallbackOptions.redis as RedisClient }),
             ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
             ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),
             ...(fallbackOptions.popBatch !== undefined && { popBatch: fallbackOptions.popBatch }),

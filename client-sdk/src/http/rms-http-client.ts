@@ -4,6 +4,10 @@
  * jitter on 503, network errors and timeouts. Every call RMS offers is safe to repeat:
  * prepare carries the producer's `messageId`, and confirm, cancel, ack and heartbeat are
  * idempotent by design.
+ *
+ * With several RMS URLs (instances sharing one store), a call that fails that way is
+ * retried on the next URL, and the client stays on the URL that answered: one instance
+ * going down costs a retry, not an outage.
  */
 import { randomUUID } from 'node:crypto';
 import { type MessageStatus, RmsError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
@@ -28,6 +32,36 @@ export interface RmsMessage {
   nextAttemptAt: string | null;
   lastTransport: 'rabbitmq' | 'redis' | null;
   lastError: string | null;
+  /** Not delivered before this time (a delayed message); `null`: at once on confirm. */
+  deliverAt: string | null;
+  /** One delivery per consumer group subscribed to the topic when it was confirmed. */
+  deliveries: RmsDelivery[];
+}
+
+/** One consumer group's delivery of a message, as `GET /v1/messages/:id` shows it. */
+export interface RmsDelivery {
+  group: string;
+  status: 'SENDING' | 'ACKED' | 'DEAD';
+  /** Rounds made for this group. */
+  attempts: number;
+  /** The next round or the ack deadline; `null` unless SENDING. */
+  nextAttemptAt: string | null;
+  lastTransport: 'rabbitmq' | 'redis' | null;
+  lastError: string | null;
+  ackedAt: string | null;
+}
+
+/** When a message may be delivered: give at most one. */
+export interface DeliveryDelay {
+  /** Not before this time (sent as ISO 8601). */
+  deliverAt?: Date;
+  /** Not before this long after prepare, in milliseconds (RMS bounds it, 30 days by default). */
+  delayMs?: number;
+}
+
+/** The delay fields of a prepare body. */
+function delayFields(delay: DeliveryDelay): { deliverAt?: string; delayMs?: number } {
+  return { ...(delay.deliverAt !== undefined && { deliverAt: delay.deliverAt.toISOString() }), ...(delay.delayMs !== undefined && { delayMs: delay.delayMs }) };
 }
 
 /**
@@ -37,10 +71,16 @@ export interface RmsMessage {
 export type PreparedMessage = RmsMessage & { messageId: string };
 
 /** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
-export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'> & {
+  /** Each consumer group's delivery: where it is, not what it carries. */
+  deliveries: Pick<RmsDelivery, 'group' | 'status' | 'attempts' | 'nextAttemptAt'>[];
+};
 
 /** One entry of a batch ack's answer. */
-export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
+export type AckResult =
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery (`ACKED` when the ack took). */
+  | { id: string; status: MessageStatus; group?: string; delivery?: RmsDelivery['status'] }
+  | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** One element's answer in a batch request: the HTTP status and body the single call would have answered. */
 export interface BatchItemAnswer {
@@ -55,6 +95,10 @@ export interface PrepareRequest {
   /** The producer's idempotency key; required here so a retried batch never makes two messages. */
   messageId: string;
   headers?: Record<string, string>;
+  /** Deliver no earlier than this. */
+  deliverAt?: Date;
+  /** Deliver no earlier than this long after prepare. */
+  delayMs?: number;
 }
 
 /** Retry policy for calls that fail with 503, a network error or a timeout. */
@@ -69,8 +113,12 @@ export interface RetryOptions {
 
 /** How to reach RMS. */
 export interface RmsHttpClientOptions {
-  /** RMS's base URL, e.g. `http://127.0.0.1:8080`. */
-  url: string;
+  /**
+   * RMS's base URL, e.g. `http://127.0.0.1:8080`, or the URLs of several RMS instances on
+   * one store (tried in turn: a connection error, a timeout or a 503 moves the client to the
+   * next one). One URL behind a load balancer works as well.
+   */
+  url: string | readonly string[];
   /** The app's bearer token. */
   token: string;
   /** Limit on one HTTP exchange. @defaultValue 5000 */
@@ -83,19 +131,23 @@ const DEFAULT_RETRY: Required<RetryOptions> = { retries: 5, baseDelayMs: 100, ma
 
 /** Low-level typed access to RMS's HTTP API; the producer and the consumer build on it. */
 export class RmsHttpClient {
-  private readonly base: string;
+  private readonly bases: readonly string[];
+  /** The URL calls go to now: the last one that answered. */
+  private current = 0;
   private readonly timeoutMs: number;
   private readonly retry: Required<RetryOptions>;
 
   constructor(private readonly options: RmsHttpClientOptions) {
-    this.base = options.url.replace(/\/+$/, '');
+    const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
+    if (urls.length === 0) throw new TypeError('RmsHttpClient: url must name at least one RMS URL');
+    this.bases = urls.map((url) => url.replace(/\/+$/, ''));
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<PreparedMessage> {
-    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } & DeliveryDelay = {}): Promise<PreparedMessage> {
+    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...delayFields(options) };
     return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
@@ -105,7 +157,7 @@ export class RmsHttpClient {
    * or a network failure fails (and retries) the whole request.
    */
   async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
-    const body = { messages: messages.map(({ topic, payload, messageId, headers }) => ({ topic, payload, messageId, ...(headers && { headers }) })) };
+    const body = { messages: messages.map(({ topic, payload, messageId, headers, ...delay }) => ({ topic, payload, messageId, ...(headers && { headers }), ...delayFields(delay) })) };
     return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
   }
 
@@ -129,38 +181,57 @@ export class RmsHttpClient {
     return this.request<RmsMessage>('GET', `/v1/messages/${encodeURIComponent(id)}`);
   }
 
-  /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<ConsumerAnswer> {
-    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  /**
+   * `POST /v1/messages/:id/ack`: acks `group`'s delivery.
+   * @param group - the consumer group. @defaultValue the app's group for the topic (RMS decides)
+   */
+  ack(id: string, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`, group === undefined ? undefined : { group });
   }
 
-  /** `POST /v1/acks`: per-id results, in the order given. */
-  async ackMany(ids: readonly string[]): Promise<AckResult[]> {
-    return (await this.request<{ results: AckResult[] }>('POST', '/v1/acks', { ids })).results;
+  /** `POST /v1/acks`: acks `group`'s deliveries; per-id results, in the order given. */
+  async ackMany(ids: readonly string[], group?: string): Promise<AckResult[]> {
+    return (await this.request<{ results: AckResult[] }>('POST', '/v1/acks', { ids, ...(group !== undefined && { group }) })).results;
   }
 
-  /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
-    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  /** `POST /v1/messages/:id/heartbeat`: pushes `group`'s ack deadline out. */
+  heartbeat(id: string, extendMs?: number, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, {
+      ...(extendMs !== undefined && { extendMs }),
+      ...(group !== undefined && { group }),
+    });
   }
 
-  /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */
+  /** The RMS URL calls go to now. */
+  get url(): string {
+    return this.bases[this.current] as string;
+  }
+
+  /**
+   * Sends one request, retrying 503s, network errors and timeouts per the retry policy;
+   * with several URLs each retry goes to the next one.
+   */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      const base = this.current;
       try {
-        return await this.once<T>(method, path, body);
+        return await this.once<T>(this.bases[base] as string, method, path, body);
       } catch (error) {
         if (!(error instanceof RmsUnavailableError) || attempt >= this.retry.retries) throw error;
+        // Move on unless a concurrent call already did.
+        if (this.current === base) this.current = (base + 1) % this.bases.length;
+        // With another instance to try, the first retry goes at once.
+        if (this.bases.length > 1 && attempt === 0) continue;
         const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** attempt);
         await new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
       }
     }
   }
 
-  private async once<T>(method: string, path: string, body: unknown): Promise<T> {
+  private async once<T>(base: string, method: string, path: string, body: unknown): Promise<T> {
     let response: Response;
     try {
-      response = await fetch(`${this.base}${path}`, {
+      response = await fetch(`${base}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.options.token}`,
@@ -174,7 +245,7 @@ export class RmsHttpClient {
       throw new RmsUnavailableError(
         timedOut ? 'TIMEOUT' : 'NETWORK',
         0,
-        timedOut ? `RMS did not answer ${method} ${path} within ${this.timeoutMs} ms` : `RMS unreachable for ${method} ${path}: ${describeCause(error)}`,
+        timedOut ? `RMS at ${base} did not answer ${method} ${path} within ${this.timeoutMs} ms` : `RMS at ${base} unreachable for ${method} ${path}: ${describeCause(error)}`,
         {},
         { cause: error },
       );

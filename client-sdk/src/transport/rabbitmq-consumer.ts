@@ -1,7 +1,8 @@
 /**
- * The consuming side of the RabbitMQ transport (design section 6): one consumer on the
- * durable queue `rms.<topic>`, bound to the durable direct exchange `rms` with routing
- * key = topic, with a prefetch window and manual acks. It declares the exchange, the queue
+ * The consuming side of the RabbitMQ transport (design section 6): one consumer on a
+ * consumer group's durable queue of a topic (`rms.<topic>.<group>`, or `rms.<topic>` for
+ * the default group; see `groupQueueName`), bound to the durable direct exchange `rms`
+ * under its own name, with a prefetch window and manual acks. It declares the exchange, the queue
  * and the binding itself, exactly as the publisher does, so a consumer may start before
  * anything was ever published.
  *
@@ -23,22 +24,30 @@
  * by us anyway, and ack handles must be tied to the channel that delivered, which is
  * simplest when we own the whole session.
  */
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
-import type { Delivery } from '../consumer/subscribe.js';
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { Delivery, DeliveryListener, DeliverySettlement } from '../consumer/delivery.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
-import { rabbitMqQueueName } from './rabbitmq-transport.js';
-import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { DEFAULT_GROUP, DEFAULT_QUEUE_PREFIX, groupQueueName } from './group-routing.js';
+import { queueArgumentsFor, type QueueType } from './queue-type.js';
+import { BrokerEndpoints, brokerUrls, closeConnection, corkForThisTurn, describe, destroyConnection, noop } from './amqp-connection.js';
 
 /** How a {@link RabbitMqConsumer} connects and consumes. */
 export interface RabbitMqConsumerOptions {
   /**
-   * The broker, as an AMQP URL. A `heartbeat` query parameter in it wins over
-   * {@link RabbitMqConsumerOptions.heartbeatSeconds}.
+   * The broker, as an AMQP URL, or the nodes of a cluster (a comma-separated list or an
+   * array), tried in turn from the one that worked last. A `heartbeat` query parameter in
+   * a URL wins over {@link RabbitMqConsumerOptions.heartbeatSeconds}.
    * @example `'amqp://guest:guest@127.0.0.1:5672'`
+   * @example `'amqp://u:p@rabbit-1:5672,amqp://u:p@rabbit-2:5672,amqp://u:p@rabbit-3:5672'`
    */
-  url: string;
-  /** The topic to consume: the queue is `<queuePrefix><topic>`, bound with routing key = topic. */
+  url: string | readonly string[];
+  /** The topic to consume. */
   topic: string;
+  /**
+   * The consumer group whose queue is consumed: `<queuePrefix><topic>.<group>`.
+   * @defaultValue `'default'`: the topic's shared queue `<queuePrefix><topic>`
+   */
+  group?: string;
   /**
    * Most deliveries the broker hands this consumer before they are acked or rejected
    * (`basic.qos`, per consumer): the number of handlers that can run at once.
@@ -51,7 +60,7 @@ export interface RabbitMqConsumerOptions {
    */
   exchange?: string;
   /**
-   * Prefix of the per-topic queue names.
+   * Prefix of the queue names; must match RMS's `RMS_RABBITMQ_QUEUE_PREFIX`.
    * @defaultValue `'rms.'`
    */
   queuePrefix?: string;
@@ -61,6 +70,12 @@ export interface RabbitMqConsumerOptions {
    * @defaultValue none
    */
   queueArguments?: Record<string, unknown>;
+  /**
+   * The kind of queue to declare: `'quorum'` for a RabbitMQ cluster (replicated queues),
+   * `'classic'` otherwise. Publisher and consumers must agree (see `queue-type.ts`).
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
   /**
    * AMQP heartbeat asked of the broker, in seconds; a connection silent for about two
    * intervals is declared dead and replaced. `0` disables heartbeats.
@@ -103,29 +118,11 @@ export interface RabbitMqConsumerOptions {
   connectionName?: string;
 }
 
-/**
- * How the receiver of a delivery settles it with the broker. Each handle acts at most once
- * (a second ack of one delivery tag would make the broker close the channel), and both are
- * no-ops once the channel that delivered it has died.
- */
-export interface DeliverySettlement {
-  /** Acks the delivery to the broker: it leaves the queue. */
-  ack(): void;
-  /**
-   * Rejects the delivery without requeueing it (`basic.nack`, `requeue=false`). RMS, not the
-   * broker, owns redelivery: it publishes the message again after its ack deadline.
-   */
-  reject(): void;
-}
-
-/** Receives each well-formed delivery; must not throw (a throw is logged and ignored). */
-export type DeliveryListener = (delivery: Delivery, settlement: DeliverySettlement) => void;
-
 /** Defaults of every optional {@link RabbitMqConsumerOptions} field that has one. */
 const DEFAULTS = {
   prefetch: 16,
   exchange: 'rms',
-  queuePrefix: 'rms.',
+  queuePrefix: DEFAULT_QUEUE_PREFIX,
   heartbeatSeconds: 10,
   connectTimeoutMs: 5000,
   reconnectDelayMs: 500,
@@ -152,7 +149,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } 
  * strings on the wire for producer headers; other scalars are stringified, and RMS's own
  * `x-rms-*` headers are lifted into the delivery's fields.
  */
-export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Delivery | { invalid: string } {
+export function parseAmqpDelivery(topic: string, message: ConsumeMessage, group: string = DEFAULT_GROUP): Delivery | { invalid: string } {
   const id = message.properties.messageId as unknown;
   if (typeof id !== 'string' || id === '') return { invalid: 'it has no messageId' };
   let payload: unknown;
@@ -175,6 +172,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Deliv
   return {
     id,
     topic,
+    group,
     payload,
     headers,
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
@@ -221,10 +219,12 @@ type State = 'idle' | 'running' | 'stopping' | 'closed';
 export class RabbitMqConsumer {
   /** The topic consumed. */
   readonly topic: string;
-  /** The queue consumed: `<queuePrefix><topic>`. */
+  /** The consumer group whose queue is consumed. */
+  readonly group: string;
+  /** The queue consumed: `<queuePrefix><topic>.<group>` (`<queuePrefix><topic>` for the default group). */
   readonly queue: string;
 
-  readonly #url: string;
+  readonly #broker: BrokerEndpoints;
   readonly #exchange: string;
   readonly #queueArguments: Record<string, unknown> | undefined;
   readonly #prefetch: number;
@@ -257,10 +257,11 @@ export class RabbitMqConsumer {
       throw new RangeError(`prefetch must be a whole number from 1 to 65535, got ${prefetch}`);
     }
     this.topic = options.topic;
-    this.queue = rabbitMqQueueName(options.topic, options.queuePrefix ?? DEFAULTS.queuePrefix);
-    this.#url = withHeartbeat(options.url, options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds);
+    this.group = options.group ?? DEFAULT_GROUP;
+    this.queue = groupQueueName(options.topic, this.group, options.queuePrefix ?? DEFAULTS.queuePrefix);
+    this.#broker = new BrokerEndpoints(brokerUrls(options.url, options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds));
     this.#exchange = options.exchange ?? DEFAULTS.exchange;
-    this.#queueArguments = options.queueArguments;
+    this.#queueArguments = queueArgumentsFor(options.queueType, options.queueArguments);
     this.#prefetch = prefetch;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     this.#reconnectDelayMs = options.reconnectDelayMs ?? DEFAULTS.reconnectDelayMs;
@@ -423,7 +424,7 @@ export class RabbitMqConsumer {
   }
 
   async #open(expired: () => boolean, adopted: (session: Session) => void): Promise<Session> {
-    const model = await amqp.connect(this.#url, this.#socketOptions);
+    const model = await this.#broker.connect(this.#socketOptions);
     const session: Session = { model, channel: undefined, consumerTag: undefined, lost: false, error: undefined };
     adopted(session);
     // Without an 'error' listener, an error event (socket reset, heartbeat timeout) would
@@ -455,7 +456,7 @@ export class RabbitMqConsumer {
     const options: Options.AssertQueue = { durable: true };
     if (this.#queueArguments !== undefined) options.arguments = this.#queueArguments;
     await channel.assertQueue(this.queue, options);
-    await channel.bindQueue(this.queue, this.#exchange, this.topic);
+    await channel.bindQueue(this.queue, this.#exchange, this.queue);
   }
 
   async #consume(session: Session, channel: Channel): Promise<void> {
@@ -476,7 +477,7 @@ export class RabbitMqConsumer {
     // After cancel(): leave it unacked; the broker requeues it when the channel closes.
     if (this.#state !== 'running') return;
     const settlement = this.#settlement(session, channel, message);
-    const delivery = parseAmqpDelivery(this.topic, message);
+    const delivery = parseAmqpDelivery(this.topic, message, this.group);
     if ('invalid' in delivery) {
       this.#logger.error(
         { queue: this.queue, messageId: message.properties.messageId as unknown, deliveryTag: message.fields.deliveryTag },

@@ -2,11 +2,23 @@
  * The message service's public surface, for tests and embedding.
  */
 export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
-export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
+export { AppRegistry, parseAppRegistry, type AppRegistration, type Role, type Subscription } from './config/app-registry.js';
 export { CONFIG_VARIABLES, loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
-export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
+export {
+  decide,
+  decideDeliveries,
+  deliveriesOf,
+  freshDelivery,
+  patchFor,
+  type Command,
+  type Decision,
+  type Actor,
+  type DeliveryCommand,
+  type DeliveriesDecision,
+  type GroupCommand,
+} from './domain/state-machine.js';
 export { createLogger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore } from './store/create-message-store.js';

@@ -87,8 +87,20 @@ interface FailoverParts {
 
 /** RabbitMQ, failing over to the Redis lists behind the ZooKeeper degrade switch (design section 7). */
 async function createFailoverTransport(config: RmsConfig, logger: Logger): Promise<FailoverParts> {
-  const rabbitmq = new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
-  const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
+  const rabbitmq = new RabbitMqTransport({
+    url: config.rabbitmqUrl,
+    queuePrefix: config.queuePrefix,
+    queueType: config.queueType,
+    confirmTimeoutMs: config.publishTimeoutMs,
+    logger: logger.child({ part: 'rabbitmq' }),
+  });
+  const redis = new RedisListTransport({
+    url: config.redisUrl,
+    cluster: config.redis.cluster,
+    waitReplicas: config.redis.waitReplicas,
+    shards: config.failover.shards,
+    logger: logger.child({ part: 'redis' }),
+  });
   const degradeSwitch = new ZooKeeperDegradeSwitch({
     connect: config.zkConnect,
     root: config.zkRoot,
@@ -154,6 +166,7 @@ export class RmsServer {
     // Outermost, so the deadline also covers the wait for a coalesced batch.
     const store = new BoundedMessageStore(coalescing, config.storeAdmission);
     const registry = new AppRegistry(config.apps);
+    for (const warning of registry.warnings()) logger.warn({ registry: 'RMS_APPS' }, warning);
     const metrics = new Metrics();
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
     const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
@@ -200,7 +213,9 @@ export class RmsServer {
       checkDelayMs: config.checkBack.delayMs,
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
-      ackTimeoutFor: (topic) => scheduleFor(topic).ackTimeoutMs,
+      ackTimeoutFor: (topic, group) => scheduleFor(topic, group).ackTimeoutMs,
+      subscriptions: registry,
+      maxDelayMs: config.maxDelayMs,
     });
     const app = createHttpApp({
       service,

@@ -70,6 +70,7 @@ export class CheckBackWorker {
         set: counted,
         fence,
         dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
+        groups: registry.groupsFor(message.topic),
       });
       if (applied.kind === 'moved') this.options.dispatcher.dispatchSoon(applied.message);
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: COMMIT');

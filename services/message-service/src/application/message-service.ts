@@ -1,6 +1,10 @@
 /**
  * The use cases behind the HTTP API: prepare, confirm, cancel, ack, get, list, resend.
  *
+ * Producers write only the topics the registry allows them; a confirmed message gets one
+ * delivery per consumer group subscribed to its topic, and a consumer acks (heartbeats)
+ * its own group's delivery.
+ *
  * Each state-changing call reads the message, asks the state machine what the command
  * does, and writes the decision with a conditional transition. If another call changed
  * the message in between, the write matches nothing and the call decides again from the
@@ -9,11 +13,11 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
-import type { AppRegistration, Role } from '../config/app-registry.js';
-import { NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
-import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageState, MessageStatus } from '../domain/message.js';
-import type { Actor, Command } from '../domain/state-machine.js';
-import { applyAssuming, applyCommand } from './apply-command.js';
+import type { AppRegistration, AppRegistry, Role } from '../config/app-registry.js';
+import { ForbiddenError, InvalidRequestError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
+import { DEFAULT_GROUP, type DeliveryStatus, type JsonValue, type Message, type MessageHeaders, type MessageStatus } from '../domain/message.js';
+import { type Actor, type Command, type DeliveryCommand, deliveriesOf } from '../domain/state-machine.js';
+import { type AppliedToDeliveries, applyCommand, applyToDeliveries } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
 
@@ -27,11 +31,22 @@ export interface PrepareInput {
   /** The producer's idempotency key. */
   messageId?: string;
   headers?: MessageHeaders;
+  /** Deliver no earlier than this time (a delayed message). */
+  deliverAt?: Date;
+  /** Deliver no earlier than this long after prepare (a delayed message); not with `deliverAt`. */
+  delayMs?: number;
 }
+
+/** What the service asks of the app registry: topic permissions and subscriptions. */
+export type Subscriptions = Pick<AppRegistry, 'groupsFor' | 'mayProduce' | 'groupsOf'>;
+
+/** Every producer may write every topic, and every topic has the default group alone. */
+const OPEN_SUBSCRIPTIONS: Subscriptions = { groupsFor: () => [DEFAULT_GROUP], mayProduce: () => true, groupsOf: () => undefined };
 
 /** One entry of a batch ack's answer. */
 export type AckResult =
-  | { id: string; status: MessageStatus }
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery. */
+  | { id: string; status: MessageStatus; group: string; delivery: DeliveryStatus }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** Settings of the message service. */
@@ -45,8 +60,12 @@ export interface MessageServiceOptions {
   newId?: () => string;
   /** Publishes messages that enter SENDING; without one they wait for the redelivery loop. */
   dispatcher?: Dispatcher;
-  /** The ack deadline of a topic's deliveries (heartbeats extend by it). @defaultValue () => 240000 */
-  ackTimeoutFor?: (topic: string) => number;
+  /** The ack deadline of a topic's group's deliveries (heartbeats extend by it). @defaultValue () => 240000 */
+  ackTimeoutFor?: (topic: string, group: string) => number;
+  /** Topic permissions and consumer groups. @defaultValue any producer writes any topic; one default group per topic */
+  subscriptions?: Subscriptions;
+  /** The latest a delayed message may go, from its prepare. @defaultValue 30 days */
+  maxDelayMs?: number;
   /**
    * A message entering SENDING is due this long later unless its dispatch reports first:
    * if this instance dies before publishing, another instance's redelivery loop takes over.
@@ -54,10 +73,6 @@ export interface MessageServiceOptions {
    */
   dispatchLeaseMs?: number;
 }
-
-/** Where a confirm usually finds a message, and an ack. */
-const PENDING: MessageState = { status: 'PENDING', deadReason: null };
-const SENDING: MessageState = { status: 'SENDING', deadReason: null };
 
 /** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
 const MAX_DECISION_ROUNDS = 8;
@@ -74,7 +89,9 @@ export class MessageService {
   private readonly newId: () => string;
   private readonly dispatcher: Dispatcher | undefined;
   private readonly dispatchLeaseMs: number;
-  private readonly ackTimeoutFor: (topic: string) => number;
+  private readonly ackTimeoutFor: (topic: string, group: string) => number;
+  private readonly subscriptions: Subscriptions;
+  private readonly maxDelayMs: number;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -84,6 +101,8 @@ export class MessageService {
     this.dispatcher = options.dispatcher;
     this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
     this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
+    this.subscriptions = options.subscriptions ?? OPEN_SUBSCRIPTIONS;
+    this.maxDelayMs = options.maxDelayMs ?? 30 * 24 * 3600 * 1000;
   }
 
   /**
@@ -92,7 +111,11 @@ export class MessageService {
    * refuses with `MESSAGE_ID_REUSED` if it is not.
    */
   async prepare(caller: Caller, input: PrepareInput): Promise<{ message: Message; created: boolean }> {
+    if (!this.subscriptions.mayProduce(caller.app, input.topic)) {
+      throw new ForbiddenError(`app ${caller.app} may not write topic ${input.topic}: it is not among the topics the app registry allows it`);
+    }
     const createdAt = this.now();
+    const deliverAt = this.deliverAtOf(input, createdAt);
     const result = await this.store.insert({
       id: this.newId(),
       producer: caller.app,
@@ -101,6 +124,7 @@ export class MessageService {
       payload: input.payload,
       headers: input.headers ?? {},
       createdAt,
+      deliverAt,
       nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
     });
     if (!result.created) {
@@ -134,12 +158,13 @@ export class MessageService {
     return Promise.allSettled(ids.map((id) => this.confirm(caller, id)));
   }
 
-  /** The producer's local transaction committed: the message becomes `SENDING`. */
+  /**
+   * The producer's local transaction committed: the message becomes `SENDING`, with one
+   * delivery per consumer group subscribed to its topic now (groups subscribed later do
+   * not get it). A delayed message waits until its `deliverAt`.
+   */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message), undefined, {
-      state: PENDING,
-      ...(!hasRole(caller, 'admin') && { producer: caller.app }),
-    });
+    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
@@ -147,17 +172,23 @@ export class MessageService {
     return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
   }
 
-  /** A consumer processed the message: it becomes `COMPLETED`. */
-  ack(_caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'ack' }, () => undefined, undefined, { state: SENDING });
+  /**
+   * A consumer processed the message: its group's delivery is acked, and the message
+   * becomes `COMPLETED` once every group's is. `group` defaults to the caller's group for
+   * the topic (see `consumerGroup`).
+   */
+  async ack(caller: Caller, id: string, group?: string): Promise<Message> {
+    return (await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }))).message;
   }
 
-  /** Acks many messages; one failure does not fail the others. */
-  async ackMany(caller: Caller, ids: readonly string[]): Promise<AckResult[]> {
+  /** Acks many messages (of one group); one failure does not fail the others. */
+  async ackMany(caller: Caller, ids: readonly string[], group?: string): Promise<AckResult[]> {
     return Promise.all(
       ids.map(async (id): Promise<AckResult> => {
         try {
-          return { id, status: (await this.ack(caller, id)).status };
+          const acked = await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }));
+          const delivery = deliveriesOf(acked.message, DEFAULT_GROUP).find((candidate) => candidate.group === acked.group);
+          return { id, status: acked.message.status, group: acked.group, delivery: delivery?.status ?? 'SENDING' };
         } catch (error) {
           if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
           const status = error instanceof StateConflictError ? { status: error.status } : {};
@@ -167,19 +198,111 @@ export class MessageService {
     );
   }
 
-  /** An admin asks for a `DEAD` message to be delivered again, attempts reset. */
-  resend(_caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'resend' }, () => undefined);
+  /**
+   * An admin asks for a `DEAD` delivery to go out again, rounds reset: `group`'s, or every
+   * DEAD delivery of the message when no group is named.
+   */
+  async resend(_caller: Caller, id: string, group?: string): Promise<Message> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    const now = this.now();
+    const command: DeliveryCommand = { type: 'resend', dueAt: new Date(now.getTime() + this.dispatchLeaseMs) };
+    const groups = (read: Message) => {
+      if (group !== undefined) return [group];
+      const dead = deliveriesOf(read, DEFAULT_GROUP).filter((delivery) => delivery.status === 'DEAD');
+      if (dead.length > 0) return dead.map((delivery) => delivery.group);
+      // Nothing dead: the state machine says what a resend means here (SENDING: nothing to
+      // do; COMPLETED, or never confirmed: refused).
+      return [deliveriesOf(read, DEFAULT_GROUP)[0]?.group ?? DEFAULT_GROUP];
+    };
+    const applied = await applyToDeliveries(this.store, message, (read) => groups(read).map((name) => ({ group: name, command })), { at: now, defaultGroup: DEFAULT_GROUP });
+    return this.settled(id, applied, true);
   }
 
   /**
-   * A consumer still handling the message pushes its ack deadline to `extendMs` from now
-   * (default: the topic's ack timeout), so a slow handler is not redelivered under itself.
+   * A consumer still handling the message pushes its group's ack deadline to `extendMs`
+   * from now (default: the topic's group's ack timeout), so a slow handler is not
+   * redelivered under itself.
    */
-  heartbeat(_caller: Caller, id: string, extendMs?: number): Promise<Message> {
-    return this.apply(id, { type: 'heartbeat' }, () => undefined, (message, now) => ({
-      nextAttemptAt: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic))),
+  async heartbeat(caller: Caller, id: string, extendMs?: number, group?: string): Promise<Message> {
+    const beat = await this.applyToGroup(caller, id, group, (message, own, now) => ({
+      type: 'heartbeat',
+      until: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic, own))),
     }));
+    return beat.message;
+  }
+
+  /**
+   * The consumer group in which `caller` settles a delivery of `message`. An app that
+   * declares subscriptions settles only its own groups' deliveries of topics it reads
+   * (403 otherwise); `group` may name one when it reads the topic in several. An app that
+   * declares none may settle any group's delivery, the only one when `group` is omitted.
+   * @throws ForbiddenError naming the topic or group the caller does not read.
+   * @throws InvalidRequestError when the group is ambiguous.
+   */
+  private consumerGroup(caller: Caller, message: Message, group: string | undefined): string {
+    const own = this.subscriptions.groupsOf(caller.app, message.topic);
+    if (own === undefined) {
+      if (group !== undefined) return group;
+      const groups = deliveriesOf(message, DEFAULT_GROUP).map((delivery) => delivery.group);
+      if (groups.length <= 1) return groups[0] ?? DEFAULT_GROUP;
+      throw new InvalidRequestError(`message ${message.id} has deliveries for groups ${groups.join(', ')}: name yours in "group"`, { field: 'group' });
+    }
+    if (own.length === 0) throw new ForbiddenError(`app ${caller.app} does not subscribe to topic ${message.topic}`);
+    if (group !== undefined) {
+      if (!own.includes(group)) throw new ForbiddenError(`app ${caller.app} does not read topic ${message.topic} in group ${group}`);
+      return group;
+    }
+    if (own.length === 1) return own[0] as string;
+    throw new InvalidRequestError(`app ${caller.app} reads topic ${message.topic} in groups ${own.join(', ')}: name one in "group"`, { field: 'group' });
+  }
+
+  /** Reads the message, resolves the caller's group, and applies a command to that group's delivery. */
+  private async applyToGroup(
+    caller: Caller,
+    id: string,
+    group: string | undefined,
+    command: (message: Message, group: string, now: Date) => DeliveryCommand,
+  ): Promise<{ message: Message; group: string }> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    const own = this.consumerGroup(caller, message, group);
+    const now = this.now();
+    const applied = await applyToDeliveries(this.store, message, (read) => [{ group: own, command: command(read, own, now) }], { at: now, defaultGroup: DEFAULT_GROUP });
+    return { message: this.settled(id, applied, false), group: own };
+  }
+
+  /** The answer to a delivery command: the message, or the error its outcome means. */
+  private settled(id: string, applied: AppliedToDeliveries, dispatch: boolean): Message {
+    switch (applied.kind) {
+      case 'moved':
+        if (dispatch) this.dispatcher?.dispatchSoon(applied.message);
+        return applied.message;
+      case 'unchanged':
+        return applied.message;
+      case 'refused':
+        throw new StateConflictError(applied.reason, applied.message.status);
+      case 'lost':
+        throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, 'SENDING');
+    }
+  }
+
+  /**
+   * When a delayed message may go: `deliverAt`, or `delayMs` after prepare; `null` for at
+   * once. Refuses a time further than the configured maximum.
+   * @throws InvalidRequestError naming the field.
+   */
+  private deliverAtOf(input: PrepareInput, createdAt: Date): Date | null {
+    if (input.deliverAt !== undefined && input.delayMs !== undefined) {
+      throw new InvalidRequestError('give deliverAt or delayMs, not both', { field: 'deliverAt' });
+    }
+    const at = input.deliverAt ?? (input.delayMs !== undefined ? new Date(createdAt.getTime() + input.delayMs) : null);
+    if (at === null) return null;
+    const field = input.deliverAt !== undefined ? 'deliverAt' : 'delayMs';
+    if (at.getTime() - createdAt.getTime() > this.maxDelayMs) {
+      throw new InvalidRequestError(`${field}: at most ${this.maxDelayMs} ms ahead (RMS_MAX_DELAY_MS)`, { field });
+    }
+    return at;
   }
 
   /**
@@ -193,6 +316,7 @@ export class MessageService {
       const page = await this.store.list({ status: 'DEAD', topic, limit: Math.min(100, limit - resent.length), ...(after && { after }) });
       for (const message of page.messages) {
         if (message.deadReason !== 'DELIVERY_EXHAUSTED') continue;
+        // Every DEAD delivery of the message (its other groups' are left as they are).
         try {
           await this.resend(caller, message.id);
           resent.push(message.id);
@@ -233,31 +357,8 @@ export class MessageService {
     }
   }
 
-  /**
-   * Reads the message, decides, writes conditionally; decides again if the write lost.
-   * With `likely`, first writes the decision from that state without reading (see
-   * `applyAssuming`): the common case costs one statement, and any other case falls
-   * through to the read.
-   */
-  private async apply(
-    id: string,
-    command: Command,
-    authorize: (message: Message) => void,
-    extra?: (message: Message, now: Date) => MessagePatch,
-    likely?: { state: MessageState; producer?: string },
-  ): Promise<Message> {
-    if (likely) {
-      const now = this.now();
-      const applied = await applyAssuming(this.store, id, likely.state, command, {
-        at: now,
-        dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
-        ...(likely.producer !== undefined && { producer: likely.producer }),
-      });
-      if (applied.kind === 'moved') {
-        if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
-        return applied.message;
-      }
-    }
+  /** Reads the message, decides, writes conditionally; decides again if the write lost. */
+  private async apply(id: string, command: Command, authorize: (message: Message) => void): Promise<Message> {
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);
@@ -266,7 +367,7 @@ export class MessageService {
       const applied = await applyCommand(this.store, message, command, {
         at: now,
         dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
-        ...(extra && { set: extra(message, now) }),
+        groups: this.subscriptions.groupsFor(message.topic),
       });
       switch (applied.kind) {
         case 'unchanged':

@@ -15,6 +15,7 @@ import {
   batchAckBodySchema,
   batchConfirmBodySchema,
   batchPrepareBodySchema,
+  groupBodySchema,
   decodeCursor,
   encodeCursor,
   heartbeatBodySchema,
@@ -83,6 +84,8 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       payload: parsed.payload as JsonValue,
       ...(parsed.messageId !== undefined && { messageId: parsed.messageId }),
       ...(parsed.headers !== undefined && { headers: parsed.headers }),
+      ...(parsed.deliverAt !== undefined && { deliverAt: new Date(parsed.deliverAt) }),
+      ...(parsed.delayMs !== undefined && { delayMs: parsed.delayMs }),
     };
   };
 
@@ -126,13 +129,14 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     response.json(toMessageView(await service.cancel(callerOf(response), idOf(request.params))));
   });
 
-  router.post('/v1/messages/:id/ack', requireRole('consumer'), async (request, response) => {
-    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params))));
+  router.post('/v1/messages/:id/ack', requireRole('consumer'), smallBody, async (request, response) => {
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params), body?.group)));
   });
 
   router.post('/v1/acks', requireRole('consumer'), idListBody, async (request, response) => {
-    const { ids } = parseOrThrow(batchAckBodySchema, request.body);
-    response.json({ results: await service.ackMany(callerOf(response), ids) });
+    const { ids, group } = parseOrThrow(batchAckBodySchema, request.body);
+    response.json({ results: await service.ackMany(callerOf(response), ids, group) });
   });
 
   router.get('/v1/messages/:id', async (request, response) => {
@@ -152,7 +156,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
 
   router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
     const body = parseOrThrow(heartbeatBody, request.body);
-    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
+    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs, body?.group)));
   });
 
   router.post('/v1/topics/:topic/resend', requireRole('admin'), smallBody, async (request, response) => {
@@ -162,8 +166,9 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     response.json({ topic, resent: ids.length, ids });
   });
 
-  router.post('/v1/messages/:id/resend', requireRole('admin'), async (request, response) => {
-    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params))));
+  router.post('/v1/messages/:id/resend', requireRole('admin'), smallBody, async (request, response) => {
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params), body?.group)));
   });
 
   return router;
