@@ -166,21 +166,39 @@ export async function whenReady(redis: FallbackRedis, ms: number): Promise<boole
   if (redis.status === 'wait') redis.connect().catch(noop);
   else if (redis.status !== 'connecting' && redis.status !== 'connect') return false;
   let timer: NodeJS.Timeout | undefined;
-  let settle: (ready: boolean) => void = noop;
-  const onReady = (): void => settle(true);
-  const onClose = (): void => settle(false);
   try {
-    return await new Promise<boolean>((resolve) => {
-      settle = resolve;
-      redis.once('ready', onReady);
-      redis.once('close', onClose);
-      timer = setTimeout(onClose, Math.max(0, ms));
-    });
+    return await Promise.race([connectionOutcome(redis), new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))))]);
   } finally {
     clearTimeout(timer);
-    redis.off('ready', onReady);
-    redis.off('close', onClose);
   }
+}
+
+/** The pending outcome of a connection attempt, per client: shared by every caller waiting on it. */
+const connectionOutcomes = new WeakMap<object, Promise<boolean>>();
+
+/**
+ * Resolves `true` on the client's next `ready`, `false` on its next `close`. Callers that
+ * wait at the same time share one pair of listeners (hundreds of publishes made while a
+ * client connects would otherwise each add their own).
+ */
+function connectionOutcome(redis: FallbackRedis): Promise<boolean> {
+  let outcome = connectionOutcomes.get(redis);
+  if (outcome === undefined) {
+    outcome = new Promise<boolean>((resolve) => {
+      const settle = (ready: boolean) => () => {
+        redis.off('ready', onReady);
+        redis.off('close', onClose);
+        connectionOutcomes.delete(redis);
+        resolve(ready);
+      };
+      const onReady = settle(true);
+      const onClose = settle(false);
+      redis.once('ready', onReady);
+      redis.once('close', onClose);
+    });
+    connectionOutcomes.set(redis, outcome);
+  }
+  return outcome;
 }
 
 function transportError(code: TransportErrorCode, message: string, cause?: unknown): TransportError {
