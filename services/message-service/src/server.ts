@@ -19,6 +19,9 @@ import type { NotificationSink } from './alerts/notifier.js';
 import { WebhookSink } from './alerts/webhook-sink.js';
 import { CheckBackWorker } from './application/check-back.js';
 import { Dispatcher } from './application/dispatcher.js';
+import { HistoryRecorder } from './application/history-recorder.js';
+import { MessageStats } from './application/message-stats.js';
+import { reportDead } from './application/report-dead.js';
 import { DueLoop } from './application/due-loop.js';
 import { MessageService } from './application/message-service.js';
 import { RetentionSweeper } from './application/retention.js';
@@ -137,6 +140,7 @@ export class RmsServer {
       loops: DueLoop[];
       retention: RetentionSweeper;
       notifier: AlertBatcher;
+      history: HistoryRecorder;
     },
     private readonly logger: Logger,
     private readonly shutdownGraceMs: number,
@@ -163,7 +167,8 @@ export class RmsServer {
       logger: logger.child({ part: 'alerts' }),
     });
     const scheduleFor = deliveryScheduleResolver(config.delivery, config.topicSchedules);
-    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, logger: logger.child({ part: 'dispatcher' }) });
+    const history = new HistoryRecorder({ store, logger: logger.child({ part: 'history' }) });
+    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, history, logger: logger.child({ part: 'dispatcher' }) });
     const checkBack = new CheckBackWorker({
       store,
       client: options.checkBackClient ?? new HttpCheckBackClient({ timeoutMs: config.checkTimeoutMs }),
@@ -173,6 +178,7 @@ export class RmsServer {
       dispatchLeaseMs: config.loops.leaseMs,
       notifier,
       metrics,
+      history,
       logger: logger.child({ part: 'check-back' }),
     });
     const loopOptions = {
@@ -200,7 +206,9 @@ export class RmsServer {
       checkDelayMs: config.checkBack.delayMs,
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
-      ackTimeoutFor: (topic) => scheduleFor(topic).ackTimeoutMs,
+      scheduleFor,
+      history,
+      onDead: (message, consumerApp) => reportDead(message, { notifier, metrics, history }, { actor: 'consumer', app: consumerApp }),
     });
     const app = createHttpApp({
       service,
@@ -210,6 +218,9 @@ export class RmsServer {
       maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
       logger,
       metrics,
+      stats: new MessageStats({ store }),
+      degradeSwitch: failover?.degradeSwitch,
+      failoverStatus: failover ? () => failoverDetails(failover.transport) : undefined,
       readinessChecks: [
         {
           name: 'store',
@@ -248,7 +259,7 @@ export class RmsServer {
     const server = new RmsServer(
       http,
       drain,
-      { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier },
+      { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier, history },
       logger,
       config.shutdownGraceMs,
     );
@@ -265,10 +276,11 @@ export class RmsServer {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier } = this.parts;
+      const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier, history } = this.parts;
       this.logger.info({ graceMs: this.shutdownGraceMs }, 'RMS shutting down');
       await Promise.all([this.drain.drain(this.shutdownGraceMs), ...loops.map((loop) => loop.stop()), retention.stop()]);
       await dispatcher.close();
+      await history.flush();
       await notifier.flush();
       await transport.close();
       await degradeSwitch?.close();

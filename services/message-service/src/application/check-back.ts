@@ -14,6 +14,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { HistoryRecorder } from './history-recorder.js';
 import { reportDead } from './report-dead.js';
 
 /** Dependencies of the check-back worker. */
@@ -28,6 +29,8 @@ export interface CheckBackWorkerOptions {
   notifier: Notifier;
   metrics: Metrics;
   logger: Logger;
+  /** Where each check-back and its verdict are recorded. */
+  history: HistoryRecorder;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -45,6 +48,7 @@ export class CheckBackWorker {
     const { store, client, registry, metrics, logger } = this.options;
     const attempt = message.checkAttempts + 1;
     const app = registry.findByName(message.producer);
+    const startedAt = performance.now();
     const answer =
       app?.checkUrl && app.secret
         ? await client.check(
@@ -61,6 +65,18 @@ export class CheckBackWorker {
         : { verdict: 'UNKNOWN' as const, detail: `producer ${message.producer} has no check URL registered` };
     metrics.checkBacks.inc({ verdict: answer.verdict });
     const now = this.now();
+    const { history } = this.options;
+    history.record({
+      messageId: message.id,
+      at: now,
+      type: 'check-back',
+      actor: 'rms',
+      app: message.producer,
+      attempt,
+      outcome: answer.verdict,
+      durationMs: performance.now() - startedAt,
+      reason: answer.detail ?? null,
+    });
     const fence = { nextAttemptAt: message.nextAttemptAt };
     const counted = { checkAttempts: attempt };
 
@@ -71,12 +87,16 @@ export class CheckBackWorker {
         fence,
         dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
       });
-      if (applied.kind === 'moved') this.options.dispatcher.dispatchSoon(applied.message);
+      if (applied.kind === 'moved') {
+        history.record({ messageId: message.id, at: now, type: 'confirmed', actor: 'check-back', app: message.producer, attempt });
+        this.options.dispatcher.dispatchSoon(applied.message);
+      }
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: COMMIT');
       return;
     }
     if (answer.verdict === 'ROLLBACK') {
       const applied = await applyCommand(store, message, { type: 'check-rollback' }, { at: now, set: counted, fence });
+      if (applied.kind === 'moved') history.record({ messageId: message.id, at: now, type: 'cancelled', actor: 'check-back', app: message.producer, attempt });
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: ROLLBACK');
       return;
     }

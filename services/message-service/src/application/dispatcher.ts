@@ -14,6 +14,7 @@ import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '..
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
+import type { HistoryRecorder } from './history-recorder.js';
 import { reportDead } from './report-dead.js';
 
 /** Dependencies of the dispatcher. */
@@ -25,6 +26,8 @@ export interface DispatcherOptions {
   notifier: Notifier;
   logger: Logger;
   metrics: Metrics;
+  /** Where each delivery round is recorded. */
+  history: HistoryRecorder;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -68,6 +71,7 @@ export class Dispatcher {
     metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
+    const startedAt = performance.now();
     for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
       try {
         carrier = await transport.publish(outgoing);
@@ -80,6 +84,17 @@ export class Dispatcher {
     const published = carrier !== undefined;
     if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
     const now = this.now();
+    this.options.history.record({
+      messageId: message.id,
+      at: now,
+      type: 'delivery',
+      actor: 'rms',
+      attempt: round,
+      transport: carrier ?? null,
+      outcome: published ? 'published' : 'failed',
+      durationMs: performance.now() - startedAt,
+      reason: lastError,
+    });
     const previousRoundFailed = message.deliveryAttempts > 0 && message.lastError !== null;
     const next = afterDeliveryRound(schedule, round, published, previousRoundFailed, now);
     const fence = { nextAttemptAt: message.nextAttemptAt };
@@ -106,9 +121,12 @@ export class Dispatcher {
       await this.deliver(message);
       return;
     }
+    const rounds = message.deliveryAttempts;
     const applied = await applyCommand(this.options.store, message, { type: 'delivery-exhausted' }, {
       at: this.now(),
       fence: { nextAttemptAt: message.nextAttemptAt },
+      // The last round went out but no consumer acked it: say so rather than leave no reason.
+      ...(message.lastError === null && { set: { lastError: `no consumer acked any of ${rounds} deliveries` } }),
     });
     if (applied.kind === 'moved') reportDead(applied.message, this.options);
   }

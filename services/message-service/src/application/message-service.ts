@@ -1,5 +1,6 @@
 /**
- * The use cases behind the HTTP API: prepare, confirm, cancel, ack, get, list, resend.
+ * The use cases behind the HTTP API: prepare, confirm, cancel, ack, nack, heartbeat, get,
+ * list, history and resend. Every change a call makes is recorded in the message's history.
  *
  * Each state-changing call reads the message, asks the state machine what the command
  * does, and writes the decision with a conditional transition. If another call changed
@@ -12,10 +13,13 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, Role } from '../config/app-registry.js';
 import { NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
 import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageState, MessageStatus } from '../domain/message.js';
-import type { Actor, Command } from '../domain/state-machine.js';
+import type { MessageEvent, NewMessageEvent } from '../domain/message-event.js';
+import { type DeliverySchedule, afterConsumerFailure } from '../domain/schedule.js';
+import { type Actor, type Command, decide } from '../domain/state-machine.js';
 import { applyAssuming, applyCommand } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
-import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
+import type { HistoryRecorder } from './history-recorder.js';
+import type { ListCursor, ListQuery, MessagePage, MessageStore } from '../store/message-store.js';
 
 /** The authenticated app making a call. */
 export type Caller = Pick<AppRegistration, 'app' | 'roles'>;
@@ -34,6 +38,40 @@ export type AckResult =
   | { id: string; status: MessageStatus }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
+/** A consumer's report that it failed to handle a message. */
+export interface NackInput {
+  /** Why, in the consumer's words (cut to 1000 characters in the history). */
+  reason: string;
+  /** Deliver again this long from now rather than at once. */
+  retryAfterMs?: number;
+}
+
+/** One entry of a batch nack's answer: as a batch ack's. */
+export type NackResult = AckResult;
+
+/** Which messages a search or a bulk resend is about; every field narrows it. */
+export type MessageFilter = Omit<ListQuery, 'limit' | 'after'>;
+
+/** What a bulk resend did, or with `dryRun`, would do. */
+export interface BulkResendResult {
+  /** DEAD messages matching the filter (up to the limit looked at). */
+  matched: number;
+  /** How many of them can be resent (delivery exhausted; check-exhausted ones need a confirm or cancel). */
+  resendable: number;
+  /** The ids resent; empty on a dry run. */
+  resent: string[];
+  dryRun: boolean;
+}
+
+/** The delivery schedule of the design, used when the service is given none. */
+const DESIGN_DELIVERY_SCHEDULE: DeliverySchedule = {
+  ackTimeoutMs: 240_000,
+  retryImmediate: 3,
+  retryFirstDelayMs: 240_000,
+  retryIntervalMs: 60_000,
+  retryMax: 50,
+};
+
 /** Settings of the message service. */
 export interface MessageServiceOptions {
   store: MessageStore;
@@ -45,8 +83,16 @@ export interface MessageServiceOptions {
   newId?: () => string;
   /** Publishes messages that enter SENDING; without one they wait for the redelivery loop. */
   dispatcher?: Dispatcher;
-  /** The ack deadline of a topic's deliveries (heartbeats extend by it). @defaultValue () => 240000 */
-  ackTimeoutFor?: (topic: string) => number;
+  /**
+   * The delivery schedule of a topic: its ack timeout is what a heartbeat extends by, its
+   * round limit what a nack counts against.
+   * @defaultValue the design's: 240 s ack timeout, 50 rounds
+   */
+  scheduleFor?: (topic: string) => DeliverySchedule;
+  /** Records what happens to messages. @defaultValue nothing is recorded */
+  history?: HistoryRecorder;
+  /** Told of a message a consumer's failure report made DEAD, to count and alert it. @defaultValue nothing */
+  onDead?: (message: Message, consumerApp: string) => void;
   /**
    * A message entering SENDING is due this long later unless its dispatch reports first:
    * if this instance dies before publishing, another instance's redelivery loop takes over.
@@ -74,7 +120,9 @@ export class MessageService {
   private readonly newId: () => string;
   private readonly dispatcher: Dispatcher | undefined;
   private readonly dispatchLeaseMs: number;
-  private readonly ackTimeoutFor: (topic: string) => number;
+  private readonly scheduleFor: (topic: string) => DeliverySchedule;
+  private readonly history: HistoryRecorder | undefined;
+  private readonly onDead: (message: Message, consumerApp: string) => void;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -83,7 +131,9 @@ export class MessageService {
     this.newId = options.newId ?? uuidv7;
     this.dispatcher = options.dispatcher;
     this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
-    this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
+    this.scheduleFor = options.scheduleFor ?? (() => DESIGN_DELIVERY_SCHEDULE);
+    this.history = options.history;
+    this.onDead = options.onDead ?? (() => undefined);
   }
 
   /**
@@ -103,7 +153,9 @@ export class MessageService {
       createdAt,
       nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
     });
-    if (!result.created) {
+    if (result.created) {
+      this.record({ messageId: result.message.id, at: createdAt, type: 'prepared', actor: 'producer', app: caller.app });
+    } else {
       const stored = result.message;
       const same =
         stored.topic === input.topic &&
@@ -136,28 +188,50 @@ export class MessageService {
 
   /** The producer's local transaction committed: the message becomes `SENDING`. */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message), undefined, {
-      state: PENDING,
-      ...(!hasRole(caller, 'admin') && { producer: caller.app }),
+    const actor = this.settlingActor(caller);
+    return this.apply(id, { type: 'confirm', actor }, {
+      authorize: (message) => this.requireVisibleTo(caller, message),
+      likely: { state: PENDING, ...(!hasRole(caller, 'admin') && { producer: caller.app }) },
+      event: () => ({ type: 'confirmed', actor, app: caller.app }),
     });
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
   cancel(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
+    const actor = this.settlingActor(caller);
+    return this.apply(id, { type: 'cancel', actor }, {
+      authorize: (message) => this.requireVisibleTo(caller, message),
+      event: () => ({ type: 'cancelled', actor, app: caller.app }),
+    });
   }
 
   /** A consumer processed the message: it becomes `COMPLETED`. */
-  ack(_caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'ack' }, () => undefined, undefined, { state: SENDING });
+  ack(caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'ack' }, {
+      likely: { state: SENDING },
+      event: (message) => ({ type: 'acked', actor: 'consumer', app: caller.app, attempt: message.deliveryAttempts }),
+    });
   }
 
   /** Acks many messages; one failure does not fail the others. */
-  async ackMany(caller: Caller, ids: readonly string[]): Promise<AckResult[]> {
+  ackMany(caller: Caller, ids: readonly string[]): Promise<AckResult[]> {
+    return this.settleEach(ids, (id) => this.ack(caller, id));
+  }
+
+  /** Reports many failed handlings; one refusal does not fail the others. */
+  nackMany(caller: Caller, items: readonly ({ id: string } & NackInput)[]): Promise<NackResult[]> {
+    return this.settleEach(items.map((item) => item.id), (_id, index) => {
+      const { id, ...input } = items[index] as { id: string } & NackInput;
+      return this.nack(caller, id, input);
+    });
+  }
+
+  /** Runs `call` for each id; an RMS refusal becomes that id's error entry, an outage fails the whole. */
+  private async settleEach(ids: readonly string[], call: (id: string, index: number) => Promise<Message>): Promise<AckResult[]> {
     return Promise.all(
-      ids.map(async (id): Promise<AckResult> => {
+      ids.map(async (id, index): Promise<AckResult> => {
         try {
-          return { id, status: (await this.ack(caller, id)).status };
+          return { id, status: (await call(id, index)).status };
         } catch (error) {
           if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
           const status = error instanceof StateConflictError ? { status: error.status } : {};
@@ -167,43 +241,79 @@ export class MessageService {
     );
   }
 
-  /** An admin asks for a `DEAD` message to be delivered again, attempts reset. */
-  resend(_caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'resend' }, () => undefined);
+  /**
+   * An admin asks for a `DEAD` message to be delivered again: the round count starts over,
+   * and the history keeps the earlier rounds and says who resent it.
+   */
+  resend(caller: Caller, id: string): Promise<Message> {
+    return this.apply(id, { type: 'resend' }, {
+      event: (before) => ({ type: 'resent', actor: 'admin', app: caller.app, attempt: before.deliveryAttempts }),
+    });
+  }
+
+  /**
+   * A consumer failed to handle the message (`reason`): the round counts as spent, the
+   * next one is due at once (or after `retryAfterMs`), or with no rounds left the message
+   * becomes DEAD now. `lastError` and the history carry the reason. A failure reported
+   * after the message was acked (by another consumer) or went DEAD changes nothing but is
+   * still recorded.
+   */
+  async nack(caller: Caller, id: string, input: NackInput): Promise<Message> {
+    const lastError = `consumer ${caller.app}: ${input.reason}`;
+    let message = await this.store.findById(id);
+    for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
+      if (!message) throw new NotFoundError(id);
+      const now = this.now();
+      const failure = (at: Date | null): NewMessageEvent => ({
+        messageId: id,
+        at: now,
+        type: 'consumer-failure',
+        actor: 'consumer',
+        app: caller.app,
+        attempt: message?.deliveryAttempts ?? null,
+        reason: input.reason,
+        nextAttemptAt: at,
+      });
+      const decision = decide(message, { type: 'nack' });
+      if (decision.outcome === 'refused') throw new StateConflictError(decision.reason, message.status);
+      if (decision.outcome === 'unchanged') {
+        this.record(failure(null));
+        return message;
+      }
+      const next = afterConsumerFailure(this.scheduleFor(message.topic), message.deliveryAttempts, input.retryAfterMs, now);
+      const applied =
+        next.kind === 'exhausted'
+          ? await applyCommand(this.store, message, { type: 'delivery-exhausted' }, { at: now, set: { lastError } })
+          : await applyCommand(this.store, message, { type: 'nack' }, { at: now, set: { lastError, nextAttemptAt: next.at } });
+      if (applied.kind === 'moved') {
+        this.record(failure(applied.message.nextAttemptAt));
+        if (next.kind === 'exhausted') this.onDead(applied.message, caller.app);
+        return applied.message;
+      }
+      if (applied.kind !== 'lost') return applied.message;
+      message = await this.store.findById(id);
+    }
+    throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, message?.status ?? 'SENDING');
   }
 
   /**
    * A consumer still handling the message pushes its ack deadline to `extendMs` from now
    * (default: the topic's ack timeout), so a slow handler is not redelivered under itself.
    */
-  heartbeat(_caller: Caller, id: string, extendMs?: number): Promise<Message> {
-    return this.apply(id, { type: 'heartbeat' }, () => undefined, (message, now) => ({
-      nextAttemptAt: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic))),
-    }));
+  heartbeat(caller: Caller, id: string, extendMs?: number): Promise<Message> {
+    return this.apply(id, { type: 'heartbeat' }, {
+      extra: (message, now) => ({ nextAttemptAt: new Date(now.getTime() + (extendMs ?? this.scheduleFor(message.topic).ackTimeoutMs)) }),
+      event: (_before, after) => ({ type: 'heartbeat', actor: 'consumer', app: caller.app, attempt: after.deliveryAttempts, nextAttemptAt: after.nextAttemptAt }),
+    });
   }
 
   /**
-   * Resends the DEAD (delivery exhausted) messages of a topic, oldest pages last, at most
-   * `limit` of them; returns the ids resent. Messages that moved meanwhile are skipped.
+   * Resends the DEAD (delivery exhausted) messages of a topic, newest first, looking at
+   * most at `limit` DEAD messages; returns the ids resent. Messages that moved meanwhile
+   * are skipped.
    */
   async resendTopic(caller: Caller, topic: string, limit: number): Promise<string[]> {
-    const resent: string[] = [];
-    let after: ListCursor | undefined;
-    while (resent.length < limit) {
-      const page = await this.store.list({ status: 'DEAD', topic, limit: Math.min(100, limit - resent.length), ...(after && { after }) });
-      for (const message of page.messages) {
-        if (message.deadReason !== 'DELIVERY_EXHAUSTED') continue;
-        try {
-          await this.resend(caller, message.id);
-          resent.push(message.id);
-        } catch (error) {
-          if (!(error instanceof StateConflictError)) throw error;
-        }
-      }
-      if (!page.next) break;
-      after = page.next;
-    }
-    return resent;
+    return (await this.resendMatching(caller, { topic }, { limit, dryRun: false })).resent;
   }
 
   /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
@@ -215,11 +325,49 @@ export class MessageService {
   }
 
   /** Messages newest first, filtered and cursor-paged (admins). */
-  list(query: { status?: MessageStatus; topic?: string; limit: number; after?: ListCursor }): Promise<MessagePage> {
+  list(query: ListQuery): Promise<MessagePage> {
     return this.store.list(query);
   }
 
-  private settlingActor(caller: Caller): Actor {
+  /** The history of a message, oldest first, if the caller owns it or is an admin. */
+  async historyOf(caller: Caller, id: string): Promise<{ message: Message; events: MessageEvent[] }> {
+    const message = await this.get(caller, id);
+    return { message, events: this.history ? await this.history.history(id) : [] };
+  }
+
+  /**
+   * Resends the DEAD messages matching `filter`, newest first, looking at most at `limit`
+   * of them; with `dryRun`, only counts what it would resend. Messages that moved
+   * meanwhile are skipped.
+   */
+  async resendMatching(caller: Caller, filter: MessageFilter, options: { limit: number; dryRun: boolean }): Promise<BulkResendResult> {
+    const result: BulkResendResult = { matched: 0, resendable: 0, resent: [], dryRun: options.dryRun };
+    let after: ListCursor | undefined;
+    while (result.matched < options.limit) {
+      const page = await this.store.list({ ...filter, status: 'DEAD', limit: Math.min(100, options.limit - result.matched), ...(after && { after }) });
+      for (const message of page.messages) {
+        result.matched++;
+        if (message.deadReason !== 'DELIVERY_EXHAUSTED') continue;
+        result.resendable++;
+        if (options.dryRun) continue;
+        try {
+          await this.resend(caller, message.id);
+          result.resent.push(message.id);
+        } catch (error) {
+          if (!(error instanceof StateConflictError)) throw error;
+        }
+      }
+      if (!page.next) break;
+      after = page.next;
+    }
+    return result;
+  }
+
+  private record(event: NewMessageEvent): void {
+    this.history?.record(event);
+  }
+
+  private settlingActor(caller: Caller): Extract<Actor, 'producer' | 'admin'> {
     return hasRole(caller, 'admin') ? 'admin' : 'producer';
   }
 
@@ -242,10 +390,23 @@ export class MessageService {
   private async apply(
     id: string,
     command: Command,
-    authorize: (message: Message) => void,
-    extra?: (message: Message, now: Date) => MessagePatch,
-    likely?: { state: MessageState; producer?: string },
+    how: {
+      /** Refuses a caller who may not see the message. */
+      authorize?: (message: Message) => void;
+      /** More fields to write. */
+      extra?: (message: Message, now: Date) => MessagePatch;
+      /** Try this state first, without reading. */
+      likely?: { state: MessageState; producer?: string };
+      /** The history event of a move, given the message before it (or, when it was not read, after it) and after it. */
+      event?: (before: Message, after: Message) => Omit<NewMessageEvent, 'messageId' | 'at'>;
+    } = {},
   ): Promise<Message> {
+    const { authorize = () => undefined, extra, likely } = how;
+    const moved = (before: Message | null, after: Message, dispatch: boolean): Message => {
+      if (how.event) this.record({ ...how.event(before ?? after, after), messageId: id, at: after.updatedAt });
+      if (dispatch) this.dispatcher?.dispatchSoon(after);
+      return after;
+    };
     if (likely) {
       const now = this.now();
       const applied = await applyAssuming(this.store, id, likely.state, command, {
@@ -253,10 +414,7 @@ export class MessageService {
         dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
         ...(likely.producer !== undefined && { producer: likely.producer }),
       });
-      if (applied.kind === 'moved') {
-        if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
-        return applied.message;
-      }
+      if (applied.kind === 'moved') return moved(null, applied.message, applied.decision.dispatch);
     }
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
@@ -274,8 +432,7 @@ export class MessageService {
         case 'refused':
           throw new StateConflictError(applied.reason, applied.message.status);
         case 'moved':
-          if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
-          return applied.message;
+          return moved(message, applied.message, applied.decision.dispatch);
         case 'lost':
           message = await this.store.findById(id);
       }

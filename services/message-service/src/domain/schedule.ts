@@ -70,3 +70,17 @@ export function afterDeliveryRound(
 export function deliveryExhausted(schedule: DeliverySchedule, roundsMade: number): boolean {
   return roundsMade >= schedule.retryMax;
 }
+
+/** What to do after a consumer reported a failed handling (a nack). */
+export type AfterConsumerFailure = { kind: 'retry'; at: Date } | { kind: 'exhausted' };
+
+/**
+ * After a consumer reported that it failed to handle round number `roundsMade`: that round
+ * counts as a spent attempt, so with no rounds left the message is out of rounds at once;
+ * otherwise the next round is brought forward to now, or set `retryAfterMs` from now when
+ * the consumer asked for a pause.
+ */
+export function afterConsumerFailure(schedule: DeliverySchedule, roundsMade: number, retryAfterMs: number | undefined, now: Date): AfterConsumerFailure {
+  if (deliveryExhausted(schedule, roundsMade)) return { kind: 'exhausted' };
+  return { kind: 'retry', at: new Date(now.getTime() + (retryAfterMs ?? 0)) };
+}

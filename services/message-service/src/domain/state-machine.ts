@@ -34,7 +34,9 @@ export type Command =
   /** A check-back got no decisive answer: counters and schedule change, status stays. */
   | { type: 'check-recorded' }
   /** A consumer still working on the message pushes its ack deadline out. */
-  | { type: 'heartbeat' };
+  | { type: 'heartbeat' }
+  /** A consumer failed to handle the message: the next delivery comes sooner, the round counts. */
+  | { type: 'nack' };
 
 /** The verdict on a command. */
 export type Decision =
@@ -108,6 +110,11 @@ export function decide(state: MessageState, command: Command): Decision {
       return status === 'SENDING' ? to('SENDING') : refused(command, state);
     case 'check-recorded':
       return status === 'PENDING' ? to('PENDING') : refused(command, state);
+    case 'nack':
+      if (status === 'SENDING') return to('SENDING');
+      // Another consumer acked it, or the rounds ran out meanwhile: the failure changes nothing.
+      if (status === 'COMPLETED' || (status === 'DEAD' && deadReason === 'DELIVERY_EXHAUSTED')) return unchanged;
+      return refused(command, state);
     case 'heartbeat':
       if (status === 'SENDING') return to('SENDING');
       // The ack may overtake the last heartbeat; there is nothing left to extend.

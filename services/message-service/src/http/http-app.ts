@@ -5,14 +5,18 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
+import type { DegradeSwitch } from '@rms/client-sdk';
 import type { MessageService } from '../application/message-service.js';
+import type { MessageStats } from '../application/message-stats.js';
 import type { AppRegistry } from '../config/app-registry.js';
 import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
+import { dashboardRoutes } from './routes/dashboard-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
+import { operationsRoutes } from './routes/operations-routes.js';
 
 /** Dependencies of the HTTP application. */
 export interface HttpAppOptions {
@@ -27,6 +31,12 @@ export interface HttpAppOptions {
   maxHeartbeatExtendMs: number;
   logger: Logger;
   metrics: Metrics;
+  /** The counts behind `/v1/stats` and the dashboard. */
+  stats: MessageStats;
+  /** The degrade switch the dashboard shows and forces; absent when RMS runs with a transport of its own. */
+  degradeSwitch?: DegradeSwitch | undefined;
+  /** The failover transport's state for `/v1/stats`; absent without one. */
+  failoverStatus?: (() => Record<string, unknown>) | undefined;
 }
 
 /** Builds the express application. */
@@ -39,6 +49,7 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
+  app.use(dashboardRoutes());
   app.use('/v1', authenticate(options.registry));
   app.use(
     messageRoutes({
@@ -48,6 +59,7 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
       maxHeartbeatExtendMs: options.maxHeartbeatExtendMs,
     }),
   );
+  app.use(operationsRoutes({ stats: options.stats, degradeSwitch: options.degradeSwitch, failoverStatus: options.failoverStatus }));
   app.use((request: Request) => {
     throw new RmsError('NOT_FOUND', `no route ${request.method} ${request.path}`);
   });
