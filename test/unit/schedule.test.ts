@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
+import { afterConsumerFailure, afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const at = (ms: number) => new Date(now.getTime() + ms);
@@ -44,5 +44,21 @@ describe('check-back schedule', () => {
     assert.deepEqual(afterUnansweredCheck(CHECKS, 1, now), { kind: 'retry', at: at(30_000) });
     assert.deepEqual(afterUnansweredCheck(CHECKS, 14, now), { kind: 'retry', at: at(30_000) });
     assert.deepEqual(afterUnansweredCheck(CHECKS, 15, now), { kind: 'exhausted' });
+  });
+});
+
+describe('after a consumer reports a failed handling (nack)', () => {
+  test('the next round is due at once, not at the ack deadline', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 1, undefined, now), { kind: 'retry', at: now });
+  });
+
+  test('a consumer asking for a pause gets the next round retryAfterMs later', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 3, 5000, now), { kind: 'retry', at: at(5000) });
+  });
+
+  test('the failed round counts: after the last allowed round the message is out of rounds at once', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 50, undefined, now), { kind: 'exhausted' });
+    assert.deepEqual(afterConsumerFailure({ ...DELIVERY, retryMax: 2 }, 2, 60_000, now), { kind: 'exhausted' });
+    assert.equal(afterConsumerFailure({ ...DELIVERY, retryMax: 2 }, 1, undefined, now).kind, 'retry');
   });
 });

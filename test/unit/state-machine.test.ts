@@ -24,6 +24,7 @@ const COMMANDS: Record<string, Command> = {
   'delivery round recorded': { type: 'delivery-recorded' },
   'check-back recorded': { type: 'check-recorded' },
   heartbeat: { type: 'heartbeat' },
+  'consumer failure (nack)': { type: 'nack' },
 };
 
 /** `→X` moves to X (`→X!` also dispatches), `=` is an idempotent repeat, `409` a refusal. */
@@ -44,6 +45,7 @@ const TABLE: Record<string, Record<keyof typeof STATES, Expected>> = {
   'delivery round recorded': { PENDING: '409', SENDING: '→SENDING', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'check-back recorded':   { PENDING: '→PENDING', SENDING: '409', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   heartbeat:               { PENDING: '409', SENDING: '→SENDING', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
+  'consumer failure (nack)': { PENDING: '409', SENDING: '→SENDING', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '=' },
 };
 
 function summarize(decision: Decision): Expected {
