@@ -329,7 +329,8 @@ export class DeliveryProcessor<T = unknown> {
   /** Tells RMS why the handler failed (a nack); if that fails too, RMS redelivers after the ack deadline anyway. */
   async #reportFailure(delivery: Delivery<T>, error: unknown): Promise<void> {
     try {
-      await this.#options.client.nack(delivery.id, failureReason(error), retryAfterOf(error));
+      const retryAfterMs = retryAfterOf(error);
+      await this.#options.client.nack(delivery.id, failureReason(error), { attempt: delivery.attempt, ...(retryAfterMs !== undefined && { retryAfterMs }) });
     } catch (nackError) {
       this.#options.logger.warn({ err: nackError, id: delivery.id }, 'could not report the failure to RMS; it redelivers after the ack deadline');
     }

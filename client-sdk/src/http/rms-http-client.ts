@@ -188,13 +188,15 @@ export class RmsHttpClient {
   /**
    * `POST /v1/messages/:id/nack`: this consumer failed to handle the message. RMS records
    * `reason` (at most 1000 characters) and delivers again at once, or after `retryAfterMs`.
+   * `attempt` is the delivery's `x-rms-attempt`, so the round counts even when the consumer
+   * fails it before RMS has recorded it.
    */
-  nack(id: string, reason: string, retryAfterMs?: number): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...(retryAfterMs !== undefined && { retryAfterMs }) });
+  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number } = {}): Promise<RmsMessage> {
+    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...options });
   }
 
   /** `POST /v1/nacks`: per-id results, in the order given. */
-  async nackMany(nacks: readonly { id: string; reason: string; retryAfterMs?: number }[]): Promise<AckResult[]> {
+  async nackMany(nacks: readonly { id: string; reason: string; retryAfterMs?: number; attempt?: number }[]): Promise<AckResult[]> {
     return (await this.request<{ results: AckResult[] }>('POST', '/v1/nacks', { nacks })).results;
   }
 

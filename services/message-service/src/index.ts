@@ -1,11 +1,23 @@
 /**
  * The message service's public surface, for tests and embedding.
  */
-export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
+export {
+  MessageService,
+  type Caller,
+  type PrepareInput,
+  type AckResult,
+  type NackInput,
+  type NackResult,
+  type MessageFilter,
+  type BulkResendResult,
+} from './application/message-service.js';
+export { HistoryRecorder, type HistoryRecorderOptions } from './application/history-recorder.js';
+export { MessageStats, type MessageStatsOptions, type MessageStatsSnapshot } from './application/message-stats.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
 export { loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
+export * from './domain/message-event.js';
 export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
 export { createLogger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';

@@ -48,7 +48,7 @@ export class CheckBackWorker {
     const { store, client, registry, metrics, logger } = this.options;
     const attempt = message.checkAttempts + 1;
     const app = registry.findByName(message.producer);
-    const startedAt = performance.now();
+    const startedAt = this.now();
     const answer =
       app?.checkUrl && app.secret
         ? await client.check(
@@ -68,13 +68,13 @@ export class CheckBackWorker {
     const { history } = this.options;
     history.record({
       messageId: message.id,
-      at: now,
+      at: startedAt,
       type: 'check-back',
       actor: 'rms',
       app: message.producer,
       attempt,
       outcome: answer.verdict,
-      durationMs: performance.now() - startedAt,
+      durationMs: now.getTime() - startedAt.getTime(),
       reason: answer.detail ?? null,
     });
     const fence = { nextAttemptAt: message.nextAttemptAt };

@@ -71,7 +71,7 @@ export class Dispatcher {
     metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
-    const startedAt = performance.now();
+    const startedAt = this.now();
     for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
       try {
         carrier = await transport.publish(outgoing);
@@ -84,15 +84,16 @@ export class Dispatcher {
     const published = carrier !== undefined;
     if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
     const now = this.now();
+    // Stamped with the round's start: a consumer may receive (and nack) it before the publish confirm returns.
     this.options.history.record({
       messageId: message.id,
-      at: now,
+      at: startedAt,
       type: 'delivery',
       actor: 'rms',
       attempt: round,
       transport: carrier ?? null,
       outcome: published ? 'published' : 'failed',
-      durationMs: performance.now() - startedAt,
+      durationMs: now.getTime() - startedAt.getTime(),
       reason: lastError,
     });
     const previousRoundFailed = message.deliveryAttempts > 0 && message.lastError !== null;

@@ -44,6 +44,8 @@ export interface NackInput {
   reason: string;
   /** Deliver again this long from now rather than at once. */
   retryAfterMs?: number;
+  /** The delivery round that failed (the `x-rms-attempt` the consumer got): counted even if RMS has not recorded it yet. */
+  attempt?: number;
 }
 
 /** One entry of a batch nack's answer: as a batch ack's. */
@@ -264,13 +266,14 @@ export class MessageService {
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);
       const now = this.now();
+      let rounds = input.attempt ?? message.deliveryAttempts;
       const failure = (at: Date | null): NewMessageEvent => ({
         messageId: id,
         at: now,
         type: 'consumer-failure',
         actor: 'consumer',
         app: caller.app,
-        attempt: message?.deliveryAttempts ?? null,
+        attempt: rounds,
         reason: input.reason,
         nextAttemptAt: at,
       });
@@ -280,11 +283,13 @@ export class MessageService {
         this.record(failure(null));
         return message;
       }
-      const next = afterConsumerFailure(this.scheduleFor(message.topic), message.deliveryAttempts, input.retryAfterMs, now);
+      const next = afterConsumerFailure(this.scheduleFor(message.topic), message.deliveryAttempts, input.attempt, input.retryAfterMs, now);
+      rounds = next.rounds;
+      const set = { lastError, deliveryAttempts: next.rounds };
       const applied =
         next.kind === 'exhausted'
-          ? await applyCommand(this.store, message, { type: 'delivery-exhausted' }, { at: now, set: { lastError } })
-          : await applyCommand(this.store, message, { type: 'nack' }, { at: now, set: { lastError, nextAttemptAt: next.at } });
+          ? await applyCommand(this.store, message, { type: 'delivery-exhausted' }, { at: now, set })
+          : await applyCommand(this.store, message, { type: 'nack' }, { at: now, set: { ...set, nextAttemptAt: next.at } });
       if (applied.kind === 'moved') {
         this.record(failure(applied.message.nextAttemptAt));
         if (next.kind === 'exhausted') this.onDead(applied.message, caller.app);

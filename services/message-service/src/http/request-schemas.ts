@@ -141,6 +141,7 @@ const nackFields = {
     .min(0, 'must be at least 0')
     .max(MAX_RETRY_AFTER_MS, `must be at most ${MAX_RETRY_AFTER_MS}`)
     .optional(),
+  attempt: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
 };
 
 /** `POST /v1/messages/:id/nack`. */
@@ -149,7 +150,7 @@ export const nackBodySchema = z.strictObject(nackFields);
 /** `POST /v1/nacks`. */
 export const batchNackBodySchema = z.strictObject({
   nacks: z
-    .array(z.strictObject({ id: messageIdSchema, ...nackFields }), { error: 'must be an array of {id, reason, retryAfterMs?}' })
+    .array(z.strictObject({ id: messageIdSchema, ...nackFields }), { error: 'must be an array of {id, reason, retryAfterMs?, attempt?}' })
     .min(1, 'must hold at least one nack')
     .max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} nacks`)
     .refine((nacks) => new Set(nacks.map((nack) => nack.id.toLowerCase())).size === nacks.length, 'must not name a message twice'),

@@ -154,13 +154,22 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
   router.post('/v1/messages/:id/nack', requireRole('consumer'), smallBody, async (request, response) => {
     const id = idOf(request.params);
     const body = parseOrThrow(nackBodySchema, request.body);
-    const input = { reason: body.reason, ...(body.retryAfterMs !== undefined && { retryAfterMs: body.retryAfterMs }) };
+    const input = {
+      reason: body.reason,
+      ...(body.retryAfterMs !== undefined && { retryAfterMs: body.retryAfterMs }),
+      ...(body.attempt !== undefined && { attempt: body.attempt }),
+    };
     response.json(toDeliveryStatusView(await service.nack(callerOf(response), id, input)));
   });
 
   router.post('/v1/nacks', requireRole('consumer'), batchNackBody, async (request, response) => {
     const { nacks } = parseOrThrow(batchNackBodySchema, request.body);
-    const items = nacks.map(({ id, reason, retryAfterMs }) => ({ id, reason, ...(retryAfterMs !== undefined && { retryAfterMs }) }));
+    const items = nacks.map(({ id, reason, retryAfterMs, attempt }) => ({
+      id,
+      reason,
+      ...(retryAfterMs !== undefined && { retryAfterMs }),
+      ...(attempt !== undefined && { attempt }),
+    }));
     response.json({ results: await service.nackMany(callerOf(response), items) });
   });
 
