@@ -24,7 +24,8 @@ export const stderrWarningLogger: SdkLogger = {
 function writeLine(level: string, obj: object, msg: string | undefined): void {
   const fields: Record<string, unknown> = { ...obj };
   const err = fields['err'];
-  if (err instanceof Error) fields['err'] = { name: err.name, message: err.message };
+  // Cut: a handler's error message can be anything, and one line must stay readable.
+  if (err instanceof Error) fields['err'] = { name: err.name, message: err.message.length > 1000 ? `${err.message.slice(0, 999)}…` : err.message };
   process.stderr.write(`${JSON.stringify({ level, time: new Date().toISOString(), msg, ...fields })}\n`);
 }
 
