@@ -9,10 +9,10 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import { verifyCheckSignature } from '@rms/client-sdk';
-import { HttpRecorder } from '../support/http-recorder.js';
+import { startCheckBackProducer } from '../support/check-back-producer.js';
+import type { HttpRecorder } from '../support/http-recorder.js';
 import { QueueWatcher, type SeenDelivery } from '../support/rabbitmq.js';
-import { TEST_APPS, startTestServer, type TestServer } from '../support/rms-server.js';
+import { startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
 const ENV = {
@@ -34,23 +34,9 @@ describe('message history, consumer failures and finding dead messages', { timeo
   let watcher: QueueWatcher;
   const topic = `history.${randomUUID().slice(0, 8)}`;
   const seen: SeenDelivery[] = [];
-  /** Check-backs answered per producer key: the first is UNKNOWN, then COMMIT. */
-  const checks = new Map<string, number>();
-
   before(async () => {
-    producer = await HttpRecorder.start((request) => {
-      const verdict = verifyCheckSignature({
-        secret: TEST_APPS.orders.secret,
-        timestamp: request.headers['x-rms-timestamp'] as string | undefined,
-        signature: request.headers['x-rms-signature'] as string | undefined,
-        body: request.body,
-      });
-      if (!verdict.valid) return { status: 401, body: { error: verdict.reason } };
-      const key = String(request.json?.messageId);
-      const count = (checks.get(key) ?? 0) + 1;
-      checks.set(key, count);
-      return { status: 200, body: { status: count === 1 ? 'UNKNOWN' : 'COMMIT' } };
-    });
+    // Every message's first check-back is UNKNOWN, the second COMMIT.
+    producer = await startCheckBackProducer((_key, count) => (count === 1 ? 'UNKNOWN' : 'COMMIT'));
     rms = await startTestServer({ env: ENV, checkUrl: producer.url('/check') });
     watcher = await QueueWatcher.open();
     await watcher.consume(topic, (delivery) => void seen.push(delivery));
