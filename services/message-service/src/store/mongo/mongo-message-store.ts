@@ -16,7 +16,7 @@ import {
   type MessageStatus,
   type NewMessage,
 } from '../../domain/message.js';
-import { MESSAGE_EVENT_TYPES, type MessageEvent } from '../../domain/message-event.js';
+import { MESSAGE_EVENT_TYPES, type MessageEvent, completeEvent } from '../../domain/message-event.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, Transition } from '../message-store.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 
@@ -106,21 +106,10 @@ const eventSchema = new mongoose.Schema<EventDocument>(
   { timestamps: false, versionKey: false, bufferCommands: false, autoIndex: false, autoCreate: false },
 );
 
-function toEvent(document: EventDocument): MessageEvent {
-  return {
-    messageId: document.messageId,
-    at: document.at,
-    type: document.type,
-    actor: document.actor,
-    app: document.app ?? null,
-    group: document.group ?? null,
-    attempt: document.attempt ?? null,
-    transport: document.transport ?? null,
-    outcome: document.outcome ?? null,
-    durationMs: document.durationMs ?? null,
-    reason: document.reason ?? null,
-    nextAttemptAt: document.nextAttemptAt ?? null,
-  };
+/** A stored event as the port returns it: absent optional fields read as `null`, MongoDB's `_id` left out. */
+function toEvent(document: EventDocument & { _id?: unknown }): MessageEvent {
+  const { _id, ...event } = document;
+  return completeEvent(event);
 }
 
 /**
