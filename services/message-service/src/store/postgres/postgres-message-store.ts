@@ -623,7 +623,11 @@ export class PostgresMessageStore implements MessageStore {
 
   async oldestWaiting(limit: number): Promise<Message[]> {
     const { rows } = await this.query<MessageRow>(
-      `SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') ORDER BY created_at, id LIMIT $1`,
+      // The subquery fence (OFFSET 0) makes PostgreSQL read the waiting messages through the
+      // partial due index and sort them, rather than walk the creation-time index from the
+      // oldest end through every finished message still retained (150 ms at a million rows).
+      `SELECT * FROM (SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') OFFSET 0) AS waiting
+       ORDER BY created_at, id LIMIT $1`,
       [limit],
     );
     return rows.map(toMessage);
