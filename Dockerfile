@@ -1,7 +1,9 @@
 # syntax=docker/dockerfile:1
-# RMS server image: `docker build -t rms .` (docker-compose.yml builds it as service `rms`).
+# RMS server image: `docker build -t rms .`; `docker run rms` starts RMS (configure it with
+# the environment variables of the README). The same image holds the example services, which
+# docker-compose.yml runs with `node services/<name>/dist/main.js`.
 # Stages: manifests (package.json files only, for npm ci's layer cache) -> build (all deps,
-# tsc) -> runtime (production deps only, compiled output, non-root).
+# tsc) -> runtime (production deps only, compiled output, non-root user `node`).
 
 FROM node:20-bookworm-slim AS manifests
 WORKDIR /src
@@ -37,4 +39,5 @@ USER node
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-CMD ["npm", "start"]
+# Node.js itself as the main process, so SIGTERM reaches RMS's graceful shutdown directly.
+CMD ["node", "services/message-service/dist/main.js"]

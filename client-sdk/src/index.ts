@@ -3,9 +3,7 @@
  * consumers, the wrapped MQ transports, and the typed errors.
  */
 
-/** The SDK's version. */
-export const SDK_VERSION = '0.1.0';
-
+export { SDK_VERSION } from './sdk-version.js';
 export * from './errors.js';
 export * from './http/rms-http-client.js';
 export * from './check-signature.js';
@@ -18,6 +16,7 @@ export {
   type RabbitMqTransportOptions,
 } from './transport/rabbitmq-transport.js';
 export * from './logger.js';
+export type * from './redis-client.js';
 export * from './producer/producer.js';
 export * from './producer/check-handler.js';
 export * from './consumer/subscribe.js';

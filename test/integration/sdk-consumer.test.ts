@@ -159,6 +159,22 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
     assert.ok(stats.ackRequests <= 50, `acks were batched: ${stats.ackRequests} POST /v1/acks for 100 messages`);
   });
 
+  test("a delivery carries the producer's messageId when it gave one, and none when it prepared over plain HTTP without one", async () => {
+    const t = topic('message-id');
+    const seen = new Map<string, string | undefined>();
+    await consume(t, async (delivery) => void seen.set(delivery.id, delivery.messageId));
+    const keyed = await producer.prepare(t, { n: 1 }, { messageId: 'order-77' });
+    await producer.confirm(keyed.id);
+    const bare = await rms.call('orders', 'POST', '/v1/messages', { topic: t, payload: { n: 2 } });
+    assert.equal(bare.status, 201);
+    assert.equal(bare.body.messageId, null);
+    await producer.confirm(bare.body.id);
+    await waitUntil(() => seen.size === 2, 'both messages are handled');
+    assert.equal(seen.get(keyed.id), 'order-77');
+    assert.ok(seen.has(bare.body.id));
+    assert.equal(seen.get(bare.body.id), undefined);
+  });
+
   test('a failing handler: the failure is reported to RMS (a nack), which redelivers at once with the next attempt, not a broker requeue; it completes', async () => {
     const t = topic('retry');
     const seen: { attempt: number; at: number }[] = [];

@@ -110,7 +110,14 @@ describe('fallback envelopes', () => {
     assert.deepEqual(decodeEnvelope(encodeEnvelope(message)), message);
   });
 
-  test('is JSON with exactly the fields id, topic, payload, headers, attempt, producer', () => {
+  test("carries the producer's messageId when it gave one, and no messageId field otherwise", () => {
+    const keyed = { ...message, messageId: 'order-42' };
+    assert.deepEqual(decodeEnvelope(encodeEnvelope(keyed)), keyed);
+    assert.equal(JSON.parse(encodeEnvelope(keyed)).messageId, 'order-42');
+    assert.equal('messageId' in JSON.parse(encodeEnvelope(message)), false);
+  });
+
+  test('is JSON with exactly the fields id, topic, payload, headers, attempt, producer (and messageId when set)', () => {
     const extra = { ...message, secret: 'not on the wire' } as OutgoingMessage;
     const json = JSON.parse(encodeEnvelope(extra)) as Record<string, unknown>;
     assert.deepEqual(Object.keys(json).sort(), ['attempt', 'headers', 'id', 'payload', 'producer', 'topic']);
@@ -147,7 +154,7 @@ describe('fallback envelopes', () => {
   });
 
   test('missing or odd optional fields get safe defaults instead of failing the message', () => {
-    const decoded = decodeEnvelope('{"id":"x","topic":"t","payload":null,"headers":{"a":"1","b":2,"c":true,"d":{"e":1}},"attempt":0}');
+    const decoded = decodeEnvelope('{"id":"x","topic":"t","payload":null,"headers":{"a":"1","b":2,"c":true,"d":{"e":1}},"attempt":0,"messageId":""}');
     assert.deepEqual(decoded, { id: 'x', topic: 't', payload: null, headers: { a: '1', b: '2', c: 'true' }, attempt: 1, producer: '' });
   });
 });

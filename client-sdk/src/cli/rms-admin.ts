@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { SDK_VERSION } from '../sdk-version.js';
 import { type ApiCommand, parseMessages, runApiCommand } from './admin-api-commands.js';
 import { type CliOutput, EXIT, UsageError } from './cli-outcome.js';
 import { type DegradeInvocation, parseDegrade, runDegrade } from './degrade-command.js';
@@ -58,12 +59,6 @@ const output: CliOutput = {
 };
 
 type Invocation = 'help' | 'version' | { kind: 'degrade'; degrade: DegradeInvocation } | { kind: 'api'; command: ApiCommand; url: string; token: string; timeoutMs: number; json: boolean };
-
-/** The package version, from the package.json beside `src/` (or `dist/`). */
-function version(): string {
-  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return manifest.version;
-}
 
 /** The admin token: from --token-file, else $RMS_ADMIN_TOKEN (never a command-line value, which `ps` and shell history would show). */
 function adminToken(tokenFile: string | undefined): string {
@@ -145,7 +140,7 @@ async function run(argv: string[]): Promise<number> {
     return EXIT.OK;
   }
   if (invocation === 'version') {
-    output.out(`rms-admin ${version()}`);
+    output.out(`rms-admin ${SDK_VERSION}`);
     return EXIT.OK;
   }
   if (invocation.kind === 'degrade') return runDegrade(invocation.degrade, output);

@@ -13,7 +13,7 @@
  * RMS redelivers it after its ack deadline, by which time Redis is usually back.
  */
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 
 /**
  * What a worker should do with a delivery:
@@ -26,7 +26,7 @@ export type IdempotencyDecision = 'run' | 'duplicate' | 'in-progress';
 /** How a {@link RedisIdempotency} stores its keys. */
 export interface RedisIdempotencyOptions {
   /** An ioredis client; the caller owns it (creates, configures and quits it). */
-  redis: Redis;
+  redis: RedisClient;
   /** The consumer group: the scope of "already handled". Groups never see each other's keys. */
   group: string;
   /**
@@ -80,7 +80,7 @@ const EXTEND_IF_OWNED = `if redis.call('GET', KEYS[1]) == ARGV[1] then return re
 export class RedisIdempotency {
   /** The consumer group. */
   readonly group: string;
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #ttlMs: number;
   readonly #inProgressTtlMs: number;
   /** This instance's claim token per message it is running. */

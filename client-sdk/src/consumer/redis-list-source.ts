@@ -43,7 +43,8 @@
  * on one node; the keys carry no hash tag, so on a Cluster they do not. This source is for
  * a single Redis (or a primary with replicas, through Sentinel).
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
+import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { decodeEnvelope, DEFAULT_FALLBACK_SHARDS, fallbackKeys } from '../transport/fallback-keys.js';
 import type { DeliverySettlement } from '../transport/rabbitmq-consumer.js';
@@ -60,7 +61,7 @@ export interface RedisListSourceOptions {
    * used or closed by the source.
    * @defaultValue none; then `url` is required
    */
-  redis?: Redis;
+  redis?: RedisClient;
   /**
    * Redis to connect to.
    * @example `'redis://127.0.0.1:6379'`
@@ -163,7 +164,7 @@ function noop(): void {}
 /** One worker: its connection and what it has done, for stop() and drainUntilEmpty(). */
 interface Worker {
   readonly index: number;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   /** `BRPOP` calls sent. */
   started: number;
   /** `BRPOP` calls that have returned or failed; an entry popped by one is already counted in `busy`. */
@@ -207,7 +208,7 @@ export class RedisListSource {
   /** The topic's shard list keys, in shard order. */
   readonly keys: readonly string[];
 
-  readonly #template: Redis | undefined;
+  readonly #template: RedisClient | undefined;
   readonly #url: string | undefined;
   readonly #workerCount: number;
   readonly #blockSeconds: number;
@@ -224,7 +225,7 @@ export class RedisListSource {
   #state: State = 'idle';
   readonly #workers: Worker[] = [];
   #loops: Promise<void>[] = [];
-  #control: Redis | undefined;
+  #control: RedisClient | undefined;
   /** The shard the next `BRPOP` starts at, shared by all workers. */
   #nextShard = 0;
   /** Entries popped so far. */
@@ -356,8 +357,8 @@ export class RedisListSource {
   }
 
   /** A new connection of the source's own, with the fail-fast settings and `overrides`. */
-  #connect(name: string, overrides: RedisOptions): Redis {
-    const options: RedisOptions = {
+  #connect(name: string, overrides: RedisConnectionOptions): RedisClient {
+    const options: RedisConnectionOptions = {
       ...FAIL_FAST_REDIS_OPTIONS,
       connectTimeout: this.#commandTimeoutMs,
       retryStrategy: (times: number) => Math.min(this.#maxReconnectDelayMs, this.#reconnectDelayMs * 2 ** Math.min(times - 1, 20)),

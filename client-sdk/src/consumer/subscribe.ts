@@ -20,7 +20,7 @@
  * The broker ack comes last on purpose: if the process dies before it, the broker or RMS
  * delivers the message again, and idempotency turns that into a skipped duplicate.
  */
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, stderrWarningLogger } from '../logger.js';
 import { RabbitMqConsumer, type DeliverySettlement } from '../transport/rabbitmq-consumer.js';
@@ -73,7 +73,7 @@ export interface SubscribeOptions {
    * for the TTLs (defaults: 24 hours for `ttlMs`, 5 minutes for `inProgressTtlMs`).
    * @defaultValue none
    */
-  idempotency?: { redis: Redis; ttlMs?: number; inProgressTtlMs?: number };
+  idempotency?: { redis: RedisClient; ttlMs?: number; inProgressTtlMs?: number };
   /**
    * How long {@link Subscription.close} waits for handlers still running before it closes
    * anyway (their messages are then redelivered by RMS).
@@ -90,7 +90,7 @@ export interface SubscribeOptions {
   fallback?: {
     degradeSwitch: DegradeSwitch;
     /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
-    redis: Redis | string;
+    redis: RedisClient | string;
     /** Blocking workers. @defaultValue 2 */
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
@@ -142,6 +142,11 @@ export interface Delivery<T = unknown> {
   attempt: number;
   /** The producing app (`x-rms-producer`). */
   producer: string;
+  /**
+   * The producer's idempotency key (`x-rms-message-id`): present whenever the producer gave
+   * one at prepare, which the SDK's producer always does.
+   */
+  messageId?: string;
   /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
   transport: 'rabbitmq' | 'redis';
 }

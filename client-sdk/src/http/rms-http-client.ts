@@ -30,6 +30,15 @@ export interface RmsMessage {
   lastError: string | null;
 }
 
+/**
+ * A message prepared through the SDK: the SDK always sends a `messageId` (the caller's, or
+ * a UUID it generates), so RMS's answer always carries it.
+ */
+export type PreparedMessage = RmsMessage & { messageId: string };
+
+/** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+
 /** One entry of a batch ack's answer. */
 export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
@@ -135,9 +144,9 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<RmsMessage> {
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<PreparedMessage> {
     const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
-    return this.request<RmsMessage>('POST', '/v1/messages', body);
+    return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
   /**
@@ -171,8 +180,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  ack(id: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
   }
 
   /** `POST /v1/acks`: per-id results, in the order given. */
@@ -181,8 +190,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
   }
 
   /**
@@ -191,8 +200,8 @@ export class RmsHttpClient {
    * `attempt` is the delivery's `x-rms-attempt`, so the round counts even when the consumer
    * fails it before RMS has recorded it.
    */
-  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number } = {}): Promise<RmsMessage> {
-    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...options });
+  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number } = {}): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...options });
   }
 
   /** `POST /v1/nacks`: per-id results, in the order given. */

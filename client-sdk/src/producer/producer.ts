@@ -9,6 +9,7 @@ import { MicroBatcher, settleBatch } from '../batching/micro-batcher.js';
 import { RmsConflictError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
 import {
   type BatchItemAnswer,
+  type PreparedMessage,
   type PrepareRequest,
   RmsHttpClient,
   type RmsHttpClientOptions,
@@ -94,7 +95,7 @@ export interface SendResult<T> {
    * The message: as confirmed (status `SENDING`) when `confirmed` is true, otherwise as
    * prepared (status `PENDING`).
    */
-  message: RmsMessage;
+  message: PreparedMessage;
   /** What the local transaction returned. */
   result: T;
   /**
@@ -118,7 +119,7 @@ export function createProducer(options: ProducerOptions): RmsProducer {
 export class RmsProducer {
   private readonly client: RmsHttpClient;
   private readonly logger: SdkLogger;
-  private readonly prepares: MicroBatcher<PrepareRequest, RmsMessage> | undefined;
+  private readonly prepares: MicroBatcher<PrepareRequest, PreparedMessage> | undefined;
   private readonly confirms: MicroBatcher<string, RmsMessage> | undefined;
 
   constructor(options: ProducerOptions) {
@@ -136,7 +137,7 @@ export class RmsProducer {
         ...limits,
         sizeOf: (request) => Buffer.byteLength(JSON.stringify(request.payload ?? null)),
         maxBatchSize: batching.maxBatchBytes ?? 1_048_576,
-        run: (requests) => settleBatch(requests, async (all) => (await client.prepareMany(all)).map(settledFrom<RmsMessage>), (one) => client.prepare(one.topic, one.payload, one), isUnavailable),
+        run: (requests) => settleBatch(requests, async (all) => (await client.prepareMany(all)).map(settledFrom<PreparedMessage>), (one) => client.prepare(one.topic, one.payload, one), isUnavailable),
       });
       this.confirms = new MicroBatcher({
         ...limits,
@@ -147,7 +148,7 @@ export class RmsProducer {
   }
 
   /** Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on `messageId`. */
-  prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<RmsMessage> {
+  prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<PreparedMessage> {
     const request: PrepareRequest = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
     return this.prepares ? this.prepares.submit(request) : this.client.prepare(topic, payload, request);
   }
@@ -206,7 +207,7 @@ export class RmsProducer {
   async send<T>(
     topic: string,
     payload: unknown,
-    localTransaction: (message: RmsMessage) => Promise<T>,
+    localTransaction: (message: PreparedMessage) => Promise<T>,
     options: PrepareOptions = {},
   ): Promise<SendResult<T>> {
     const messageId = options.messageId ?? randomUUID();
@@ -222,7 +223,8 @@ export class RmsProducer {
 
     try {
       const confirmed = await this.confirm(prepared.id);
-      return { message: confirmed, result, confirmed: true };
+      // The same message, so the same messageId as prepared.
+      return { message: { ...confirmed, messageId: prepared.messageId }, result, confirmed: true };
     } catch (error) {
       const context = { id: prepared.id, messageId, topic, err: error };
       if (error instanceof RmsConflictError && error.currentStatus === 'CANCELLED') {

@@ -1,7 +1,7 @@
 /**
  * The Redis side of the MQ-outage fallback (design section 7), as data: which list a
  * message goes to, `rms:fb:<topic>:<NN>`, and what the entry in it looks like, a JSON
- * envelope `{id, topic, payload, headers, attempt, producer}`.
+ * envelope `{id, topic, payload, headers, attempt, producer, messageId?}`.
  *
  * Publishers and consumers of different SDK versions, and RMS itself, meet in these lists
  * during an outage, so everything here is a wire contract: the key format, the hash, and
@@ -96,6 +96,7 @@ export function encodeEnvelope(message: OutgoingMessage): string {
     headers: message.headers,
     attempt: message.attempt,
     producer: message.producer,
+    ...(message.messageId !== undefined && { messageId: message.messageId }),
   };
   return JSON.stringify(envelope);
 }
@@ -104,7 +105,8 @@ export function encodeEnvelope(message: OutgoingMessage): string {
  * Reads a fallback entry back, or says why it is not one. Strict about what identifies
  * the message (a JSON object with a non-empty string `id`, a string `topic` and a
  * `payload`), lenient about the rest so entries from older or newer producers still get
- * through: a missing or bad `attempt` reads as 1, a missing `producer` as `''`, header
+ * through: a missing or bad `attempt` reads as 1, a missing `producer` as `''`, a missing
+ * or empty `messageId` as none, header
  * values that are numbers or booleans are stringified and others dropped.
  */
 export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: string } {
@@ -116,7 +118,7 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { invalid: 'it is not a JSON object' };
   const raw = parsed as Record<string, unknown>;
-  const { id, topic, attempt, producer } = raw;
+  const { id, topic, attempt, producer, messageId } = raw;
   if (typeof id !== 'string' || id === '') return { invalid: 'it has no id' };
   if (typeof topic !== 'string' || topic === '') return { invalid: 'it has no topic' };
   if (!('payload' in raw)) return { invalid: 'it has no payload' };
@@ -134,5 +136,6 @@ export function decodeEnvelope(text: string): FallbackEnvelope | { invalid: stri
     headers,
     attempt: typeof attempt === 'number' && Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
     producer: typeof producer === 'string' ? producer : '',
+    ...(typeof messageId === 'string' && messageId !== '' && { messageId }),
   };
 }

@@ -171,15 +171,23 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Deliv
   }
   const attempt = Number(raw['x-rms-attempt']);
   const producer = raw['x-rms-producer'];
+  const messageId = headerText(raw['x-rms-message-id']);
   return {
     id,
     topic,
     payload,
     headers,
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
-    producer: typeof producer === 'string' ? producer : Buffer.isBuffer(producer) ? producer.toString('utf8') : '',
+    producer: headerText(producer) ?? '',
+    ...(messageId !== undefined && messageId !== '' && { messageId }),
     transport: 'rabbitmq',
   };
+}
+
+/** An AMQP header value as text: a string, or a long string amqplib hands over as a Buffer. */
+function headerText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  return Buffer.isBuffer(value) ? value.toString('utf8') : undefined;
 }
 
 /** One connection with its one channel and consumer. */

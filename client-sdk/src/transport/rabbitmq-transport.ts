@@ -268,6 +268,7 @@ export class RabbitMqTransport implements Transport {
         'x-rms-topic': message.topic,
         'x-rms-attempt': message.attempt,
         'x-rms-producer': message.producer,
+        ...(message.messageId !== undefined && { 'x-rms-message-id': message.messageId }),
       },
     };
     return new Promise<void>((resolve, reject) => {

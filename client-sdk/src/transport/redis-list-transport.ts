@@ -27,7 +27,8 @@
  * out on a stalled connection: Redis may have executed it. `publish` reports the failure,
  * the caller retries (on Redis or RabbitMQ), and the consumer sees a duplicate.
  */
-import { Redis, type RedisOptions } from 'ioredis';
+import { Redis } from 'ioredis';
+import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
@@ -42,7 +43,7 @@ export interface RedisListTransportOptions {
    * the list keys.
    * @defaultValue none; then `url` is required
    */
-  redis?: Redis;
+  redis?: RedisClient;
   /**
    * Redis to connect to with a client of the transport's own, configured to fail fast.
    * @example `'redis://127.0.0.1:6379'`
@@ -105,7 +106,7 @@ export const FAIL_FAST_REDIS_OPTIONS = {
   autoResendUnfulfilledCommands: false,
   // Connect on first use, so constructing never touches the network.
   lazyConnect: true,
-} as const satisfies RedisOptions;
+} as const satisfies RedisConnectionOptions;
 
 /**
  * A call got no answer in time. Unlike an error Redis reported, it can mean a connection
@@ -139,7 +140,7 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): 
  * connection attempt under way fails or `ms` pass.
  * @internal
  */
-export async function whenReady(redis: Redis, ms: number): Promise<boolean> {
+export async function whenReady(redis: RedisClient, ms: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   if (redis.status === 'wait') redis.connect().catch(noop);
   else if (redis.status !== 'connecting' && redis.status !== 'connect') return false;
@@ -180,7 +181,7 @@ export class RedisListTransport implements Transport {
   /** Shard lists per topic. */
   readonly shards: number;
 
-  readonly #redis: Redis;
+  readonly #redis: RedisClient;
   readonly #owned: boolean;
   readonly #commandTimeoutMs: number;
   readonly #logger: SdkLogger;

@@ -20,6 +20,8 @@ export interface OutgoingMessage {
   attempt: number;
   /** The producing app; `x-rms-producer`. */
   producer: string;
+  /** The producer's idempotency key, when it gave one at prepare; `x-rms-message-id`. */
+  messageId?: string;
 }
 
 /** Publishes deliveries durably. */

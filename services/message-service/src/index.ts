@@ -14,7 +14,7 @@ export {
 export { HistoryRecorder, type HistoryRecorderOptions } from './application/history-recorder.js';
 export { MessageStats, type MessageStatsOptions, type MessageStatsSnapshot } from './application/message-stats.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
-export { loadConfig, type RmsConfig } from './config/config.js';
+export { CONFIG_VARIABLES, loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export * from './domain/message-event.js';

@@ -67,6 +67,7 @@ export class Dispatcher {
       headers: message.headers,
       attempt: round,
       producer: message.producer,
+      ...(message.producerMessageId !== null && { messageId: message.producerMessageId }),
     };
     metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
     let carrier: TransportName | undefined;

@@ -176,6 +176,9 @@ const envSchema = z.object({
   RMS_SHUTDOWN_GRACE_MS: integer(0).default(10_000),
 });
 
+/** Every environment variable {@link loadConfig} reads (deployment files are checked against it). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 /**
  * Reads and validates the configuration from `env`.
  * @throws ConfigurationError naming every variable that is missing or malformed.
