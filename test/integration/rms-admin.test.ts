@@ -289,8 +289,8 @@ describe('rms-admin messages and stats, against a real RMS', { timeout: 60_000 }
     assert.match(show.stdout, /payload:\s+\{"sku":"A-1"\}/);
     const history = await asAdmin(['messages', 'history', deadId]);
     assert.equal(history.code, 0, history.stderr);
-    assert.match(history.stdout, /consumer-failure\s+consumer inventory  attempt 1  reason: KeyError: warehouse/);
-    assert.match(history.stdout, /dead\s+consumer inventory  attempt 1  DELIVERY_EXHAUSTED/);
+    assert.match(history.stdout, /consumer-failure\s+consumer inventory\s{2}attempt 1\s{2}reason: KeyError: warehouse/);
+    assert.match(history.stdout, /dead\s+consumer inventory\s{2}attempt 1\s{2}DELIVERY_EXHAUSTED/);
     const json = JSON.parse((await asAdmin(['messages', 'history', deadId, '--json'])).stdout);
     assert.deepEqual(json.events.map((e: { type: string }) => e.type), ['prepared', 'confirmed', 'delivery', 'consumer-failure', 'dead']);
   });
