@@ -118,6 +118,7 @@ const VIEWS = ['login', 'overview', 'messages', 'message'];
 
 function show(view) {
   for (const name of VIEWS) $(`#${name}-view`).hidden = name !== view;
+  if (view !== 'overview') $('#updated').textContent = '';
   $('#nav').hidden = view === 'login';
   $('#logout').hidden = view === 'login';
   for (const link of document.querySelectorAll('#nav a')) link.classList.toggle('active', link.dataset.view === view || (view === 'message' && link.dataset.view === 'messages'));
