@@ -57,16 +57,53 @@ const DUE_TOPIC = 'bench.due';
 /** The load phases' payload, so the rows are the size of real ones. */
 const PAYLOAD_SQL = JSON.stringify(benchPayload());
 
-/** Runs the measurement and drops its schema. */
-export async function runDueScan(options: DueScanOptions): Promise<DueScanResult> {
-  const url = new URL(options.databaseUrl);
-  url.searchParams.set('schema', options.schema);
+/** What a scan works on: a store on the run's own schema (migrated), a plain client, and the table. */
+interface ScanSchema {
+  store: PostgresMessageStore;
+  client: pg.Client;
+  table: string;
+}
+
+/** Runs `work` on a fresh schema of the run's own, and drops the schema afterwards. */
+async function withScanSchema<T>(databaseUrl: string, schema: string, work: (scan: ScanSchema) => Promise<T>): Promise<T> {
+  const url = new URL(databaseUrl);
+  url.searchParams.set('schema', schema);
   const store = new PostgresMessageStore({ url: url.toString(), poolSize: 2, statementTimeoutMs: 120_000 });
-  const client = new pg.Client({ connectionString: options.databaseUrl });
+  const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
-  const table = `"${options.schema}".rms_messages`;
   try {
     await store.init();
+    return await work({ store, client, table: `"${schema}".rms_messages` });
+  } finally {
+    await store.close();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
+    await client.end();
+  }
+}
+
+/**
+ * Adds rows `from`..`to` of what a live table mostly holds: finished messages (90 %), and
+ * in-flight ones not due yet (5 % PENDING, 5 % SENDING, next attempt within the hour).
+ */
+async function insertBackgroundRows(client: pg.Client, table: string, from: number, to: number): Promise<void> {
+  await client.query(
+    `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
+     SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
+            CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
+            now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
+            CASE WHEN g % 20 >= 2 THEN now() END,
+            CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
+     FROM generate_series($1::int, $2::int) AS g`,
+    [from, to, PAYLOAD_SQL],
+  );
+  // What autovacuum would have done by the time a table is this size; without
+  // statistics the planner guesses, and that would be measured instead of the index.
+  await client.query(`VACUUM ANALYZE ${table}`);
+}
+
+/** Runs the measurement and drops its schema. */
+export async function runDueScan(options: DueScanOptions): Promise<DueScanResult> {
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
     const points: DueScanPoint[] = [];
     let stored = 0;
     for (const size of options.sizes) {
@@ -81,78 +118,135 @@ export async function runDueScan(options: DueScanOptions): Promise<DueScanResult
         );
         stored = options.due;
       }
-      await client.query(
-        `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
-         SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
-                CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
-                now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
-                CASE WHEN g % 20 >= 2 THEN now() END,
-                CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
-         FROM generate_series($1::int + 1, $2::int) AS g`,
-        [stored, size, PAYLOAD_SQL],
-      );
+      await insertBackgroundRows(client, table, stored + 1, size);
       stored = size;
-      // What autovacuum would have done by the time a table is this size; without
-      // statistics the planner guesses, and that would be measured instead of the index.
-      await client.query(`VACUUM ANALYZE ${table}`);
       const loadSeconds = (nowMs() - loadStartedAt) / 1000;
 
-      const rearm = () => client.query(`UPDATE ${table} SET next_attempt_at = now() - interval '1 minute' WHERE topic = $1`, [DUE_TOPIC]);
-      const pass = async () => {
-        await rearm();
-        const now = new Date();
-        const startedAt = nowMs();
-        const claimed = await store.claimDue({ status: 'PENDING', now, leaseUntil: new Date(now.getTime() + 30_000), limit: options.due });
-        const ms = nowMs() - startedAt;
-        if (claimed.length !== options.due) throw new Error(`claimDue claimed ${claimed.length} messages, expected ${options.due}`);
-        return ms;
-      };
-      await pass(); // warm the cache and the connection; not counted
-      const passesMs: number[] = [];
-      for (let i = 0; i < options.passes; i++) passesMs.push(await pass());
-
-      // The statement of PostgresMessageStore.claimDue, explained inside a transaction that
-      // is rolled back (EXPLAIN ANALYZE runs the UPDATE for real).
-      await rearm();
-      await client.query('BEGIN');
-      let plan: string[];
-      try {
-        const explained = await client.query<{ 'QUERY PLAN': string }>(
-          `EXPLAIN (ANALYZE, BUFFERS)
-           WITH due AS (
-             SELECT id FROM ${table}
-             WHERE status = $1 AND next_attempt_at <= $2
-             ORDER BY next_attempt_at
-             LIMIT $4
-             FOR UPDATE SKIP LOCKED
-           )
-           UPDATE ${table} AS m SET next_attempt_at = $3
-           FROM due WHERE m.id = due.id
-           RETURNING m.*`,
-          ['PENDING', new Date(), new Date(Date.now() + 30_000), options.due],
-        );
-        plan = explained.rows.map((row) => row['QUERY PLAN']);
-      } finally {
-        await client.query('ROLLBACK');
-      }
-      const execution = plan.find((line) => line.startsWith('Execution Time'));
-      const sorted = [...passesMs].sort((a, b) => a - b);
-      points.push({
-        storedMessages: size,
-        dueMessages: options.due,
-        medianMs: sorted[Math.floor(sorted.length / 2)] as number,
-        passesMs,
-        explainExecutionMs: Number(/([\d.]+) ms/.exec(execution ?? '')?.[1] ?? Number.NaN),
-        plan,
-        loadSeconds,
-      });
+      points.push({ ...(await measureClaims(store, client, table, 'PENDING', options.due, options.passes)), storedMessages: size, loadSeconds });
     }
     const first = points[0] as DueScanPoint;
     const last = points.at(-1) as DueScanPoint;
     return { points, ratio: last.medianMs / first.medianMs };
+  });
+}
+
+/**
+ * Times `claimDue` of `status` with `due` messages of `DUE_TOPIC` due (re-armed before each
+ * pass), and explains its statement (inside a rolled-back transaction: EXPLAIN ANALYZE
+ * runs the UPDATE for real).
+ */
+async function measureClaims(
+  store: PostgresMessageStore,
+  client: pg.Client,
+  table: string,
+  status: 'PENDING' | 'SENDING',
+  due: number,
+  passes: number,
+): Promise<Omit<DueScanPoint, 'storedMessages' | 'loadSeconds'>> {
+  const rearm = () => client.query(`UPDATE ${table} SET next_attempt_at = now() - interval '1 minute' WHERE topic = $1`, [DUE_TOPIC]);
+  const pass = async () => {
+    await rearm();
+    const now = new Date();
+    const startedAt = nowMs();
+    const claimed = await store.claimDue({ status, now, leaseUntil: new Date(now.getTime() + 30_000), limit: due });
+    const ms = nowMs() - startedAt;
+    if (claimed.length !== due) throw new Error(`claimDue claimed ${claimed.length} messages, expected ${due}`);
+    return ms;
+  };
+  await pass(); // warm the cache and the connection; not counted
+  const passesMs: number[] = [];
+  for (let i = 0; i < passes; i++) passesMs.push(await pass());
+
+  // The statement of PostgresMessageStore.claimDue.
+  await rearm();
+  await client.query('BEGIN');
+  let plan: string[];
+  try {
+    const explained = await client.query<{ 'QUERY PLAN': string }>(
+      `EXPLAIN (ANALYZE, BUFFERS)
+       WITH due AS (
+         SELECT id FROM ${table}
+         WHERE status = ANY($1::text[]) AND next_attempt_at <= $2
+         ORDER BY next_attempt_at
+         LIMIT $4
+         FOR UPDATE SKIP LOCKED
+       )
+       UPDATE ${table} AS m SET next_attempt_at = $3, version = m.version + 1
+       FROM due WHERE m.id = due.id
+       RETURNING m.*`,
+      [status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'], new Date(), new Date(Date.now() + 30_000), due],
+    );
+    plan = explained.rows.map((row) => row['QUERY PLAN']);
   } finally {
-    await store.close();
-    await client.query(`DROP SCHEMA IF EXISTS "${options.schema}" CASCADE`).catch(() => undefined);
-    await client.end();
+    await client.query('ROLLBACK');
   }
+  const execution = plan.find((line) => line.startsWith('Execution Time'));
+  const sorted = [...passesMs].sort((a, b) => a - b);
+  return {
+    dueMessages: due,
+    medianMs: sorted[Math.floor(sorted.length / 2)] as number,
+    passesMs,
+    explainExecutionMs: Number(/([\d.]+) ms/.exec(execution ?? '')?.[1] ?? Number.NaN),
+    plan,
+  };
+}
+
+/** How the delayed-scan measurement runs. */
+export interface DelayedScanOptions {
+  /** A `postgres://` URL without a schema parameter. */
+  databaseUrl: string;
+  /** The schema of the run's own, dropped afterwards. */
+  schema: string;
+  /** Messages stored besides the due and the delayed ones (mostly finished, as in `runDueScan`). */
+  base: number;
+  /** Delayed messages added for the second measurement: confirmed, waiting for a `deliverAt` up to 30 days ahead. */
+  delayed: number;
+  /** Due deliveries (SENDING, due in the past). */
+  due: number;
+  /** Timed passes per point (the median is reported). */
+  passes: number;
+}
+
+/**
+ * The redelivery loop's claim pass (`SENDING`, which also serves delayed messages) with
+ * `due` messages due among `base` stored, then again after `delayed` delayed messages were
+ * added: waiting messages should cost nothing, so the ratio should be near 1.
+ */
+export async function runDelayedScan(options: DelayedScanOptions): Promise<DueScanResult> {
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
+    const points: DueScanPoint[] = [];
+    let loadStartedAt = nowMs();
+    await client.query(
+      `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, confirmed_at, next_attempt_at, deliveries)
+       SELECT gen_random_uuid(), 'bench', 'due-' || g, $2, $3::json, 'SENDING',
+              now() - interval '10 minutes', now() - interval '10 minutes', now() - interval '10 minutes', now() - interval '1 minute' + g * interval '1 ms',
+              jsonb_build_array(jsonb_build_object('group', 'default', 'status', 'SENDING', 'attempts', 1, 'nextAttemptAt', now() - interval '1 minute',
+                                                   'lastTransport', 'rabbitmq', 'lastError', null, 'ackedAt', null))
+       FROM generate_series(1, $1::int) AS g`,
+      [options.due, DUE_TOPIC, PAYLOAD_SQL],
+    );
+    await insertBackgroundRows(client, table, 1, options.base);
+    const stored = options.due + options.base;
+    points.push({ ...(await measureClaims(store, client, table, 'SENDING', options.due, options.passes)), storedMessages: stored, loadSeconds: (nowMs() - loadStartedAt) / 1000 });
+
+    loadStartedAt = nowMs();
+    // Delayed messages as confirm leaves them: SENDING, due (and to be delivered) at their
+    // deliverAt, spread over the next 30 days.
+    await client.query(
+      `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, confirmed_at, deliver_at, next_attempt_at, deliveries)
+       SELECT gen_random_uuid(), 'bench', 'delayed-' || g, 'bench.delayed', $2::json, 'SENDING', now(), now(), now(), at, at,
+              jsonb_build_array(jsonb_build_object('group', 'default', 'status', 'SENDING', 'attempts', 0, 'nextAttemptAt', at,
+                                                   'lastTransport', null, 'lastError', null, 'ackedAt', null))
+       FROM generate_series(1, $1::int) AS g, LATERAL (SELECT now() + interval '1 minute' + (g % 2592000) * interval '1 s' AS at) AS t`,
+      [options.delayed, PAYLOAD_SQL],
+    );
+    await client.query(`VACUUM ANALYZE ${table}`);
+    points.push({
+      ...(await measureClaims(store, client, table, 'SENDING', options.due, options.passes)),
+      storedMessages: stored + options.delayed,
+      loadSeconds: (nowMs() - loadStartedAt) / 1000,
+    });
+    const [without, withDelayed] = points as [DueScanPoint, DueScanPoint];
+    return { points, ratio: withDelayed.medianMs / without.medianMs };
+  });
 }

@@ -33,6 +33,8 @@ export interface BenchResults {
   postgresSettings: Record<string, string>;
   phases: PhaseResult[];
   dueScan?: DueScanResult;
+  /** The redelivery claim pass without and with delayed messages stored. */
+  delayedScan?: DueScanResult;
   profile?: ProfileSummary;
   targets: TargetCheck[];
 }
@@ -89,6 +91,13 @@ export function formatTable(results: BenchResults): string {
       out.push(`  ${point.storedMessages.toLocaleString('en-US').padStart(9)} stored: ${point.medianMs.toFixed(1)} ms (SQL execution ${fixed(point.explainExecutionMs, 1)} ms)`);
     }
     out.push(`  ratio largest / smallest: ${results.dueScan.ratio.toFixed(2)}`);
+  }
+  if (results.delayedScan) {
+    out.push('', 'Delayed-scan (claimDue SENDING, 1,000 due, limit 1,000; median of the passes):');
+    for (const point of results.delayedScan.points) {
+      out.push(`  ${point.storedMessages.toLocaleString('en-US').padStart(9)} stored: ${point.medianMs.toFixed(1)} ms (SQL execution ${fixed(point.explainExecutionMs, 1)} ms)`);
+    }
+    out.push(`  ratio with / without delayed: ${results.delayedScan.ratio.toFixed(2)}`);
   }
   out.push('', 'Targets:');
   for (const target of results.targets) out.push(`  [${target.met ? 'met' : 'NOT met'}] ${target.target}: ${target.measured}`);

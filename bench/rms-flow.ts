@@ -35,6 +35,12 @@ export interface RmsPhaseOptions {
   durationMs: number;
   /** The consumer's prefetch and handler concurrency. */
   consumerConcurrency: number;
+  /**
+   * The consumer groups subscribed to the topic, one `subscribe` each: every message is
+   * handled and acked by each. The figures (throughput, latency) are the first group's; the
+   * phase waits until every group has acked everything.
+   */
+  groups: readonly string[];
   /** Degraded mode: the consumer also pops the Redis lists while the flag is on. */
   fallback?: { degradeSwitch: DegradeSwitch; redisUrl: string; workers: number; popBatch: number };
   /** Longest wait for the consumer to catch up after the load. */
@@ -80,27 +86,29 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
   const clock = new ConfirmToHandlerClock();
   const transports: Record<string, number> = {};
   const logger = countingLogger();
+  const [measuredGroup = 'bench', ...otherGroups] = options.groups;
+  const consumerOptions = {
+    rms: { url: options.rms.url, token: options.consumerToken },
+    amqpUrl: options.amqpUrl,
+    concurrency: options.consumerConcurrency,
+    logger,
+    ...(options.fallback && {
+      fallback: {
+        degradeSwitch: options.fallback.degradeSwitch,
+        redis: options.fallback.redisUrl,
+        workers: options.fallback.workers,
+        popBatch: options.fallback.popBatch,
+      },
+    }),
+  };
+  const others = await Promise.all(otherGroups.map((group) => subscribe({ topic: options.topic, group }, async () => undefined, consumerOptions)));
   const subscription = await subscribe(
-    options.topic,
+    { topic: options.topic, group: measuredGroup },
     async (delivery) => {
       clock.handled(delivery.id);
       transports[delivery.transport] = (transports[delivery.transport] ?? 0) + 1;
     },
-    {
-      rms: { url: options.rms.url, token: options.consumerToken },
-      amqpUrl: options.amqpUrl,
-      group: 'bench',
-      concurrency: options.consumerConcurrency,
-      logger,
-      ...(options.fallback && {
-        fallback: {
-          degradeSwitch: options.fallback.degradeSwitch,
-          redis: options.fallback.redisUrl,
-          workers: options.fallback.workers,
-          popBatch: options.fallback.popBatch,
-        },
-      }),
-    },
+    consumerOptions,
   );
   const producer = createProducer({ url: options.rms.url, token: options.producerToken, logger });
   let errors = 0;
@@ -145,10 +153,14 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     await Promise.all(running);
   };
   const acked = () => subscription.stats().acked;
-  const waitAcked = async (target: number) => {
+  const othersAcked = () => others.map((other) => other.stats().acked);
+  /** Waits until the measured group has acked `target` messages, then the other groups `otherTargets`. */
+  const waitAcked = async (target: number, otherTargets: readonly number[] = others.map(() => target)) => {
     const deadline = Date.now() + options.drainTimeoutMs;
     while (acked() < target && Date.now() < deadline) await sleep(5);
-    return nowMs();
+    const measuredAt = nowMs();
+    while (othersAcked().some((count, index) => count < (otherTargets[index] ?? 0)) && Date.now() < deadline) await sleep(5);
+    return measuredAt;
   };
 
   try {
@@ -156,6 +168,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     await waitAcked(confirmed);
     clock.reset();
     const ackedBefore = acked();
+    const othersAckedBefore = othersAcked();
     const ackRequestsBefore = subscription.stats().ackRequests;
     confirmed = 0;
     unconfirmed = 0;
@@ -174,7 +187,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     const startedUs = monotonicUs();
     await load(options.durationMs);
     const loadSeconds = (nowMs() - startedAt) / 1000;
-    const endedAt = await waitAcked(ackedBefore + confirmed);
+    const endedAt = await waitAcked(ackedBefore + confirmed, othersAckedBefore.map((before) => before + confirmed));
     const endedUs = monotonicUs();
     const seconds = (endedAt - startedAt) / 1000;
     const rms = sampler.stop();
@@ -210,6 +223,8 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
         ...(options.fallback && { redisWorkers: options.fallback.workers, redisPopBatch: options.fallback.popBatch }),
         ackRequests,
         acksPerRequest: Math.round((messages / Math.max(1, ackRequests)) * 10) / 10,
+        groups: options.groups.length,
+        otherGroupsAcked: othersAcked().map((count, index) => count - (othersAckedBefore[index] ?? 0)).join(' '),
         sdkWarnings: logger.warnings,
         sdkErrors: logger.errors,
       },
@@ -218,5 +233,6 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     };
   } finally {
     await subscription.close();
+    for (const other of others) await other.close();
   }
 }

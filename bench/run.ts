@@ -10,23 +10,27 @@
  *    **steady-<n>** at half the reliable phase's rate, the latency when nothing queues;
  * 5. **profiled**: the reliable flow again with RMS under `--cpu-prof`, to say what
  *    dominates its CPU (a separate run, so the profiler's overhead stays out of phase 2);
- * 6. **due-scan**: one claim pass with 1,000 due messages among 10,000 and 1,000,000.
+ * 6. **due-scan**: one claim pass with 1,000 due messages among 10,000 and 1,000,000;
+ * 7. **delayed-scan**: the redelivery loop's claim pass with 1,000 due among 10,000, then
+ *    with 100,000 delayed messages (waiting for their `deliverAt`) stored besides.
  *
  * RMS runs as a child process (its CPU and memory are its own); producers and consumer run
  * here. Prints a table and writes docs/bench/results.json, throughput.svg and summary.md.
  *
  * Settings (environment): BENCH_POSTGRES_URL (or TEST_POSTGRES_URL), RABBITMQ_URL,
  * REDIS_URL, ZK_CONNECT; BENCH_LOAD_MS, BENCH_WARMUP_MS, BENCH_PRODUCERS,
- * BENCH_CONSUMER_CONCURRENCY, BENCH_PHASES (comma-separated subset of
- * raw,reliable,degraded,steady,profiled,due-scan), BENCH_DUE_SIZES (e.g. 10000,1000000).
+ * BENCH_CONSUMER_CONCURRENCY, BENCH_GROUPS (consumer groups on the topic, 1 or more; each
+ * message is delivered to, handled by and acked by every group), BENCH_PHASES (comma-separated subset of
+ * raw,reliable,degraded,steady,profiled,due-scan,delayed-scan), BENCH_DUE_SIZES (e.g.
+ * 10000,1000000), BENCH_DELAYED (100000).
  */
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ZooKeeperDegradeSwitch, rabbitMqQueueName } from '@rms/client-sdk';
+import { ZooKeeperDegradeSwitch, fallbackStreamName, groupQueueName } from '@rms/client-sdk';
 import { summarizeCpuProfile } from './cpu-profile.js';
-import { runDueScan } from './due-scan.js';
+import { runDelayedScan, runDueScan } from './due-scan.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanUp, installedVersion, serverVersions, type RunLeftovers } from './environment.js';
 import { nowMs } from './latency.js';
@@ -51,7 +55,7 @@ function numberSetting(name: string, fallback: number): number {
 /** Entries each Redis worker of the degraded phase pops at once. */
 const REDIS_POP_BATCH = 16;
 
-const ALL_PHASES = ['raw', 'reliable', 'degraded', 'steady', 'profiled', 'due-scan'] as const;
+const ALL_PHASES = ['raw', 'reliable', 'degraded', 'steady', 'profiled', 'due-scan', 'delayed-scan'] as const;
 type PhaseName = (typeof ALL_PHASES)[number];
 
 const settings = {
@@ -72,6 +76,10 @@ const settings = {
   rawPrefetch: numberSetting('BENCH_RAW_PREFETCH', 256),
   steadyRate: 1000,
   dueSizes: (process.env['BENCH_DUE_SIZES'] ?? '10000,1000000').split(',').map(Number),
+  /** Delayed messages stored for the delayed-scan. */
+  delayed: numberSetting('BENCH_DELAYED', 100_000),
+  /** Consumer groups subscribed to the bench topic: `bench`, then `group-2`, …; the figures are those of `bench`. */
+  groups: Array.from({ length: numberSetting('BENCH_GROUPS', 1) }, (_, index) => (index === 0 ? 'bench' : `group-${index + 1}`)),
   phases: new Set<PhaseName>(
     (process.env['BENCH_PHASES'] ?? ALL_PHASES.join(','))
       .split(',')
@@ -110,7 +118,7 @@ function rmsEnv(schema: string): Record<string, string> {
       // RMS requires a check URL of every producer; with the first check-back a minute
       // away it is never called during a phase.
       { app: 'bench-producer', token: tokens.producer, roles: ['producer'], checkUrl: 'http://127.0.0.1:9/rms/check', secret: `bench-check-secret-${runId}` },
-      { app: 'bench-consumer', token: tokens.consumer, roles: ['consumer'] },
+      { app: 'bench-consumer', token: tokens.consumer, roles: ['consumer'], subscriptions: settings.groups.map((group) => ({ topic: 'bench.*', group })) },
     ]),
     // No check-back or redelivery inside a phase: every message should go through once.
     RMS_ACK_TIMEOUT_MS: '60000',
@@ -131,8 +139,10 @@ async function rmsPhase(
   const schema = `bench_${runId}_${phase.replace(/[^a-z0-9]/g, '_')}`;
   const topic = `bench.${runId}.${phase}`;
   leftovers.schemas.push(schema);
-  leftovers.queues.push(rabbitMqQueueName(topic));
-  leftovers.redisTopics.push(topic);
+  for (const group of settings.groups) {
+    leftovers.queues.push(groupQueueName(topic, group));
+    leftovers.redisTopics.push(fallbackStreamName(topic, group));
+  }
   const startedAt = nowMs();
   const rms = await RmsProcess.start({
     cwd: REPO,
@@ -156,6 +166,7 @@ async function rmsPhase(
       warmupMs: settings.warmupMs,
       durationMs,
       consumerConcurrency: settings.consumerConcurrency,
+      groups: settings.groups,
       ...(extra.fallback && { fallback: { ...extra.fallback, redisUrl: settings.redisUrl } }),
       drainTimeoutMs: 60_000,
       postgresUrl: settings.postgresUrl,
@@ -205,6 +216,14 @@ function targets(results: BenchResults): TargetCheck[] {
       target: `due-scan at ${points.at(-1)?.storedMessages.toLocaleString('en-US')} within 2 × the ${points[0]?.storedMessages.toLocaleString('en-US')} figure`,
       measured: `${points.map((point) => `${point.medianMs.toFixed(1)} ms`).join(' vs ')}, ratio ${results.dueScan.ratio.toFixed(2)}`,
       met: results.dueScan.ratio <= 2,
+    });
+  }
+  if (results.delayedScan && results.delayedScan.points.length > 1) {
+    const [without, withDelayed] = results.delayedScan.points;
+    checks.push({
+      target: `redelivery claim pass with ${((withDelayed?.storedMessages ?? 0) - (without?.storedMessages ?? 0)).toLocaleString('en-US')} delayed messages stored within 2 × the figure without`,
+      measured: `${withDelayed?.medianMs.toFixed(1)} vs ${without?.medianMs.toFixed(1)} ms, ratio ${results.delayedScan.ratio.toFixed(2)}`,
+      met: results.delayedScan.ratio <= 2,
     });
   }
   const measuredRss = results.phases.filter((phase) => phase.rms && phase.phase !== 'profiled');
@@ -316,6 +335,12 @@ async function main(): Promise<void> {
     leftovers.schemas.push(schema);
     log(`due-scan: ${settings.dueSizes.join(', ')} stored messages, 1,000 due`);
     results.dueScan = await runDueScan({ databaseUrl: settings.postgresUrl, schema, sizes: settings.dueSizes, due: 1000, passes: 5 });
+  }
+  if (settings.phases.has('delayed-scan')) {
+    const schema = `bench_${runId}_delayed_scan`;
+    leftovers.schemas.push(schema);
+    log(`delayed-scan: 1,000 due among 10,000, then with ${settings.delayed.toLocaleString('en-US')} delayed messages stored`);
+    results.delayedScan = await runDelayedScan({ databaseUrl: settings.postgresUrl, schema, base: 10_000, delayed: settings.delayed, due: 1000, passes: 5 });
   }
 
   results.targets = targets(results);

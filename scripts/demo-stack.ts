@@ -4,8 +4,10 @@
  * service, each a real HTTP server on its own port, each with its own database schema.
  */
 import { createServer } from 'node:net';
+import { groupQueueName } from '@rms/client-sdk';
 import { RmsServer, createLogger, loadConfig } from '@rms/message-service';
 import { InventoryService } from '@rms/inventory-service';
+import { LoyaltyService } from '@rms/loyalty-service';
 import { OrderService, type Simulation } from '@rms/order-service';
 
 /** Where the stack's services keep their data, and how RMS reaches its dependencies. */
@@ -14,7 +16,7 @@ export interface DemoStackOptions {
   databaseUrl?: string;
   /** RabbitMQ. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
   amqpUrl?: string;
-  /** Suffix of the three schemas (`rms_<s>`, `orders_<s>`, `inventory_<s>`). */
+  /** Suffix of the four schemas (`rms_<s>`, `orders_<s>`, `inventory_<s>`, `loyalty_<s>`). */
   schemaSuffix: string;
   /** RMS environment overrides (schedules in ms). */
   rmsEnv?: Record<string, string>;
@@ -28,6 +30,7 @@ export interface DemoStackOptions {
 const TOKENS = {
   orders: 'demo-orders-token-0000000',
   inventory: 'demo-inventory-token-000',
+  loyalty: 'demo-loyalty-token-00000',
   ops: 'demo-ops-admin-token-0000',
   secret: 'demo-orders-check-secret-000',
 };
@@ -37,6 +40,8 @@ export interface DemoStack {
   rms: RmsServer;
   orders: OrderService;
   inventory: InventoryService;
+  /** The second consumer group on the same topic: loyalty points per paid order. */
+  loyalty: LoyaltyService;
   rmsUrl: string;
   ordersUrl: string;
   /** The run's topic. */
@@ -75,6 +80,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
   const rmsUrl = `http://127.0.0.1:${rmsPort}`;
   const ordersUrl = `http://127.0.0.1:${ordersPort}`;
   const zkRoot = `/rms-demo/${options.schemaSuffix}`;
+  // A topic of the run's own, so nothing left in RabbitMQ by an earlier run is mixed in.
+  const topic = `stock.reduce.${options.schemaSuffix}`;
   const storeUrl = new URL(databaseUrl);
   storeUrl.searchParams.set('schema', `rms_${options.schemaSuffix}`);
   const config = loadConfig({
@@ -86,14 +93,14 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     // The run's own degrade flag, watched by RMS and by the inventory service's fallback.
     RMS_ZK_ROOT: zkRoot,
     RMS_APPS: JSON.stringify([
-      { app: 'orders', token: TOKENS.orders, roles: ['producer'], checkUrl: `${ordersUrl}/rms/check`, secret: TOKENS.secret },
-      { app: 'inventory', token: TOKENS.inventory, roles: ['consumer'] },
+      { app: 'orders', token: TOKENS.orders, roles: ['producer'], checkUrl: `${ordersUrl}/rms/check`, secret: TOKENS.secret, topics: ['stock.reduce.*'] },
+      // Two consumer groups on the one topic: every paid order reduces stock and awards points.
+      { app: 'inventory', token: TOKENS.inventory, roles: ['consumer'], subscriptions: [{ topic, group: 'inventory' }] },
+      { app: 'loyalty', token: TOKENS.loyalty, roles: ['consumer'], subscriptions: [{ topic, group: 'loyalty' }] },
       { app: 'ops', token: TOKENS.ops, roles: ['admin'] },
     ]),
     ...options.rmsEnv,
   });
-  // A topic of the run's own, so nothing left in RabbitMQ by an earlier run is mixed in.
-  const topic = `stock.reduce.${options.schemaSuffix}`;
   const rms = await RmsServer.start({ config, logger: createLogger(config.logLevel) });
   const orders = await OrderService.start({
     port: ordersPort,
@@ -104,6 +111,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     checkSecret: TOKENS.secret,
     topic,
   });
+  // Both consumer groups pop the Redis lists while the run's degrade flag is on.
+  const fallback = { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' };
   const inventory = await InventoryService.start({
     port: 0,
     databaseUrl,
@@ -112,8 +121,17 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     rmsToken: TOKENS.inventory,
     amqpUrl,
     topic,
-    fallback: { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' },
+    fallback,
     ...options.inventory,
+  });
+  const loyalty = await LoyaltyService.start({
+    databaseUrl,
+    schema: `loyalty_${options.schemaSuffix}`,
+    rmsUrl,
+    rmsToken: TOKENS.loyalty,
+    amqpUrl,
+    topic,
+    fallback,
   });
   for (const [sku, qty] of Object.entries(options.initialStock)) await inventory.store.setStock(sku, qty);
 
@@ -136,6 +154,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     rms,
     orders,
     inventory,
+    loyalty,
     rmsUrl,
     ordersUrl,
     topic,
@@ -163,18 +182,19 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     },
     async stop({ keepData = false } = {}) {
       await inventory.stop();
+      await loyalty.stop();
       await orders.stop();
       await rms.stop();
       const { default: amqp } = await import('amqplib');
       const connection = await amqp.connect(amqpUrl);
       const channel = await connection.createChannel();
-      await channel.deleteQueue(`rms.${topic}`);
+      for (const group of ['inventory', 'loyalty']) await channel.deleteQueue(groupQueueName(topic, group));
       await connection.close();
       if (!keepData) {
         const { default: pg } = await import('pg');
         const client = new pg.Client({ connectionString: databaseUrl });
         await client.connect();
-        for (const schema of ['rms', 'orders', 'inventory']) await client.query(`DROP SCHEMA IF EXISTS "${schema}_${options.schemaSuffix}" CASCADE`);
+        for (const schema of ['rms', 'orders', 'inventory', 'loyalty']) await client.query(`DROP SCHEMA IF EXISTS "${schema}_${options.schemaSuffix}" CASCADE`);
         await client.end();
       }
     },

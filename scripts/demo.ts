@@ -8,8 +8,10 @@
  * inventory handler is made slower than the ack deadline for a few deliveries, with
  * heartbeats off, so RMS really redelivers and the dedupe has duplicates to absorb.
  *
- * Prints a summary and exits 0 only if the books balance: stock reduced == ordered quantity
- * of paid orders, and no message is left in flight.
+ * Two consumer groups read the one topic: inventory (reduce stock) and loyalty (award
+ * points). Prints a summary and exits 0 only if the books balance per group: stock reduced
+ * == ordered quantity of paid orders, points awarded once per paid order, and no message is
+ * left in flight.
  *
  * Environment: DEMO_ORDERS [300], DEMO_FAIL_RATE [0.1], DEMO_CRASH_RATE [0.1].
  */
@@ -20,6 +22,8 @@ const FAIL_RATE = Number(process.env['DEMO_FAIL_RATE'] ?? 0.1);
 const CRASH_RATE = Number(process.env['DEMO_CRASH_RATE'] ?? 0.1);
 const SKUS = ['apple', 'pear', 'plum', 'fig', 'kiwi'];
 const INITIAL_STOCK = 1_000_000;
+/** The loyalty service's default award per ordered unit. */
+const POINTS_PER_UNIT = 10;
 const SETTLE_TIMEOUT_MS = 120_000;
 
 let lastQuarter = -1;
@@ -85,12 +89,14 @@ try {
   let counts = await stack.messagesByStatus();
   let totals = await stack.orders.store.totals();
   let applied = await stack.inventory.store.appliedTotals();
+  let points = await stack.loyalty.store.awardedTotals();
   while (Date.now() < deadline) {
     counts = await stack.messagesByStatus();
     totals = await stack.orders.store.totals();
     applied = await stack.inventory.store.appliedTotals();
+    points = await stack.loyalty.store.awardedTotals();
     progress('settling', applied.messages, totals.orders, `(pending ${counts['PENDING']}, sending ${counts['SENDING']})`);
-    if (counts['PENDING'] === 0 && counts['SENDING'] === 0 && applied.messages === totals.orders) break;
+    if (counts['PENDING'] === 0 && counts['SENDING'] === 0 && applied.messages === totals.orders && points.messages === totals.orders) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 
@@ -98,7 +104,11 @@ try {
   for (const sku of SKUS) stockReduced += INITIAL_STOCK - ((await stack.inventory.store.stockOf(sku)) ?? INITIAL_STOCK);
   const checkBacks = await stack.rmsCounter('rms_check_backs_total');
   const redeliveries = await stack.rmsCounter('rms_delivery_rounds_total', 'kind="redelivery"');
-  balanced = stockReduced === totals.qty && applied.messages === totals.orders && counts['PENDING'] === 0 && counts['SENDING'] === 0;
+  // The books balance per consumer group: every paid order reduced stock once (group
+  // inventory) and awarded points once (group loyalty).
+  const stockBalances = stockReduced === totals.qty && applied.messages === totals.orders;
+  const pointsBalance = points.messages === totals.orders && points.points === totals.qty * POINTS_PER_UNIT;
+  balanced = stockBalances && pointsBalance && counts['PENDING'] === 0 && counts['SENDING'] === 0;
 
   const rows: [string, string | number][] = [
     ['orders placed', ORDERS],
@@ -114,7 +124,11 @@ try {
     ['duplicates suppressed', stack.inventory.stats.duplicatesSuppressed],
     ['stock reduced (units)', stockReduced],
     ['ordered units of paid orders', totals.qty],
-    ['books balance', balanced ? 'YES: stock reduced == paid orders, nothing in flight' : 'NO'],
+    ['group inventory', stockBalances ? `balances: ${applied.messages} orders reduced stock once each` : 'does NOT balance'],
+    ['loyalty deliveries handled', stack.loyalty.stats.deliveries],
+    ['loyalty points awarded', `${points.points} for ${points.messages} orders`],
+    ['group loyalty', pointsBalance ? `balances: ${points.messages} orders awarded points once each` : 'does NOT balance'],
+    ['books balance', balanced ? 'YES: each group handled every paid order once, nothing in flight' : 'NO'],
     ['time', `${((Date.now() - started) / 1000).toFixed(1)} s`],
   ];
   console.log('');

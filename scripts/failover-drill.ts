@@ -42,19 +42,25 @@ try {
   const deadline = Date.now() + 60_000;
   let applied = await stack.inventory.store.appliedTotals();
   let totals = await stack.orders.store.totals();
-  while (Date.now() < deadline && applied.messages < totals.orders) {
+  let points = await stack.loyalty.store.awardedTotals();
+  while (Date.now() < deadline && (applied.messages < totals.orders || points.messages < totals.orders)) {
     await new Promise((resolve) => setTimeout(resolve, 200));
     applied = await stack.inventory.store.appliedTotals();
+    points = await stack.loyalty.store.awardedTotals();
     totals = await stack.orders.store.totals();
   }
   const byTransport = await stack.messagesByTransport();
   const byStatus = await stack.messagesByStatus();
-  balanced = applied.messages === totals.orders && applied.qty === totals.qty;
+  // Both consumer groups, each exactly once per paid order.
+  balanced = applied.messages === totals.orders && applied.qty === totals.qty && points.messages === totals.orders && points.points === totals.qty * 10;
   console.log('');
   console.log(`${'messages by transport of their delivery'.padEnd(44)} ${Object.entries(byTransport).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log(`${'messages by status'.padEnd(44)} ${Object.entries(byStatus).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   console.log(`${'duplicates suppressed by inventory'.padEnd(44)} ${stack.inventory.stats.duplicatesSuppressed}`);
-  console.log(`${'books balance'.padEnd(44)} ${balanced ? 'YES' : 'NO'} (applied ${applied.messages} of ${totals.orders} paid orders)`);
+  console.log(`${'duplicates suppressed by loyalty'.padEnd(44)} ${stack.loyalty.stats.duplicatesSuppressed}`);
+  console.log(
+    `${'books balance'.padEnd(44)} ${balanced ? 'YES' : 'NO'} (group inventory applied ${applied.messages}, group loyalty awarded ${points.messages}, of ${totals.orders} paid orders)`,
+  );
 } finally {
   await sre.close();
   await stack.stop();

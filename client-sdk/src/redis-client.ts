@@ -39,6 +39,14 @@ export interface RedisPipeline {
   exec(): Promise<[error: Error | null, result: unknown][] | null>;
 }
 
+/** A transaction (`MULTI` … `EXEC`) of the commands the SDK queues in one (`LPUSH`). */
+export interface RedisTransaction {
+  /** Queues `LPUSH key value…`. */
+  lpush(key: string, ...values: string[]): unknown;
+  /** Runs the queued commands atomically; one `[error, result]` per command, or `null` when aborted. */
+  exec(): Promise<[error: Error | null, result: unknown][] | null>;
+}
+
 /**
  * An ioredis client (`new Redis(...)` of ioredis 5 or 6), as far as the SDK uses it: the
  * connection state and events, and the commands of idempotency and of the fallback lists.
@@ -64,4 +72,6 @@ export interface RedisClient {
   brpop(...keysAndTimeout: [...keys: string[], timeoutSeconds: number]): Promise<[key: string, value: string] | null>;
   call(command: string, ...args: (string | number)[]): Promise<unknown>;
   pipeline(): RedisPipeline;
+  /** A transaction: every group's fallback list of a delivery gets its copy, or none does. */
+  multi(): RedisTransaction;
 }

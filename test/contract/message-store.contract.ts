@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { v7 as uuidv7 } from 'uuid';
 import {
+  type Delivery,
   type Message,
   type MessageEvent,
   MessageService,
@@ -66,12 +67,15 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         deliveryAttempts: 0,
         lastTransport: null,
         lastError: null,
+        deliverAt: input.deliverAt ?? null,
+        deliveries: [],
+        version: 0,
       };
     }
 
-    /** What `transition` makes of `before` when `change` applies. */
+    /** What `transition` makes of `before` when `change` applies (every write bumps the version). */
     function applied(before: Message, change: Transition): Message {
-      return { ...before, ...change.set, status: change.to, deadReason: change.deadReason, updatedAt: change.at };
+      return { ...before, ...change.set, status: change.to, deadReason: change.deadReason, updatedAt: change.at, version: before.version + 1 };
     }
 
     before(async () => {
@@ -112,6 +116,9 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         nextAttemptAt: input.nextAttemptAt,
         lastTransport: null,
         lastError: null,
+        deliverAt: null,
+        deliveries: [],
+        version: 0,
       };
       assert.deepEqual(message, expected);
       assert.deepEqual(await store.findById(input.id), expected);
@@ -147,6 +154,60 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       );
       assert.equal(results.filter((result) => result.created).length, 1);
       assert.equal(new Set(results.map((result) => result.message.id)).size, 1);
+    });
+
+    test('a delayed message keeps its deliverAt, and deliveries round-trip with their times', async () => {
+      const deliverAt = new Date(Date.parse('2026-06-01T12:00:00.123Z'));
+      const { message } = await store.insert(newMessage({ deliverAt }));
+      assert.deepEqual(message.deliverAt, deliverAt);
+      const at = tick();
+      const deliveries: Delivery[] = [
+        { group: 'inventory', status: 'SENDING', attempts: 1, nextAttemptAt: deliverAt, lastTransport: 'rabbitmq', lastError: null, ackedAt: null },
+        { group: 'loyalty', status: 'ACKED', attempts: 2, nextAttemptAt: null, lastTransport: 'redis', lastError: 'rabbitmq: down', ackedAt: at },
+        { group: 'shipping', status: 'DEAD', attempts: 50, nextAttemptAt: null, lastTransport: null, lastError: 'x', ackedAt: null },
+      ];
+      const updated = await store.transition({
+        id: message.id, from: { status: 'PENDING', deadReason: null }, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at, nextAttemptAt: deliverAt, deliveries },
+      });
+      assert.deepEqual(updated?.deliveries, deliveries);
+      assert.deepEqual((await store.findById(message.id))?.deliveries, deliveries);
+      assert.deepEqual((await store.findByIds([message.id]))[0]?.deliveries, deliveries);
+    });
+
+    test('every write bumps the version, and a versioned transition applies only on the version it read', async () => {
+      const { message } = await store.insert(newMessage({ nextAttemptAt: new Date(0) }));
+      assert.equal(message.version, 0);
+      const base = { id: message.id, from: { status: 'PENDING' as const, deadReason: null }, to: 'PENDING' as const, deadReason: null };
+      const first = await store.transition({ ...base, at: tick(), set: { checkAttempts: 1 }, version: 0 });
+      assert.equal(first?.version, 1);
+      assert.equal(await store.transition({ ...base, at: tick(), set: { checkAttempts: 2 }, version: 0 }), null, 'a stale version writes nothing');
+      const [claimed] = (await store.claimDue({ status: 'PENDING', now: new Date(1), leaseUntil: new Date(Date.parse('2031-01-01T00:00:00Z')), limit: 1000 })).filter((m) => m.id === message.id);
+      assert.equal(claimed?.version, 2, 'a claim is a write too');
+      const [viaMany] = fulfilled(await store.transitionMany([{ ...base, at: tick(), set: { checkAttempts: 3 }, version: 1 }]));
+      assert.equal(viaMany, null, 'transitionMany checks the version like transition');
+      const [fresh] = fulfilled(await store.transitionMany([{ ...base, at: tick(), set: { checkAttempts: 3 }, version: 2 }]));
+      assert.equal(fresh?.checkAttempts, 3);
+      assert.equal(fresh?.version, 3);
+    });
+
+    test('claimDue for deliveries also claims a DEAD message that still has a delivery due, and never a delayed one early', async () => {
+      const base = tick().getTime() + 5_000_000;
+      const topic = `claim.dead.${base}`;
+      const confirm = async (nextAttemptAt: Date | null, to: 'SENDING' | 'DEAD') => {
+        const { message } = await store.insert(newMessage({ topic, nextAttemptAt: new Date(base + 1) }));
+        return store.transition({
+          id: message.id, from: { status: 'PENDING', deadReason: null }, to, deadReason: to === 'DEAD' ? 'DELIVERY_EXHAUSTED' : null, at: tick(), set: { nextAttemptAt },
+        });
+      };
+      const deadButDue = await confirm(new Date(base - 1000), 'DEAD');
+      const deadAndDone = await confirm(null, 'DEAD');
+      const delayed = await confirm(new Date(base + 3_600_000), 'SENDING');
+      const claimed = (await store.claimDue({ status: 'SENDING', now: new Date(base), leaseUntil: new Date(base + 30_000), limit: 1000 })).filter((m) => m.topic === topic);
+      assert.deepEqual(claimed.map((m) => m.id), [deadButDue?.id]);
+      assert.equal((await store.findById(deadAndDone!.id))?.nextAttemptAt, null);
+      assert.equal((await store.findById(delayed!.id))?.nextAttemptAt?.getTime(), base + 3_600_000);
+      const checkBacks = (await store.claimDue({ status: 'PENDING', now: new Date(base + 7_200_000), leaseUntil: new Date(base + 7_300_000), limit: 1000 })).filter((m) => m.topic === topic);
+      assert.deepEqual(checkBacks, [], 'check-back claims never take confirmed messages');
     });
 
     test('findById of an unknown id is null', async () => {

@@ -53,8 +53,9 @@ describe('orders → inventory end to end: RMS, RabbitMQ, PostgreSQL, two real s
       const counts = await stack.messagesByStatus();
       const applied = await stack.inventory.store.appliedTotals();
       const totals = await stack.orders.store.totals();
-      return counts['PENDING'] === 0 && counts['SENDING'] === 0 && applied.messages === totals.orders;
-    }, 'every message settled and every paid order applied', 90_000, 200);
+      const points = await stack.loyalty.store.awardedTotals();
+      return counts['PENDING'] === 0 && counts['SENDING'] === 0 && applied.messages === totals.orders && points.messages === totals.orders;
+    }, 'every message settled and every paid order applied by both groups', 90_000, 200);
   });
   after(async () => {
     await stack?.stop();
@@ -72,6 +73,11 @@ describe('orders → inventory end to end: RMS, RabbitMQ, PostgreSQL, two real s
     assert.equal(reduced, totals.qty);
     const applied = await stack.inventory.store.appliedTotals();
     assert.deepEqual(applied, { messages: totals.orders, qty: totals.qty });
+  });
+
+  test('the second consumer group on the topic awarded points once per paid order', async () => {
+    const totals = await stack.orders.store.totals();
+    assert.deepEqual(await stack.loyalty.store.awardedTotals(), { messages: totals.orders, points: totals.qty * 10 });
   });
 
   test('RMS records: paid orders COMPLETED, declined ones CANCELLED, none DEAD or in flight', async () => {

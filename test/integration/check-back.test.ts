@@ -56,6 +56,7 @@ describe('check-back: RMS asks the producer about messages left pending', { time
   const seen: SeenDelivery[] = [];
   const suffix = randomUUID().slice(0, 8);
   const ids = new Map<string, string>();
+  const groupsTopic = `groups.checks${randomUUID().slice(0, 8)}`;
 
   before(async () => {
     producer = await HttpRecorder.start(producerAnswer);
@@ -68,6 +69,9 @@ describe('check-back: RMS asks the producer about messages left pending', { time
       assert.equal(answer.status, 201);
       ids.set(kind, answer.body.id);
     }
+    // On a topic three consumer groups subscribe to (see TEST_APPS): COMMIT must open their deliveries.
+    const grouped = await rms.call('orders', 'POST', '/v1/messages', { topic: groupsTopic, payload: { kind: 'grouped' }, messageId: `commit-groups-${suffix}` });
+    ids.set('grouped', grouped.body.id);
     // Cancelled by the producer before any check: the producer would answer COMMIT, but must never be asked.
     const cancelled = await rms.call('orders', 'POST', '/v1/messages', { topic, payload: { kind: 'cancelled' }, messageId: `cancelled-${suffix}` });
     await rms.call('orders', 'DELETE', `/v1/messages/${cancelled.body.id}`);
@@ -81,7 +85,7 @@ describe('check-back: RMS asks the producer about messages left pending', { time
     await rms?.stop();
     await store?.close();
     await producer?.close();
-    await watcher?.deleteQueues([topic]);
+    await watcher?.deleteQueues([topic, ...['stock', 'points', 'shipping'].map((group) => `${groupsTopic}.${group}`)]);
     await watcher?.close();
   });
 
@@ -93,6 +97,14 @@ describe('check-back: RMS asks the producer about messages left pending', { time
     assert.equal(message?.checkAttempts, 1);
     assert.ok(message?.confirmedAt);
     await waitUntil(() => seen.some((d) => d.id === ids.get('commit')), 'the committed message is delivered');
+  });
+
+  test('COMMIT opens one delivery per group subscribed to the topic, as a confirm does', async () => {
+    const message = await waitUntil(async () => {
+      const found = await status('grouped');
+      return found?.status === 'SENDING' ? found : null;
+    }, 'the grouped message is confirmed by check-back');
+    assert.deepEqual(message.deliveries.map((delivery) => delivery.group), ['stock', 'points', 'shipping']);
   });
 
   test('ROLLBACK cancels the message, and it never reaches RabbitMQ', async () => {

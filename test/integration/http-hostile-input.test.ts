@@ -172,25 +172,29 @@ describe('consumers learn a status, never a payload (defect 7)', () => {
     return prepared.body.id as string;
   }
 
-  test('heartbeat answers the id, status and next deadline only', async () => {
+  test('heartbeat answers the id, status, next deadline and each group\'s delivery status only', async () => {
     const id = await sending();
     const beat = await rms.call('inventory', 'POST', `/v1/messages/${id}/heartbeat`, { extendMs: 30_000 });
     assert.equal(beat.status, 200, JSON.stringify(beat.body));
-    assert.deepEqual(Object.keys(beat.body).sort(), ['id', 'nextAttemptAt', 'status']);
+    assert.deepEqual(Object.keys(beat.body).sort(), ['deliveries', 'id', 'nextAttemptAt', 'status']);
+    assert.deepEqual(Object.keys(beat.body.deliveries[0]).sort(), ['attempts', 'group', 'nextAttemptAt', 'status']);
     assert.equal(JSON.stringify(beat.body).includes('s3cret'), false);
   });
 
-  test('ack answers the id and status only', async () => {
+  test('ack answers the id and statuses only', async () => {
     const id = await sending();
     const ack = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
-    assert.deepEqual(ack.body, { id, status: 'COMPLETED', nextAttemptAt: null });
+    const { deliveries, ...rest } = ack.body;
+    assert.deepEqual(rest, { id, status: 'COMPLETED', nextAttemptAt: null });
+    assert.deepEqual(deliveries.map((delivery: { group: string; status: string }) => [delivery.group, delivery.status]), [['default', 'ACKED']]);
+    assert.equal(JSON.stringify(ack.body).includes('s3cret'), false);
   });
 
-  test('nack answers the id, status and next due time only', async () => {
+  test('nack answers the id, the statuses and next due times only', async () => {
     const id = await sending();
     const nack = await rms.call('inventory', 'POST', `/v1/messages/${id}/nack`, { reason: 'failed', attempt: 1 });
     assert.equal(nack.status, 200, JSON.stringify(nack.body));
-    assert.deepEqual(Object.keys(nack.body).sort(), ['id', 'nextAttemptAt', 'status']);
+    assert.deepEqual(Object.keys(nack.body).sort(), ['deliveries', 'id', 'nextAttemptAt', 'status']);
     assert.equal(JSON.stringify(nack.body).includes('s3cret'), false);
   });
 

@@ -161,7 +161,7 @@ describe('message history, consumer failures and finding dead messages', { timeo
     });
     assert.equal(answer.status, 200, JSON.stringify(answer.body));
     const [ok, conflict, missing] = answer.body.results;
-    assert.deepEqual(ok, { id, status: 'SENDING' });
+    assert.deepEqual(ok, { id, status: 'SENDING', group: 'default', delivery: 'SENDING' });
     assert.equal(conflict.error.code, 'STATE_CONFLICT');
     assert.equal(missing.error.code, 'NOT_FOUND');
     assert.equal((await get(id)).lastError, 'consumer inventory: first failure');

@@ -10,6 +10,7 @@ import amqp, { type Channel, type ChannelModel, type GetMessage } from 'amqplib'
 import {
   RabbitMqTransport,
   TransportError,
+  groupQueueName,
   rabbitMqQueueName,
   type OutgoingMessage,
   type RabbitMqTransportOptions,
@@ -40,11 +41,11 @@ function queueDepth(topic: string): Promise<number | undefined> {
 }
 
 /** Takes everything in the topic's queue. */
-function takeAll(topic: string): Promise<GetMessage[]> {
+function takeAll(topic: string, queue: string = rabbitMqQueueName(topic)): Promise<GetMessage[]> {
   return withChannel(async (channel) => {
     const taken: GetMessage[] = [];
     for (;;) {
-      const message = await channel.get(rabbitMqQueueName(topic), { noAck: true });
+      const message = await channel.get(queue, { noAck: true });
       if (message === false) return taken;
       taken.push(message);
     }
@@ -132,6 +133,47 @@ describe('RabbitMQ transport', () => {
     await admin.close().catch(() => undefined);
   });
 
+  test('a delivery to several groups is one publish copied into each group\'s queue; a delivery to one group reaches only its queue', async (t) => {
+    const topic = newTopic(t);
+    const queues = ['inventory', 'loyalty', 'shipping'].map((group) => groupQueueName(topic, group));
+    t.after(() => withChannel(async (channel) => void (await Promise.all(queues.map((queue) => channel.deleteQueue(queue))))));
+    const transport = newTransport(t);
+    const first = message(topic, { groups: ['inventory', 'loyalty', 'shipping'] });
+    await transport.publish(first);
+    for (const queue of queues) {
+      const taken = await takeAll(topic, queue);
+      assert.deepEqual(taken.map((m) => m.properties.messageId), [first.id], `${queue} holds the one copy`);
+      assert.equal(taken[0]?.properties.headers?.['BCC'], undefined, 'the blind copies are not shown to consumers');
+    }
+    const redelivery = message(topic, { groups: ['loyalty'], attempt: 2 });
+    await transport.publish(redelivery);
+    assert.deepEqual((await takeAll(topic, queues[1])).map((m) => m.properties.messageId), [redelivery.id]);
+    assert.deepEqual(await takeAll(topic, queues[0]), [], 'a group that acked gets no redelivery');
+    assert.deepEqual(await takeAll(topic, queues[2]), []);
+    await assert.rejects(
+      withChannel((channel) => channel.checkQueue(rabbitMqQueueName(topic))),
+      /NOT_FOUND/,
+      'the default group\'s shared queue is not even declared',
+    );
+  });
+
+  test('two deployments with different queue prefixes on one broker and exchange never see each other\'s deliveries', async (t) => {
+    const topic = newTopic(t);
+    const other = new RabbitMqTransport({ url: TEST_RABBITMQ_URL, queuePrefix: 'rms-b.', confirmTimeoutMs: 2000, connectTimeoutMs: 2000 });
+    t.after(async () => {
+      await other.close();
+      await withChannel((channel) => channel.deleteQueue(groupQueueName(topic, 'inventory', 'rms-b.')));
+    });
+    t.after(() => withChannel((channel) => channel.deleteQueue(groupQueueName(topic, 'inventory'))));
+    const transport = newTransport(t);
+    const ours = message(topic, { groups: ['inventory'] });
+    const theirs = message(topic, { groups: ['inventory'] });
+    await transport.publish(ours);
+    await other.publish(theirs);
+    assert.deepEqual((await takeAll(topic, groupQueueName(topic, 'inventory'))).map((m) => m.properties.messageId), [ours.id]);
+    assert.deepEqual((await takeAll(topic, groupQueueName(topic, 'inventory', 'rms-b.'))).map((m) => m.properties.messageId), [theirs.id]);
+  });
+
   test('a published message is in rms.<topic> with its id, JSON body, persistence, content type and x-rms headers', async (t) => {
     const topic = newTopic(t);
     const transport = newTransport(t);
@@ -148,7 +190,8 @@ describe('RabbitMQ transport', () => {
     assert.equal(rest.length, 0);
     assert.ok(received);
     assert.equal(received.fields.exchange, 'rms');
-    assert.equal(received.fields.routingKey, topic);
+    // Each queue is bound under its own name, so the routing key is the queue's name.
+    assert.equal(received.fields.routingKey, rabbitMqQueueName(topic));
     assert.equal(received.properties.messageId, outgoing.id);
     assert.equal(received.properties.contentType, 'application/json');
     assert.equal(received.properties.deliveryMode, 2);

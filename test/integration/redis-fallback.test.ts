@@ -16,6 +16,7 @@ import {
   decodeEnvelope,
   encodeEnvelope,
   fallbackKey,
+  fallbackStreamName,
   fallbackKeys,
   fallbackShardOf,
   type Delivery,
@@ -188,6 +189,28 @@ describe('RedisListTransport: publishing to the fallback lists', () => {
     assert.ok(byKey.size > 90, `500 messages should land in most of the 100 shards, got ${byKey.size}`);
   });
 
+  test('a delivery to several groups lands in each group\'s own shard list (same shard), and a source pops only its group\'s', async (t) => {
+    const topic = newTopic(t);
+    const groups = ['inventory', 'loyalty'];
+    t.after(async () => {
+      for (const group of groups) await admin.del(...fallbackKeys(fallbackStreamName(topic, group), SHARDS));
+    });
+    const transport = newTransport(t);
+    const both = message(topic, { groups });
+    const loyaltyOnly = message(topic, { groups: ['loyalty'], attempt: 2 });
+    await transport.publish(both);
+    await transport.publish(loyaltyOnly);
+    const shard = fallbackShardOf(both.id, SHARDS);
+    assert.equal(await admin.llen(fallbackKey(fallbackStreamName(topic, 'inventory'), shard, SHARDS)), 1);
+    assert.equal(await admin.llen(fallbackKey(fallbackStreamName(topic, 'loyalty'), shard, SHARDS)), 1);
+    assert.equal(await totalLength(topic), 0, 'nothing in the default group\'s lists');
+    const seen = recorder();
+    const source = newSource(t, { topic, group: 'inventory' }, seen.listener);
+    await source.start();
+    await source.drainUntilEmpty();
+    assert.deepEqual(seen.deliveries.map((delivery) => [delivery.id, delivery.group]), [[both.id, 'inventory']]);
+  });
+
   test('ping resolves against a live Redis; close leaves a caller-owned client open', async (t) => {
     const client = new Redis(REDIS_URL, { enableOfflineQueue: false });
     t.after(() => client.quit());
@@ -232,8 +255,9 @@ describe('RedisListSource: popping the fallback lists', () => {
     assert.equal(seen.deliveries.length, 500, 'no message delivered twice');
     assert.equal(seen.counts.size, 500);
     for (const delivery of seen.deliveries) {
-      const { transport: via, ...fields } = delivery;
+      const { transport: via, group, ...fields } = delivery;
       assert.equal(via, 'redis');
+      assert.equal(group, 'default', 'the topic\'s shared lists are the default group\'s');
       assert.deepEqual(fields, sent.get(delivery.id));
     }
     assert.equal(seen.maxInFlight(), 3, 'the three workers ran in parallel and no more');

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import { Redis } from 'ioredis';
-import { type Delivery, RmsHttpClient, type SdkLogger, type SubscribeOptions, type Subscription, subscribe } from '@rms/client-sdk';
+import { type Delivery, RmsHttpClient, rabbitMqQueueName, type SdkLogger, type SubscribeOptions, type Subscription, subscribe } from '@rms/client-sdk';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { startTestServer, TEST_APPS, type TestServer } from '../support/rms-server.js';
@@ -331,7 +331,7 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
     await waitUntil(() => subscription.stats().acked === 1, 'the first delivery is acked');
     // The broker hands out a second copy (as after a requeue, or a redelivery racing the ack).
     const channel = await admin.createConfirmChannel();
-    channel.publish('rms', t, Buffer.from(JSON.stringify({ sku: 'A' })), { messageId: id, headers: { 'x-rms-attempt': 2, 'x-rms-producer': 'orders' } });
+    channel.publish('rms', rabbitMqQueueName(t), Buffer.from(JSON.stringify({ sku: 'A' })), { messageId: id, headers: { 'x-rms-attempt': 2, 'x-rms-producer': 'orders' } });
     await channel.waitForConfirms();
     await channel.close();
     await waitUntil(() => subscription.stats().duplicatesSkipped === 1, 'the copy is recognised as a duplicate');
@@ -346,8 +346,8 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
     const handled: string[] = [];
     await consume(t, async (delivery) => void handled.push(delivery.id), { logger });
     const channel = await admin.createConfirmChannel();
-    channel.publish('rms', t, Buffer.from('not json {'), { messageId: 'bad-body' });
-    channel.publish('rms', t, Buffer.from('{"ok":true}'), {});
+    channel.publish('rms', rabbitMqQueueName(t), Buffer.from('not json {'), { messageId: 'bad-body' });
+    channel.publish('rms', rabbitMqQueueName(t), Buffer.from('{"ok":true}'), {});
     await channel.waitForConfirms();
     await channel.close();
     const id = await produce(t);
@@ -378,7 +378,7 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
     const unknown = randomUUID();
     const channel = await admin.createConfirmChannel();
     for (const id of [unknown, cancelled.id, 'not-a-uuid']) {
-      channel.publish('rms', t, Buffer.from('{}'), { messageId: id, headers: { 'x-rms-attempt': 1, 'x-rms-producer': 'orders' } });
+      channel.publish('rms', rabbitMqQueueName(t), Buffer.from('{}'), { messageId: id, headers: { 'x-rms-attempt': 1, 'x-rms-producer': 'orders' } });
     }
     await channel.waitForConfirms();
     await channel.close();

@@ -19,6 +19,19 @@ export const TEST_APPS = {
   billing: { app: 'billing', token: 'billing-token-0123456789', roles: ['producer'], checkUrl: 'http://127.0.0.1:9/check', secret: 'billing-secret-0123456789' },
   inventory: { app: 'inventory', token: 'inventory-token-0123456789', roles: ['consumer'] },
   ops: { app: 'ops', token: 'ops-token-0123456789abc', roles: ['admin'] },
+  // Consumer groups: three apps read every `groups.*` topic, each in its own group.
+  stock: { app: 'stock', token: 'stock-token-0123456789ab', roles: ['consumer'], subscriptions: [{ topic: 'groups.*' }] },
+  points: { app: 'points', token: 'points-token-0123456789a', roles: ['consumer'], subscriptions: [{ topic: 'groups.*', group: 'points' }] },
+  shipping: { app: 'shipping', token: 'shipping-token-012345678', roles: ['consumer'], subscriptions: [{ topic: 'groups.*', group: 'shipping' }] },
+  // A producer that may write only `payments.*` and `groups.*` topics.
+  payments: {
+    app: 'payments',
+    token: 'payments-token-01234567',
+    roles: ['producer'],
+    checkUrl: 'http://127.0.0.1:9/check',
+    secret: 'payments-secret-0123456789',
+    topics: ['payments.*', 'groups.*'],
+  },
 } satisfies Record<string, AppRegistration>;
 
 /** An HTTP answer: status, headers and parsed JSON body. */

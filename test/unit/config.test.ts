@@ -117,3 +117,54 @@ describe('configuration: bounds and cross-checks', () => {
     assert.match(configError({ ...MINIMAL, RMS_ALERT_WEBHOOKS: 'not a url' }), /RMS_ALERT_WEBHOOKS/);
   });
 });
+
+describe('the app registry: topic permissions and consumer groups', () => {
+  const producer = { app: 'payments', token: 'payments-token-0123456789', roles: ['producer' as const], checkUrl: 'http://p/check', secret: 'payments-secret-012345678' };
+  const consumer = (app: string, subscriptions?: { topic: string; group?: string }[]) => ({
+    app,
+    token: `${app}-token-0123456789abcdef`,
+    roles: ['consumer' as const],
+    ...(subscriptions && { subscriptions }),
+  });
+
+  test('a producer writes only topics its patterns match; * spans dots; no list means any topic', () => {
+    const registry = new AppRegistry(parseAppRegistry(JSON.stringify([{ ...producer, topics: ['orders.*', 'payments.capture'] }, { ...producer, app: 'free', token: 'free-token-0123456789abcd' }])));
+    assert.equal(registry.mayProduce('payments', 'orders.paid'), true);
+    assert.equal(registry.mayProduce('payments', 'orders.eu.paid'), true);
+    assert.equal(registry.mayProduce('payments', 'orders'), false, 'the * stands for at least one character');
+    assert.equal(registry.mayProduce('payments', 'payments.capture'), true);
+    assert.equal(registry.mayProduce('payments', 'payments.capturex'), false, 'a name without * is exact');
+    assert.equal(registry.mayProduce('payments', 'ordersXpaid'), false, 'the dot of a pattern is literal');
+    assert.equal(registry.mayProduce('free', 'anything.at.all'), true);
+  });
+
+  test('the groups of a topic: every subscribed group once, in registry order, the app name by default; none means the default group', () => {
+    const registry = new AppRegistry(parseAppRegistry(JSON.stringify([
+      consumer('inventory', [{ topic: 'orders.paid' }]),
+      consumer('loyalty', [{ topic: 'orders.*', group: 'points' }]),
+      consumer('loyalty2', [{ topic: 'orders.paid', group: 'points' }]),
+    ])));
+    assert.deepEqual(registry.groupsFor('orders.paid'), ['inventory', 'points']);
+    assert.deepEqual(registry.groupsFor('orders.refunded'), ['points']);
+    assert.deepEqual(registry.groupsFor('stock.reduce'), ['default']);
+    assert.deepEqual(registry.groupsOf('loyalty', 'orders.paid'), ['points']);
+    assert.deepEqual(registry.groupsOf('inventory', 'orders.refunded'), [], 'declared, but not this topic');
+  });
+
+  test('apps without topics or subscriptions are named in the start-up warnings', () => {
+    const registry = new AppRegistry(parseAppRegistry(JSON.stringify([producer, consumer('inventory')])));
+    assert.deepEqual(registry.warnings(), [
+      'producer payments declares no topics: it may write any topic',
+      'consumer inventory declares no subscriptions: it may ack any delivery of any topic',
+    ]);
+    assert.equal(registry.groupsOf('inventory', 'orders.paid'), undefined);
+  });
+
+  test('bad subscriptions and topic lists are refused, naming the field', () => {
+    const refused = (apps: unknown[], message: RegExp) => assert.throws(() => parseAppRegistry(JSON.stringify(apps)), message);
+    refused([consumer('inventory', [{ topic: 'orders.paid', group: 'a.b' }])], /no dots/);
+    refused([consumer('inventory', [{ topic: 'orders paid' }])], /subscriptions\[\]\.topic/);
+    refused([{ ...producer, subscriptions: [{ topic: 'x' }] }], /subscriptions are for apps with the consumer role/);
+    refused([{ ...consumer('inventory'), topics: ['x'] }], /topics are for apps with the producer role/);
+  });
+});

@@ -37,6 +37,17 @@ describe('delivery schedule', () => {
     assert.throws(() => parseTopicSchedules('{"bad topic": {}}'), /topic names must match/);
     assert.throws(() => parseTopicSchedules('{"a": {"speed": 1}}'), /unknown field RMS_TOPIC_SCHEDULES\.a\.speed/);
   });
+
+  test('per-group overrides of a topic replace only their fields, over the topic\'s', () => {
+    const scheduleFor = deliveryScheduleResolver(
+      DELIVERY,
+      parseTopicSchedules('{"orders.paid": {"ackTimeoutMs": 30000, "groups": {"points": {"retryMax": 5}}}}'),
+    );
+    assert.deepEqual(scheduleFor('orders.paid', 'points'), { ...DELIVERY, ackTimeoutMs: 30_000, retryMax: 5 });
+    assert.deepEqual(scheduleFor('orders.paid', 'inventory'), { ...DELIVERY, ackTimeoutMs: 30_000 });
+    assert.equal(scheduleFor('stock.reduce', 'points'), DELIVERY);
+    assert.throws(() => parseTopicSchedules('{"a": {"groups": {"b.c": {}}}}'), /group names must match/);
+  });
 });
 
 describe('check-back schedule', () => {

@@ -1,6 +1,18 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Command, type Decision, type MessageState, decide, patchFor } from '@rms/message-service';
+import {
+  type Command,
+  type Decision,
+  type Delivery,
+  type DeliveryCommand,
+  type Message,
+  type MessageState,
+  decide,
+  decideDeliveries,
+  deliveriesOf,
+  freshDelivery,
+  patchFor,
+} from '@rms/message-service';
 
 const PENDING: MessageState = { status: 'PENDING', deadReason: null };
 const SENDING: MessageState = { status: 'SENDING', deadReason: null };
@@ -15,16 +27,10 @@ const COMMANDS: Record<string, Command> = {
   'admin confirm': { type: 'confirm', actor: 'admin' },
   'producer cancel': { type: 'cancel', actor: 'producer' },
   'admin cancel': { type: 'cancel', actor: 'admin' },
-  ack: { type: 'ack' },
-  resend: { type: 'resend' },
   'check-back COMMIT': { type: 'check-commit' },
   'check-back ROLLBACK': { type: 'check-rollback' },
   'check-backs exhausted': { type: 'check-exhausted' },
-  'deliveries exhausted': { type: 'delivery-exhausted' },
-  'delivery round recorded': { type: 'delivery-recorded' },
   'check-back recorded': { type: 'check-recorded' },
-  heartbeat: { type: 'heartbeat' },
-  'consumer failure (nack)': { type: 'nack' },
 };
 
 /** `→X` moves to X (`→X!` also dispatches), `=` is an idempotent repeat, `409` a refusal. */
@@ -36,16 +42,10 @@ const TABLE: Record<string, Record<keyof typeof STATES, Expected>> = {
   'admin confirm':         { PENDING: '→SENDING!', SENDING: '=', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '→SENDING!', DEAD_DELIVERY: '=' },
   'producer cancel':       { PENDING: '→CANCELLED', SENDING: '409', COMPLETED: '409', CANCELLED: '=', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'admin cancel':          { PENDING: '→CANCELLED', SENDING: '409', COMPLETED: '409', CANCELLED: '=', DEAD_CHECK: '→CANCELLED', DEAD_DELIVERY: '409' },
-  ack:                     { PENDING: '409', SENDING: '→COMPLETED', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '→COMPLETED' },
-  resend:                  { PENDING: '409', SENDING: '=', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '→SENDING!' },
   'check-back COMMIT':     { PENDING: '→SENDING!', SENDING: '=', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'check-back ROLLBACK':   { PENDING: '→CANCELLED', SENDING: '409', COMPLETED: '409', CANCELLED: '=', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'check-backs exhausted': { PENDING: '→DEAD', SENDING: '409', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
-  'deliveries exhausted':  { PENDING: '409', SENDING: '→DEAD', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
-  'delivery round recorded': { PENDING: '409', SENDING: '→SENDING', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
   'check-back recorded':   { PENDING: '→PENDING', SENDING: '409', COMPLETED: '409', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
-  heartbeat:               { PENDING: '409', SENDING: '→SENDING', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '409' },
-  'consumer failure (nack)': { PENDING: '409', SENDING: '→SENDING', COMPLETED: '=', CANCELLED: '409', DEAD_CHECK: '409', DEAD_DELIVERY: '=' },
 };
 
 function summarize(decision: Decision): Expected {
@@ -77,11 +77,6 @@ describe('state machine: details of decisions', () => {
     assert.deepEqual(decide(PENDING, { type: 'check-exhausted' }), {
       outcome: 'transition', to: 'DEAD', deadReason: 'CHECK_EXHAUSTED', dispatch: false,
     });
-    assert.deepEqual(decide(SENDING, { type: 'delivery-exhausted' }), {
-      outcome: 'transition', to: 'DEAD', deadReason: 'DELIVERY_EXHAUSTED', dispatch: false,
-    });
-    const resent = decide(DEAD_DELIVERY, { type: 'resend' });
-    assert.equal(resent.outcome === 'transition' && resent.deadReason, null);
   });
 
   test('a message refused by the producer for being check-exhausted points at the admin', () => {
@@ -94,26 +89,153 @@ describe('state machine: what a transition writes', () => {
   const now = new Date('2026-01-01T00:00:00Z');
   const later = new Date('2026-01-01T00:00:05Z');
 
-  test('confirm stamps confirmedAt and makes the message due for dispatch', () => {
+  test('confirm stamps confirmedAt and opens one delivery per subscribed group, due for dispatch', () => {
     const decision = decide(PENDING, { type: 'confirm', actor: 'producer' });
     assert.equal(decision.outcome, 'transition');
     if (decision.outcome !== 'transition') return;
-    assert.deepEqual(patchFor(PENDING, decision, now, later), { confirmedAt: now, nextAttemptAt: later, lastError: null });
+    assert.deepEqual(patchFor(PENDING, decision, now, later, { groups: ['inventory', 'loyalty'], deliverAt: null }), {
+      confirmedAt: now,
+      nextAttemptAt: later,
+      lastError: null,
+      deliveries: [freshDelivery('inventory', later), freshDelivery('loyalty', later)],
+    });
   });
 
-  test('resend resets the delivery attempts but keeps the original confirmation time', () => {
-    const decision = decide(DEAD_DELIVERY, { type: 'resend' });
-    if (decision.outcome !== 'transition') assert.fail('resend of a dead message must transition');
-    const patch = patchFor(DEAD_DELIVERY, decision, now);
-    assert.equal(patch.deliveryAttempts, 0);
-    assert.equal('confirmedAt' in patch, false);
+  test('a delayed message is due at its deliverAt, not at the dispatch lease', () => {
+    const decision = decide(PENDING, { type: 'confirm', actor: 'producer' });
+    if (decision.outcome !== 'transition') assert.fail('confirm must transition');
+    const deliverAt = new Date('2026-01-01T00:30:00Z');
+    const patch = patchFor(PENDING, decision, now, later, { groups: ['inventory'], deliverAt });
+    assert.deepEqual(patch.nextAttemptAt, deliverAt);
+    assert.deepEqual(patch.deliveries?.[0]?.nextAttemptAt, deliverAt);
   });
 
   test('terminal states clear the schedule and stamp their time', () => {
-    const ack = decide(SENDING, { type: 'ack' });
     const cancel = decide(PENDING, { type: 'cancel', actor: 'producer' });
-    if (ack.outcome !== 'transition' || cancel.outcome !== 'transition') assert.fail('both must transition');
-    assert.deepEqual(patchFor(SENDING, ack, now), { completedAt: now, nextAttemptAt: null });
+    if (cancel.outcome !== 'transition') assert.fail('cancel must transition');
     assert.deepEqual(patchFor(PENDING, cancel, now), { cancelledAt: now, nextAttemptAt: null });
+  });
+});
+
+const T0 = new Date('2026-01-01T00:00:00Z');
+const T1 = new Date('2026-01-01T00:01:00Z');
+const T2 = new Date('2026-01-01T00:02:00Z');
+
+function message(status: Message['status'], deliveries: Delivery[], extra: Partial<Message> = {}): Message {
+  return {
+    id: '0190f000-0000-7000-8000-000000000001', producer: 'orders', producerMessageId: null, topic: 'order.paid', payload: null, headers: {},
+    status, deadReason: status === 'DEAD' ? 'DELIVERY_EXHAUSTED' : null, createdAt: T0, updatedAt: T0, confirmedAt: T0, completedAt: null,
+    cancelledAt: null, checkAttempts: 0, deliveryAttempts: 1, nextAttemptAt: T1, lastTransport: 'rabbitmq', lastError: null, deliverAt: null,
+    deliveries, version: 3, ...extra,
+  };
+}
+
+function delivery(group: string, status: Delivery['status'], attempts = 1, nextAttemptAt: Date | null = status === 'SENDING' ? T1 : null): Delivery {
+  return { group, status, attempts, nextAttemptAt, lastTransport: 'rabbitmq', lastError: null, ackedAt: status === 'ACKED' ? T0 : null };
+}
+
+const record = { attempts: 2, nextAttemptAt: T2, lastTransport: 'rabbitmq' as const, lastError: null };
+const DELIVERY_COMMANDS: Record<string, DeliveryCommand> = {
+  ack: { type: 'ack' },
+  heartbeat: { type: 'heartbeat', until: T2 },
+  resend: { type: 'resend', dueAt: T1 },
+  'round recorded': { type: 'delivery-recorded', afterAttempts: 1, record },
+  'rounds exhausted': { type: 'delivery-exhausted', afterAttempts: 1 },
+  'consumer failure (nack)': { type: 'nack', attempts: 1, retryAt: T0, lastError: 'consumer inventory: boom' },
+  'consumer failure on the last round': { type: 'nack', attempts: 1, retryAt: null, lastError: 'consumer inventory: boom' },
+};
+
+// One group's delivery under every command, the other group's delivery still SENDING:
+// `→X/Y` moves the delivery to X and the message to Y, `=` changes nothing, `409` refuses.
+const DELIVERY_TABLE: Record<string, Record<Delivery['status'], string>> = {
+  ack:                { SENDING: '→ACKED/SENDING', ACKED: '=', DEAD: '→ACKED/SENDING' },
+  heartbeat:          { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '409' },
+  resend:             { SENDING: '=', ACKED: '409', DEAD: '→SENDING/SENDING' },
+  'round recorded':   { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
+  'rounds exhausted': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
+  'consumer failure (nack)': { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
+  'consumer failure on the last round': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
+};
+
+describe('state machine: one group\'s delivery under every command', () => {
+  for (const [name, row] of Object.entries(DELIVERY_TABLE)) {
+    for (const [status, expected] of Object.entries(row)) {
+      test(`${name} of a ${status} delivery → ${expected}`, () => {
+        const read = message(status === 'DEAD' ? 'DEAD' : 'SENDING', [delivery('inventory', status as Delivery['status']), delivery('loyalty', 'SENDING')]);
+        const decision = decideDeliveries(read, [{ group: 'inventory', command: DELIVERY_COMMANDS[name] as DeliveryCommand }], T0, 'default');
+        const summary =
+          decision.outcome === 'unchanged' ? '=' : decision.outcome === 'refused' ? '409' : `→${decision.set.deliveries?.[0]?.status}/${decision.to}`;
+        assert.equal(summary, expected);
+      });
+    }
+  }
+});
+
+describe('state machine: a message over its groups\' deliveries', () => {
+  test('a nack brings the group\'s next round forward, counts the round and keeps the reason; the message is due then', () => {
+    const read = message('SENDING', [delivery('inventory', 'SENDING', 0, T2), delivery('loyalty', 'SENDING', 1, T2)], { nextAttemptAt: T2 });
+    const decision = decideDeliveries(read, [{ group: 'inventory', command: { type: 'nack', attempts: 1, retryAt: T0, lastError: 'consumer inventory: boom' } }], T0, 'default');
+    assert.equal(decision.outcome, 'transition');
+    if (decision.outcome !== 'transition') return;
+    assert.deepEqual(decision.set.deliveries?.[0], { ...delivery('inventory', 'SENDING', 1, T0), lastError: 'consumer inventory: boom' });
+    assert.equal(decision.set.nextAttemptAt?.getTime(), T0.getTime(), 'the message is due when the nacked delivery is');
+    assert.equal(decision.set.lastError, 'consumer inventory: boom');
+  });
+
+  test('the message completes only when the last group acks', () => {
+    const read = message('SENDING', [delivery('inventory', 'ACKED'), delivery('loyalty', 'SENDING')]);
+    const decision = decideDeliveries(read, [{ group: 'loyalty', command: { type: 'ack' } }], T2, 'default');
+    assert.equal(decision.outcome === 'transition' && decision.to, 'COMPLETED');
+    assert.deepEqual(decision.outcome === 'transition' && decision.set.completedAt, T2);
+    assert.equal(decision.outcome === 'transition' && decision.set.nextAttemptAt, null);
+  });
+
+  test('a group acking a message DEAD for another group leaves it DEAD, and resending the dead group revives it', () => {
+    const read = message('DEAD', [delivery('inventory', 'DEAD'), delivery('loyalty', 'SENDING')]);
+    const ack = decideDeliveries(read, [{ group: 'loyalty', command: { type: 'ack' } }], T1, 'default');
+    assert.equal(ack.outcome === 'transition' && ack.to, 'DEAD');
+    const resend = decideDeliveries(read, [{ group: 'inventory', command: { type: 'resend', dueAt: T1 } }], T1, 'default');
+    assert.equal(resend.outcome === 'transition' && resend.to, 'SENDING');
+    assert.equal(resend.outcome === 'transition' && resend.set.deliveries?.[0]?.attempts, 0);
+  });
+
+  test('the exhausted groups are named', () => {
+    const read = message('SENDING', [delivery('inventory', 'SENDING'), delivery('loyalty', 'SENDING')]);
+    const decision = decideDeliveries(read, [{ group: 'loyalty', command: { type: 'delivery-exhausted', afterAttempts: 1 } }], T1, 'default');
+    assert.deepEqual(decision.outcome === 'transition' && decision.deadGroups, ['loyalty']);
+  });
+
+  test('a round recorded from a stale attempt count is skipped (another instance recorded it)', () => {
+    const read = message('SENDING', [delivery('inventory', 'SENDING', 2)]);
+    const decision = decideDeliveries(read, [{ group: 'inventory', command: { type: 'delivery-recorded', afterAttempts: 1, record } }], T1, 'default');
+    assert.equal(decision.outcome, 'unchanged');
+  });
+
+  test('an ack never brings the message due earlier than it is (a claim\'s lease holds)', () => {
+    const lease = new Date('2026-01-01T00:10:00Z');
+    const read = message('SENDING', [delivery('inventory', 'SENDING', 1, T0), delivery('loyalty', 'SENDING', 1, T1)], { nextAttemptAt: lease });
+    const decision = decideDeliveries(read, [{ group: 'loyalty', command: { type: 'ack' } }], T1, 'default');
+    assert.deepEqual(decision.outcome === 'transition' && decision.set.nextAttemptAt, lease);
+  });
+
+  test('a group without a delivery is refused by name', () => {
+    const read = message('SENDING', [delivery('inventory', 'SENDING')]);
+    const decision = decideDeliveries(read, [{ group: 'shipping', command: { type: 'ack' } }], T1, 'default');
+    assert.match(decision.outcome === 'refused' ? decision.reason : '', /no delivery for group shipping/);
+  });
+
+  test('an unconfirmed message refuses delivery commands', () => {
+    const read = message('PENDING', []);
+    const decision = decideDeliveries(read, [{ group: 'default', command: { type: 'ack' } }], T1, 'default');
+    assert.match(decision.outcome === 'refused' ? decision.reason : '', /cannot ack a message in status PENDING/);
+  });
+
+  test('a message stored before groups existed reads as one delivery of the default group with its counters', () => {
+    const legacy = message('SENDING', [], { deliveryAttempts: 3, nextAttemptAt: T2, lastError: 'boom' });
+    assert.deepEqual(deliveriesOf(legacy, 'default'), [
+      { group: 'default', status: 'SENDING', attempts: 3, nextAttemptAt: T2, lastTransport: 'rabbitmq', lastError: 'boom', ackedAt: null },
+    ]);
+    const decision = decideDeliveries(legacy, [{ group: 'default', command: { type: 'ack' } }], T2, 'default');
+    assert.equal(decision.outcome === 'transition' && decision.to, 'COMPLETED');
   });
 });

@@ -10,7 +10,10 @@ import { type SdkLogger, silentLogger } from '../logger.js';
 
 /** What became of one ack. */
 export type AckOutcome =
-  /** RMS holds the message as `COMPLETED` (now, or already before: a repeated ack succeeds again). */
+  /**
+   * RMS holds the group's delivery as acked (now, or already before: a repeated ack
+   * succeeds again); the message itself is `COMPLETED` once every group's is.
+   */
   | { acked: true; id: string }
   /**
    * RMS did not ack it: `code` is RMS's error code for this id (`NOT_FOUND`, or
@@ -23,6 +26,11 @@ export type AckOutcome =
 export interface AckBatcherOptions {
   /** Sends the batches; its own retries cover 503s, network errors and timeouts. */
   client: Pick<RmsHttpClient, 'ackMany'>;
+  /**
+   * The consumer group whose deliveries are acked.
+   * @defaultValue none: RMS takes the app's group for each message's topic
+   */
+  group?: string;
   /**
    * Longest an ack waits for others to join its batch.
    * @defaultValue `5`
@@ -49,6 +57,7 @@ export class AckBatcher {
   #batchMs: number;
   readonly #batchSize: number;
   readonly #logger: SdkLogger;
+  readonly #group: string | undefined;
   /** Waiting ids, each with every caller that asked (one id may be acked twice before it is sent). */
   #pending = new Map<string, ((outcome: AckOutcome) => void)[]>();
   #timer: NodeJS.Timeout | undefined;
@@ -64,6 +73,7 @@ export class AckBatcher {
     this.#batchMs = batchMs;
     this.#batchSize = Math.min(batchSize, MAX_BATCH);
     this.#logger = options.logger ?? silentLogger;
+    this.#group = options.group;
   }
 
   /** `POST /v1/acks` requests made so far (one per batch; the client's retries not counted). */
@@ -122,7 +132,7 @@ export class AckBatcher {
     this.#requests += 1;
     let results: AckResult[];
     try {
-      results = await this.#client.ackMany(ids);
+      results = await this.#client.ackMany(ids, this.#group);
     } catch (error) {
       if (error instanceof RmsValidationError && batch.size > 1) {
         // One malformed id (say, from a stray publisher) must not fail its batch-mates:
@@ -151,6 +161,7 @@ function outcomeOf(id: string, result: AckResult | undefined): AckOutcome {
     const status = result.error.status === undefined ? '' : ` (status ${result.error.status})`;
     return { acked: false, id, code: result.error.code, reason: `${result.error.message}${status}` };
   }
-  if (result.status === 'COMPLETED') return { acked: true, id };
-  return { acked: false, id, code: 'UNEXPECTED_STATUS', reason: `RMS answered the ack with status ${result.status}` };
+  // `delivery` is the acking group's; an RMS without consumer groups answers only `status`.
+  if (result.delivery === 'ACKED' || result.status === 'COMPLETED') return { acked: true, id };
+  return { acked: false, id, code: 'UNEXPECTED_STATUS', reason: `RMS answered the ack with status ${result.status}${result.delivery ? `, delivery ${result.delivery}` : ''}` };
 }

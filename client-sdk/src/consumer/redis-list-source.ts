@@ -47,14 +47,20 @@ import { Redis } from 'ioredis';
 import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { decodeEnvelope, DEFAULT_FALLBACK_SHARDS, fallbackKeys } from '../transport/fallback-keys.js';
-import type { DeliverySettlement } from '../transport/rabbitmq-consumer.js';
+import { DEFAULT_GROUP, fallbackStreamName } from '../transport/group-routing.js';
+
 import { DeadlineExceededError, FAIL_FAST_REDIS_OPTIONS, whenReady, withDeadline } from '../transport/redis-list-transport.js';
-import type { Delivery } from './subscribe.js';
+import type { Delivery, DeliverySettlement } from './delivery.js';
 
 /** How a {@link RedisListSource} connects and pops; give exactly one of `redis` and `url`. */
 export interface RedisListSourceOptions {
   /** The topic whose shard lists are popped. */
   topic: string;
+  /**
+   * The consumer group whose lists are popped (`rms:fb:<topic>:<group>:NN`).
+   * @defaultValue `'default'`: the topic's shared lists `rms:fb:<topic>:NN`
+   */
+  group?: string;
   /**
    * An ioredis client used only as the template of the source's own connections
    * (`duplicate()`, with this module's fail-fast settings on top); it is never blocked,
@@ -203,6 +209,8 @@ class SourceStoppedError extends Error {
 export class RedisListSource {
   /** The topic popped. */
   readonly topic: string;
+  /** The consumer group whose lists are popped. */
+  readonly group: string;
   /** Shard lists of the topic. */
   readonly shards: number;
   /** The topic's shard list keys, in shard order. */
@@ -256,7 +264,8 @@ export class RedisListSource {
     if ((options.redis === undefined) === (options.url === undefined)) throw new TypeError('give exactly one of `redis` and `url`');
     this.topic = options.topic;
     this.shards = shards;
-    this.keys = Object.freeze(fallbackKeys(options.topic, shards));
+    this.group = options.group ?? DEFAULT_GROUP;
+    this.keys = Object.freeze(fallbackKeys(fallbackStreamName(options.topic, this.group), shards));
     this.#template = options.redis;
     this.#url = options.url;
     this.#workerCount = workers;
@@ -445,7 +454,7 @@ export class RedisListSource {
     const envelope = decodeEnvelope(entry);
     if ('invalid' in envelope) return this.#drop(key, entry, envelope.invalid);
     if (envelope.topic !== this.topic) return this.#drop(key, entry, `it belongs to topic ${JSON.stringify(envelope.topic)}`);
-    const delivery: Delivery = { ...envelope, transport: 'redis' };
+    const delivery: Delivery = { ...envelope, group: this.group, transport: 'redis' };
     try {
       await this.#onDelivery(delivery, REDIS_SETTLEMENT);
     } catch (error) {

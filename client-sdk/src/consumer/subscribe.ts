@@ -23,7 +23,9 @@
 import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, stderrWarningLogger } from '../logger.js';
-import { RabbitMqConsumer, type DeliverySettlement } from '../transport/rabbitmq-consumer.js';
+import { RabbitMqConsumer } from '../transport/rabbitmq-consumer.js';
+import { DEFAULT_GROUP } from '../transport/group-routing.js';
+import type { Delivery, DeliverySettlement, Handler } from './delivery.js';
 import { AckBatcher } from './ack-batcher.js';
 import { RedisIdempotency, type IdempotencyDecision } from './idempotency.js';
 import type { DegradeSwitch } from '../degrade/degrade-switch.js';
@@ -36,8 +38,18 @@ export interface SubscribeOptions {
   rms: RmsHttpClientOptions;
   /** The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`. */
   amqpUrl: string;
-  /** The consumer group: the scope of idempotency ("this group already handled that message"). */
-  group: string;
+  /**
+   * Prefix of the queue names; must match RMS's `RMS_RABBITMQ_QUEUE_PREFIX`.
+   * @defaultValue `'rms.'`
+   */
+  queuePrefix?: string;
+  /**
+   * With `subscribe(topic, …)`: the scope of idempotency ("this group already handled that
+   * message") while consuming the topic's shared queue (the default group's). With
+   * `subscribe({ topic, group }, …)` the group is given there and this must be omitted or equal.
+   * @defaultValue the group of `subscribe({ topic, group }, …)`
+   */
+  group?: string;
   /**
    * Deliveries handled at once: the broker's prefetch window and the limit on parallel
    * handler runs.
@@ -128,32 +140,6 @@ function retryAfterOf(error: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 86_400_000 ? value : undefined;
 }
 
-/** One delivery of one message, as a handler receives it. */
-export interface Delivery<T = unknown> {
-  /** RMS's message id: the key of idempotency and of the ack. */
-  id: string;
-  /** The topic it was published on. */
-  topic: string;
-  /** The payload, parsed from JSON. */
-  payload: T;
-  /** The producer's headers (RMS's own `x-rms-*` headers removed). */
-  headers: Record<string, string>;
-  /** Which delivery of the message this is, from 1 (`x-rms-attempt`). */
-  attempt: number;
-  /** The producing app (`x-rms-producer`). */
-  producer: string;
-  /**
-   * The producer's idempotency key (`x-rms-message-id`): present whenever the producer gave
-   * one at prepare, which the SDK's producer always does.
-   */
-  messageId?: string;
-  /** What brought it: RabbitMQ normally, Redis during an MQ outage. */
-  transport: 'rabbitmq' | 'redis';
-}
-
-/** Handles one delivery; resolving means "done, ack it", throwing means "failed, let RMS redeliver". */
-export type Handler<T = unknown> = (delivery: Delivery<T>) => Promise<void>;
-
 /** What a subscription has done so far. */
 export interface SubscriptionStats {
   /** Handler runs that succeeded. */
@@ -164,7 +150,7 @@ export interface SubscriptionStats {
   duplicatesSkipped: number;
   /** Deliveries of messages another worker of the group was running at the time: the handler was not run. */
   inProgressSkipped: number;
-  /** Messages RMS confirmed as acked (`COMPLETED`). */
+  /** Deliveries RMS confirmed as acked for the group. */
   acked: number;
   /** `POST /v1/acks` requests sent (one per batch). */
   ackRequests: number;
@@ -187,6 +173,8 @@ export interface Subscription {
 export interface DeliveryProcessorOptions {
   /** RMS, for heartbeats and failure reports. */
   client: Pick<RmsHttpClient, 'heartbeat' | 'nack'>;
+  /** The consumer group whose delivery heartbeats extend and nacks report; none lets RMS take the app's group. */
+  group?: string | undefined;
   /** Sends acks to RMS. */
   acks: Pick<AckBatcher, 'ack'>;
   /** Runs-once bookkeeping; none means every delivery runs the handler. */
@@ -335,7 +323,12 @@ export class DeliveryProcessor<T = unknown> {
   async #reportFailure(delivery: Delivery<T>, error: unknown): Promise<void> {
     try {
       const retryAfterMs = retryAfterOf(error);
-      await this.#options.client.nack(delivery.id, failureReason(error), { attempt: delivery.attempt, ...(retryAfterMs !== undefined && { retryAfterMs }) });
+      const { group } = this.#options;
+      await this.#options.client.nack(delivery.id, failureReason(error), {
+        attempt: delivery.attempt,
+        ...(retryAfterMs !== undefined && { retryAfterMs }),
+        ...(group !== undefined && { group }),
+      });
     } catch (nackError) {
       this.#options.logger.warn({ err: nackError, id: delivery.id }, 'could not report the failure to RMS; it redelivers after the ack deadline');
     }
@@ -355,14 +348,14 @@ export class DeliveryProcessor<T = unknown> {
 
   /** Heartbeats every interval while the handler runs (never two at once); failures are only logged. */
   #startHeartbeat(id: string): () => void {
-    const { heartbeatIntervalMs, heartbeatExtendMs, client, idempotency, logger } = this.#options;
+    const { heartbeatIntervalMs, heartbeatExtendMs, client, idempotency, logger, group } = this.#options;
     if (heartbeatIntervalMs <= 0) return () => undefined;
     let beating = false;
     const timer = setInterval(() => {
       if (beating) return;
       beating = true;
       const beats: Promise<unknown>[] = [
-        client.heartbeat(id, heartbeatExtendMs).catch((error: unknown) => logger.warn({ err: error, id }, 'heartbeat to RMS failed')),
+        client.heartbeat(id, heartbeatExtendMs, group).catch((error: unknown) => logger.warn({ err: error, id }, 'heartbeat to RMS failed')),
       ];
       if (idempotency !== undefined) {
         beats.push(idempotency.extend(id).catch((error: unknown) => logger.warn({ err: error, id }, 'extending the idempotency claim failed')));
@@ -378,8 +371,18 @@ export class DeliveryProcessor<T = unknown> {
 /** Defaults of the optional {@link SubscribeOptions} fields that have one. */
 const DEFAULTS = { concurrency: 16, heartbeatIntervalMs: 30_000, closeTimeoutMs: 30_000 } as const;
 
+/** What to consume: a topic in a consumer group (declared in RMS's app registry). */
+export interface SubscriptionTarget {
+  topic: string;
+  /** The consumer group: its queue `rms.<topic>.<group>` is consumed and its delivery acked. */
+  group: string;
+}
+
 /**
- * Consumes `topic`: each message is handed to `handler`, acked to RMS when it resolves, and
+ * Consumes a topic: with `{ topic, group }`, the group's own queue, acking the group's
+ * delivery (every group subscribed to a topic gets every message); with a topic name alone,
+ * the topic's shared queue `rms.<topic>` of the default group (the layout before consumer
+ * groups, for topics no app subscribes to). Each message is handed to `handler`, acked to RMS when it resolves, and
  * left to RMS's redelivery when it throws (the broker delivery is rejected without requeue,
  * so a failing message comes back only after its ack deadline, with the next
  * `x-rms-attempt`, not in a tight loop).
@@ -389,14 +392,22 @@ const DEFAULTS = { concurrency: 16, heartbeatIntervalMs: 30_000, closeTimeoutMs:
  *
  * @example
  * ```ts
- * const subscription = await subscribe<{ sku: string; qty: number }>('stock.reduce', async ({ payload }) => {
+ * const subscription = await subscribe<{ sku: string; qty: number }>({ topic: 'stock.reduce', group: 'inventory' }, async ({ payload }) => {
  *   await stock.reduce(payload.sku, payload.qty);
- * }, { rms: { url, token }, amqpUrl, group: 'inventory', idempotency: { redis } });
+ * }, { rms: { url, token }, amqpUrl, idempotency: { redis } });
  * // on shutdown:
  * await subscription.close();
  * ```
  */
-export async function subscribe<T = unknown>(topic: string, handler: Handler<T>, options: SubscribeOptions): Promise<Subscription> {
+export async function subscribe<T = unknown>(target: string | SubscriptionTarget, handler: Handler<T>, options: SubscribeOptions): Promise<Subscription> {
+  const topic = typeof target === 'string' ? target : target.topic;
+  // The group whose deliveries are consumed and acked; none: the topic's shared queue.
+  const ownGroup = typeof target === 'string' ? undefined : target.group;
+  if (ownGroup !== undefined && options.group !== undefined && options.group !== ownGroup) {
+    throw new TypeError(`options.group (${options.group}) differs from the subscribed group (${ownGroup})`);
+  }
+  const idempotencyGroup = ownGroup ?? options.group;
+  if (idempotencyGroup === undefined) throw new TypeError('name the consumer group: subscribe({ topic, group }, …)');
   const concurrency = options.concurrency ?? DEFAULTS.concurrency;
   const heartbeatIntervalMs = options.heartbeatIntervalMs ?? DEFAULTS.heartbeatIntervalMs;
   const closeTimeoutMs = options.closeTimeoutMs ?? DEFAULTS.closeTimeoutMs;
@@ -410,6 +421,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
   const acks = new AckBatcher({
     client,
     logger,
+    ...(ownGroup !== undefined && { group: ownGroup }),
     ...(options.ackBatchMs !== undefined && { batchMs: options.ackBatchMs }),
     ...(options.ackBatchSize !== undefined && { batchSize: options.ackBatchSize }),
   });
@@ -418,7 +430,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
       ? undefined
       : new RedisIdempotency({
           redis: options.idempotency.redis,
-          group: options.group,
+          group: idempotencyGroup,
           ...(options.idempotency.ttlMs !== undefined && { ttlMs: options.idempotency.ttlMs }),
           ...(options.idempotency.inProgressTtlMs !== undefined && { inProgressTtlMs: options.idempotency.inProgressTtlMs }),
         });
@@ -429,9 +441,10 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
     concurrency,
     heartbeatIntervalMs,
     heartbeatExtendMs: options.heartbeatExtendMs,
+    group: ownGroup,
     logger,
   });
-  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, prefetch: concurrency, logger }, (delivery, settlement) => {
+  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, group: ownGroup ?? DEFAULT_GROUP, prefetch: concurrency, logger, ...(options.queuePrefix !== undefined && { queuePrefix: options.queuePrefix }) }, (delivery, settlement) => {
     void processor.process(delivery, settlement);
   });
   await consumer.start();
@@ -447,6 +460,7 @@ export async function subscribe<T = unknown>(topic: string, handler: Handler<T>,
         new RedisListSource(
           {
             topic,
+            group: ownGroup ?? DEFAULT_GROUP,
             ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
             ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
             ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),

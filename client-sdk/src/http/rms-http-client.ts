@@ -28,6 +28,36 @@ export interface RmsMessage {
   nextAttemptAt: string | null;
   lastTransport: 'rabbitmq' | 'redis' | null;
   lastError: string | null;
+  /** Not delivered before this time (a delayed message); `null`: at once on confirm. */
+  deliverAt: string | null;
+  /** One delivery per consumer group subscribed to the topic when it was confirmed. */
+  deliveries: RmsDelivery[];
+}
+
+/** One consumer group's delivery of a message, as `GET /v1/messages/:id` shows it. */
+export interface RmsDelivery {
+  group: string;
+  status: 'SENDING' | 'ACKED' | 'DEAD';
+  /** Rounds made for this group. */
+  attempts: number;
+  /** The next round or the ack deadline; `null` unless SENDING. */
+  nextAttemptAt: string | null;
+  lastTransport: 'rabbitmq' | 'redis' | null;
+  lastError: string | null;
+  ackedAt: string | null;
+}
+
+/** When a message may be delivered: give at most one. */
+export interface DeliveryDelay {
+  /** Not before this time (sent as ISO 8601). */
+  deliverAt?: Date;
+  /** Not before this long after prepare, in milliseconds (RMS bounds it, 30 days by default). */
+  delayMs?: number;
+}
+
+/** The delay fields of a prepare body. */
+function delayFields(delay: DeliveryDelay): { deliverAt?: string; delayMs?: number } {
+  return { ...(delay.deliverAt !== undefined && { deliverAt: delay.deliverAt.toISOString() }), ...(delay.delayMs !== undefined && { delayMs: delay.delayMs }) };
 }
 
 /**
@@ -37,10 +67,16 @@ export interface RmsMessage {
 export type PreparedMessage = RmsMessage & { messageId: string };
 
 /** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
-export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'>;
+export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'> & {
+  /** Each consumer group's delivery: where it is, not what it carries. */
+  deliveries: Pick<RmsDelivery, 'group' | 'status' | 'attempts' | 'nextAttemptAt'>[];
+};
 
 /** One entry of a batch ack's answer. */
-export type AckResult = { id: string; status: MessageStatus } | { id: string; error: { code: string; message: string; status?: MessageStatus } };
+export type AckResult =
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery (`ACKED` when the ack took). */
+  | { id: string; status: MessageStatus; group?: string; delivery?: RmsDelivery['status'] }
+  | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** One entry of a message's history, as `GET /v1/messages/:id/history` returns it. */
 export interface RmsMessageEvent {
@@ -105,6 +141,10 @@ export interface PrepareRequest {
   /** The producer's idempotency key; required here so a retried batch never makes two messages. */
   messageId: string;
   headers?: Record<string, string>;
+  /** Deliver no earlier than this. */
+  deliverAt?: Date;
+  /** Deliver no earlier than this long after prepare. */
+  delayMs?: number;
 }
 
 /** Retry policy for calls that fail with 503, a network error or a timeout. */
@@ -144,8 +184,8 @@ export class RmsHttpClient {
   }
 
   /** `POST /v1/messages`. Without a `messageId` one is generated, so a retried prepare never makes two messages. */
-  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } = {}): Promise<PreparedMessage> {
-    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+  async prepare(topic: string, payload: unknown, options: { messageId?: string; headers?: Record<string, string> } & DeliveryDelay = {}): Promise<PreparedMessage> {
+    const body = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }), ...delayFields(options) };
     return this.request<PreparedMessage>('POST', '/v1/messages', body);
   }
 
@@ -155,7 +195,7 @@ export class RmsHttpClient {
    * or a network failure fails (and retries) the whole request.
    */
   async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
-    const body = { messages: messages.map(({ topic, payload, messageId, headers }) => ({ topic, payload, messageId, ...(headers && { headers }) })) };
+    const body = { messages: messages.map(({ topic, payload, messageId, headers, ...delay }) => ({ topic, payload, messageId, ...(headers && { headers }), ...delayFields(delay) })) };
     return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
   }
 
@@ -179,34 +219,41 @@ export class RmsHttpClient {
     return this.request<RmsMessage>('GET', `/v1/messages/${encodeURIComponent(id)}`);
   }
 
-  /** `POST /v1/messages/:id/ack`. */
-  ack(id: string): Promise<ConsumerAnswer> {
-    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`);
+  /**
+   * `POST /v1/messages/:id/ack`: acks `group`'s delivery.
+   * @param group - the consumer group. @defaultValue the app's group for the topic (RMS decides)
+   */
+  ack(id: string, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/ack`, group === undefined ? undefined : { group });
   }
 
-  /** `POST /v1/acks`: per-id results, in the order given. */
-  async ackMany(ids: readonly string[]): Promise<AckResult[]> {
-    return (await this.request<{ results: AckResult[] }>('POST', '/v1/acks', { ids })).results;
+  /** `POST /v1/acks`: acks `group`'s deliveries; per-id results, in the order given. */
+  async ackMany(ids: readonly string[], group?: string): Promise<AckResult[]> {
+    return (await this.request<{ results: AckResult[] }>('POST', '/v1/acks', { ids, ...(group !== undefined && { group }) })).results;
   }
 
-  /** `POST /v1/messages/:id/heartbeat`: pushes the ack deadline out. */
-  heartbeat(id: string, extendMs?: number): Promise<ConsumerAnswer> {
-    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, extendMs === undefined ? {} : { extendMs });
+  /** `POST /v1/messages/:id/heartbeat`: pushes `group`'s ack deadline out. */
+  heartbeat(id: string, extendMs?: number, group?: string): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/heartbeat`, {
+      ...(extendMs !== undefined && { extendMs }),
+      ...(group !== undefined && { group }),
+    });
   }
 
   /**
    * `POST /v1/messages/:id/nack`: this consumer failed to handle the message. RMS records
    * `reason` (at most 1000 characters) and delivers again at once, or after `retryAfterMs`.
    * `attempt` is the delivery's `x-rms-attempt`, so the round counts even when the consumer
-   * fails it before RMS has recorded it.
+   * fails it before RMS has recorded it; `group` names the consumer's group when the app
+   * reads the topic in several.
    */
-  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number } = {}): Promise<ConsumerAnswer> {
+  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number; group?: string } = {}): Promise<ConsumerAnswer> {
     return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...options });
   }
 
   /** `POST /v1/nacks`: per-id results, in the order given. */
-  async nackMany(nacks: readonly { id: string; reason: string; retryAfterMs?: number; attempt?: number }[]): Promise<AckResult[]> {
-    return (await this.request<{ results: AckResult[] }>('POST', '/v1/nacks', { nacks })).results;
+  async nackMany(nacks: readonly { id: string; reason: string; retryAfterMs?: number; attempt?: number }[], group?: string): Promise<AckResult[]> {
+    return (await this.request<{ results: AckResult[] }>('POST', '/v1/nacks', { nacks, ...(group !== undefined && { group }) })).results;
   }
 
   /** `GET /v1/messages` (admin): newest first, one page; pass `nextCursor` back as `cursor` for the next. */

@@ -87,6 +87,18 @@ export interface PrepareOptions {
   messageId?: string;
   /** String headers delivered with the message. @defaultValue none */
   headers?: Record<string, string>;
+  /**
+   * Deliver no earlier than this time (a delayed message: "cancel this order in 30
+   * minutes"). RMS keeps it after confirm and publishes it then. Not with `delayMs`.
+   * @defaultValue none: delivered on confirm
+   */
+  deliverAt?: Date;
+  /**
+   * Deliver no earlier than this many milliseconds after prepare; RMS refuses more than
+   * its `RMS_MAX_DELAY_MS` (30 days by default). Not with `deliverAt`.
+   * @defaultValue none: delivered on confirm
+   */
+  delayMs?: number;
 }
 
 /** What `send` returns. */
@@ -149,7 +161,14 @@ export class RmsProducer {
 
   /** Stores the message as `PENDING`: nobody sees it until it is confirmed. Idempotent on `messageId`. */
   prepare(topic: string, payload: unknown, options: PrepareOptions = {}): Promise<PreparedMessage> {
-    const request: PrepareRequest = { topic, payload, messageId: options.messageId ?? randomUUID(), ...(options.headers && { headers: options.headers }) };
+    const request: PrepareRequest = {
+      topic,
+      payload,
+      messageId: options.messageId ?? randomUUID(),
+      ...(options.headers && { headers: options.headers }),
+      ...(options.deliverAt !== undefined && { deliverAt: options.deliverAt }),
+      ...(options.delayMs !== undefined && { delayMs: options.delayMs }),
+    };
     return this.prepares ? this.prepares.submit(request) : this.client.prepare(topic, payload, request);
   }
 

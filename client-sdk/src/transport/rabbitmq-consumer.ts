@@ -1,7 +1,8 @@
 /**
- * The consuming side of the RabbitMQ transport (design section 6): one consumer on the
- * durable queue `rms.<topic>`, bound to the durable direct exchange `rms` with routing
- * key = topic, with a prefetch window and manual acks. It declares the exchange, the queue
+ * The consuming side of the RabbitMQ transport (design section 6): one consumer on a
+ * consumer group's durable queue of a topic (`rms.<topic>.<group>`, or `rms.<topic>` for
+ * the default group; see `groupQueueName`), bound to the durable direct exchange `rms`
+ * under its own name, with a prefetch window and manual acks. It declares the exchange, the queue
  * and the binding itself, exactly as the publisher does, so a consumer may start before
  * anything was ever published.
  *
@@ -24,9 +25,9 @@
  * simplest when we own the whole session.
  */
 import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
-import type { Delivery } from '../consumer/subscribe.js';
+import type { Delivery, DeliveryListener, DeliverySettlement } from '../consumer/delivery.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
-import { rabbitMqQueueName } from './rabbitmq-transport.js';
+import { DEFAULT_GROUP, DEFAULT_QUEUE_PREFIX, groupQueueName } from './group-routing.js';
 import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
 
 /** How a {@link RabbitMqConsumer} connects and consumes. */
@@ -37,8 +38,13 @@ export interface RabbitMqConsumerOptions {
    * @example `'amqp://guest:guest@127.0.0.1:5672'`
    */
   url: string;
-  /** The topic to consume: the queue is `<queuePrefix><topic>`, bound with routing key = topic. */
+  /** The topic to consume. */
   topic: string;
+  /**
+   * The consumer group whose queue is consumed: `<queuePrefix><topic>.<group>`.
+   * @defaultValue `'default'`: the topic's shared queue `<queuePrefix><topic>`
+   */
+  group?: string;
   /**
    * Most deliveries the broker hands this consumer before they are acked or rejected
    * (`basic.qos`, per consumer): the number of handlers that can run at once.
@@ -51,7 +57,7 @@ export interface RabbitMqConsumerOptions {
    */
   exchange?: string;
   /**
-   * Prefix of the per-topic queue names.
+   * Prefix of the queue names; must match RMS's `RMS_RABBITMQ_QUEUE_PREFIX`.
    * @defaultValue `'rms.'`
    */
   queuePrefix?: string;
@@ -103,29 +109,11 @@ export interface RabbitMqConsumerOptions {
   connectionName?: string;
 }
 
-/**
- * How the receiver of a delivery settles it with the broker. Each handle acts at most once
- * (a second ack of one delivery tag would make the broker close the channel), and both are
- * no-ops once the channel that delivered it has died.
- */
-export interface DeliverySettlement {
-  /** Acks the delivery to the broker: it leaves the queue. */
-  ack(): void;
-  /**
-   * Rejects the delivery without requeueing it (`basic.nack`, `requeue=false`). RMS, not the
-   * broker, owns redelivery: it publishes the message again after its ack deadline.
-   */
-  reject(): void;
-}
-
-/** Receives each well-formed delivery; must not throw (a throw is logged and ignored). */
-export type DeliveryListener = (delivery: Delivery, settlement: DeliverySettlement) => void;
-
 /** Defaults of every optional {@link RabbitMqConsumerOptions} field that has one. */
 const DEFAULTS = {
   prefetch: 16,
   exchange: 'rms',
-  queuePrefix: 'rms.',
+  queuePrefix: DEFAULT_QUEUE_PREFIX,
   heartbeatSeconds: 10,
   connectTimeoutMs: 5000,
   reconnectDelayMs: 500,
@@ -152,7 +140,7 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<{ value: T } 
  * strings on the wire for producer headers; other scalars are stringified, and RMS's own
  * `x-rms-*` headers are lifted into the delivery's fields.
  */
-export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Delivery | { invalid: string } {
+export function parseAmqpDelivery(topic: string, message: ConsumeMessage, group: string = DEFAULT_GROUP): Delivery | { invalid: string } {
   const id = message.properties.messageId as unknown;
   if (typeof id !== 'string' || id === '') return { invalid: 'it has no messageId' };
   let payload: unknown;
@@ -175,6 +163,7 @@ export function parseAmqpDelivery(topic: string, message: ConsumeMessage): Deliv
   return {
     id,
     topic,
+    group,
     payload,
     headers,
     attempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
@@ -221,7 +210,9 @@ type State = 'idle' | 'running' | 'stopping' | 'closed';
 export class RabbitMqConsumer {
   /** The topic consumed. */
   readonly topic: string;
-  /** The queue consumed: `<queuePrefix><topic>`. */
+  /** The consumer group whose queue is consumed. */
+  readonly group: string;
+  /** The queue consumed: `<queuePrefix><topic>.<group>` (`<queuePrefix><topic>` for the default group). */
   readonly queue: string;
 
   readonly #url: string;
@@ -257,7 +248,8 @@ export class RabbitMqConsumer {
       throw new RangeError(`prefetch must be a whole number from 1 to 65535, got ${prefetch}`);
     }
     this.topic = options.topic;
-    this.queue = rabbitMqQueueName(options.topic, options.queuePrefix ?? DEFAULTS.queuePrefix);
+    this.group = options.group ?? DEFAULT_GROUP;
+    this.queue = groupQueueName(options.topic, this.group, options.queuePrefix ?? DEFAULTS.queuePrefix);
     this.#url = withHeartbeat(options.url, options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds);
     this.#exchange = options.exchange ?? DEFAULTS.exchange;
     this.#queueArguments = options.queueArguments;
@@ -455,7 +447,7 @@ export class RabbitMqConsumer {
     const options: Options.AssertQueue = { durable: true };
     if (this.#queueArguments !== undefined) options.arguments = this.#queueArguments;
     await channel.assertQueue(this.queue, options);
-    await channel.bindQueue(this.queue, this.#exchange, this.topic);
+    await channel.bindQueue(this.queue, this.#exchange, this.queue);
   }
 
   async #consume(session: Session, channel: Channel): Promise<void> {
@@ -476,7 +468,7 @@ export class RabbitMqConsumer {
     // After cancel(): leave it unacked; the broker requeues it when the channel closes.
     if (this.#state !== 'running') return;
     const settlement = this.#settlement(session, channel, message);
-    const delivery = parseAmqpDelivery(this.topic, message);
+    const delivery = parseAmqpDelivery(this.topic, message, this.group);
     if ('invalid' in delivery) {
       this.#logger.error(
         { queue: this.queue, messageId: message.properties.messageId as unknown, deliveryTag: message.fields.deliveryTag },

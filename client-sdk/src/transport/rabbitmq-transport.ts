@@ -1,7 +1,9 @@
 /**
  * The RabbitMQ adapter of the `Transport` port (design section 6): a durable direct
- * exchange `rms`, one durable queue `rms.<topic>` per topic bound with routing key =
- * topic, persistent messages, and publisher confirms. A publish resolves only on the
+ * exchange `rms`, one durable queue per topic and consumer group (`rms.<topic>.<group>`,
+ * or `rms.<topic>` for the default group; see `groupQueueName`) bound under its own name,
+ * persistent messages, and publisher confirms. A delivery to several groups is one publish
+ * routed to the first group's queue and blind-copied (`BCC`) to the others' by the broker. A publish resolves only on the
  * broker's ack, and every other outcome is a `TransportError` within a bounded time, so
  * the failover detector (design section 7) can count failures instead of waiting on them.
  *
@@ -17,6 +19,7 @@ import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqp
 import { TransportError, type TransportErrorCode } from './errors.js';
 import type { OutgoingMessage, Transport } from './transport.js';
 import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { DEFAULT_GROUP, DEFAULT_QUEUE_PREFIX, deliveryGroups, groupQueueName } from './group-routing.js';
 
 /** Where the transport reports what happened to its connection; a pino logger fits. */
 export interface RabbitMqTransportLogger {
@@ -39,7 +42,8 @@ export interface RabbitMqTransportOptions {
    */
   exchange?: string;
   /**
-   * Prefix of the per-topic queue names: a topic's queue is `<queuePrefix><topic>`.
+   * Prefix of the queue names (`<queuePrefix><topic>.<group>`): two RMS deployments sharing
+   * a broker stay apart with different prefixes.
    * @defaultValue `'rms.'`
    */
   queuePrefix?: string;
@@ -95,7 +99,7 @@ export interface RabbitMqTransportOptions {
 /** Defaults of every optional {@link RabbitMqTransportOptions} field that has one. */
 const DEFAULTS = {
   exchange: 'rms',
-  queuePrefix: 'rms.',
+  queuePrefix: DEFAULT_QUEUE_PREFIX,
   confirmTimeoutMs: 5000,
   connectTimeoutMs: 5000,
   heartbeatSeconds: 10,
@@ -103,13 +107,12 @@ const DEFAULTS = {
 } as const;
 
 /**
- * The queue a topic's deliveries wait in.
- * @param topic - the topic, which is also the routing key.
+ * The queue of a topic's default group (see `groupQueueName` for the other groups').
  * @param prefix - the queue prefix. @defaultValue `'rms.'`
  * @returns `<prefix><topic>`, e.g. `rms.orders.paid`.
  */
 export function rabbitMqQueueName(topic: string, prefix: string = DEFAULTS.queuePrefix): string {
-  return `${prefix}${topic}`;
+  return groupQueueName(topic, DEFAULT_GROUP, prefix);
 }
 
 const TRANSPORT = 'rabbitmq';
@@ -142,7 +145,7 @@ interface Link {
 interface ChannelState {
   readonly link: Link;
   readonly confirm: ConfirmChannel;
-  /** Topics whose queue is declared and bound on this channel (or being so). */
+  /** Queues declared and bound on this channel (or being so). */
   readonly declared: Map<string, Promise<void>>;
   /** Publishes that hold this channel: declaring, waiting for drain, or for a confirm. */
   readonly pending: Set<PendingPublish>;
@@ -236,7 +239,8 @@ export class RabbitMqTransport implements Transport {
    * `UNAVAILABLE` or `CLOSED`, with the underlying error as `cause`.
    */
   async publish(message: OutgoingMessage): Promise<'rabbitmq'> {
-    await this.#publish(message.topic, message, true);
+    const queues = deliveryGroups(message.groups).map((group) => groupQueueName(message.topic, group, this.#queuePrefix));
+    await this.#publish(queues, message);
     return 'rabbitmq';
   }
 
@@ -247,10 +251,14 @@ export class RabbitMqTransport implements Transport {
    */
   async probe(): Promise<void> {
     const probe: OutgoingMessage = { id: `probe-${Date.now()}`, topic: PROBE_ROUTING_KEY, payload: null, headers: {}, attempt: 0, producer: 'rms-probe' };
-    await this.#publish(PROBE_ROUTING_KEY, probe, false);
+    await this.#publish([PROBE_ROUTING_KEY], probe, false);
   }
 
-  #publish(routingKey: string, message: OutgoingMessage, declareQueue: boolean): Promise<void> {
+  /**
+   * Publishes once, routed to `queues[0]` and blind-copied to the other queues; with
+   * `declareQueues`, each queue is declared and bound (under its own name) first.
+   */
+  #publish(queues: readonly string[], message: OutgoingMessage, declareQueues = true): Promise<void> {
     if (this.#closed) return Promise.reject(transportError('CLOSED', 'the RabbitMQ transport is closed'));
     let content: Buffer;
     try {
@@ -270,6 +278,7 @@ export class RabbitMqTransport implements Transport {
         'x-rms-producer': message.producer,
         ...(message.messageId !== undefined && { 'x-rms-message-id': message.messageId }),
       },
+      ...(queues.length > 1 && { BCC: queues.slice(1) }),
     };
     return new Promise<void>((resolve, reject) => {
       const pending = new PendingPublish((error) => {
@@ -278,7 +287,7 @@ export class RabbitMqTransport implements Transport {
         else reject(error);
       });
       this.#inFlight.add(pending);
-      this.#send(pending, routingKey, content, options, declareQueue).catch((error: unknown) => pending.settle(error as Error));
+      this.#send(pending, queues, content, options, declareQueues).catch((error: unknown) => pending.settle(error as Error));
     });
   }
 
@@ -310,7 +319,7 @@ export class RabbitMqTransport implements Transport {
     }
   }
 
-  async #send(pending: PendingPublish, topic: string, content: Buffer, options: Options.Publish, declareQueue: boolean): Promise<void> {
+  async #send(pending: PendingPublish, queues: readonly string[], content: Buffer, options: Options.Publish, declareQueues: boolean): Promise<void> {
     let channel: ChannelState;
     try {
       channel = await this.#ensureChannel();
@@ -333,9 +342,9 @@ export class RabbitMqTransport implements Transport {
 
     try {
       // The exchange is declared when the channel opens; probes need nothing more.
-      if (declareQueue) await this.#declare(channel, topic);
+      if (declareQueues) await Promise.all(queues.map((queue) => this.#declare(channel, queue)));
     } catch (error) {
-      pending.settle(transportError('CHANNEL_CLOSED', `declaring the queue of topic ${topic} failed: ${describe(error)}`, error));
+      pending.settle(transportError('CHANNEL_CLOSED', `declaring the queues ${queues.join(', ')} failed: ${describe(error)}`, error));
       return;
     }
     // Back-pressure: once the channel's buffer is full, wait for 'drain' (bounded by the
@@ -348,7 +357,7 @@ export class RabbitMqTransport implements Transport {
     }
     try {
       corkForThisTurn(channel.link.model);
-      const flowing = channel.confirm.publish(this.#exchange, topic, content, options, (error: unknown) => {
+      const flowing = channel.confirm.publish(this.#exchange, queues[0] ?? PROBE_ROUTING_KEY, content, options, (error: unknown) => {
         if (error === null || error === undefined) pending.settle();
         else if (/nack/i.test(describe(error))) pending.settle(transportError('NACKED', `the broker refused the message (nack)`, error));
         else pending.settle(this.#channelClosedError(channel, error));
@@ -366,21 +375,20 @@ export class RabbitMqTransport implements Transport {
     }
   }
 
-  /** Declares and binds the topic's queue once per channel; concurrent first publishes share it. */
-  #declare(channel: ChannelState, topic: string): Promise<void> {
-    let declared = channel.declared.get(topic);
+  /** Declares a queue and binds it under its own name, once per channel; concurrent first publishes share it. */
+  #declare(channel: ChannelState, queue: string): Promise<void> {
+    let declared = channel.declared.get(queue);
     if (declared === undefined) {
-      const queue = rabbitMqQueueName(topic, this.#queuePrefix);
       const assertOptions: Options.AssertQueue = { durable: true };
       if (this.#queueArguments !== undefined) assertOptions.arguments = this.#queueArguments;
       const declaring = (async () => {
         await channel.confirm.assertQueue(queue, assertOptions);
-        await channel.confirm.bindQueue(queue, this.#exchange, topic);
+        await channel.confirm.bindQueue(queue, this.#exchange, queue);
       })();
       declared = declaring;
-      channel.declared.set(topic, declaring);
+      channel.declared.set(queue, declaring);
       declaring.catch(() => {
-        if (channel.declared.get(topic) === declaring) channel.declared.delete(topic);
+        if (channel.declared.get(queue) === declaring) channel.declared.delete(queue);
       });
     }
     return declared;

@@ -1,7 +1,8 @@
 /**
  * The Redis adapter of the `Transport` port: the MQ-outage fallback of design section 7.
  * A publish is one `LPUSH` of the message's JSON envelope to its shard list
- * `rms:fb:<topic>:<NN>` (see `fallback-keys.ts`); consumers `BRPOP`, so each shard list is
+ * `rms:fb:<topic>:<NN>` (see `fallback-keys.ts`), or for a consumer group's delivery
+ * `rms:fb:<topic>:<group>:<NN>` (one list set per group, hashed by message id alike); consumers `BRPOP`, so each shard list is
  * first in, first out.
  *
  * A publish never hangs. This matters more here than anywhere: the fallback is used
@@ -32,6 +33,7 @@ import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
+import { deliveryGroups, fallbackStreamName } from './group-routing.js';
 import type { OutgoingMessage, Transport } from './transport.js';
 
 /** How a {@link RedisListTransport} reaches Redis; give exactly one of `redis` and `url`. */
@@ -229,8 +231,21 @@ export class RedisListTransport implements Transport {
   async publish(message: OutgoingMessage): Promise<'redis'> {
     if (this.#closed) throw transportError('CLOSED', 'the Redis fallback transport is closed');
     const entry = encodeEnvelope(message);
-    const key = fallbackKey(message.topic, fallbackShardOf(message.id, this.shards), this.shards);
-    await this.#call('LPUSH', () => this.#redis.lpush(key, entry));
+    const shard = fallbackShardOf(message.id, this.shards);
+    const keys = deliveryGroups(message.groups).map((group) => fallbackKey(fallbackStreamName(message.topic, group), shard, this.shards));
+    if (keys.length === 1) {
+      await this.#call('LPUSH', () => this.#redis.lpush(keys[0] as string, entry));
+      return TRANSPORT;
+    }
+    // One copy per group's list, all or none (MULTI/EXEC), as RabbitMQ copies one publish.
+    await this.#call('MULTI LPUSH', async () => {
+      const transaction = this.#redis.multi();
+      for (const key of keys) transaction.lpush(key, entry);
+      const replies = await transaction.exec();
+      const failed = replies?.find(([error]) => error !== null)?.[0];
+      if (replies === null || failed) throw failed ?? new Error('the transaction was aborted');
+      return replies.length;
+    });
     return TRANSPORT;
   }
 

@@ -10,8 +10,14 @@ export type TransportName = 'rabbitmq' | 'redis';
 export interface OutgoingMessage {
   /** RMS's message id; the AMQP `messageId`. */
   id: string;
-  /** The topic: the routing key, and the queue `rms.<topic>`. */
+  /** The topic. */
   topic: string;
+  /**
+   * The consumer groups this delivery goes to, each into its own queue (see
+   * `groupQueueName`): one publish, copied by the broker to every group's queue.
+   * @defaultValue the default group alone (the topic's shared queue `rms.<topic>`)
+   */
+  groups?: readonly string[];
   /** The payload, sent as its JSON. */
   payload: unknown;
   /** The producer's headers, carried unchanged. */

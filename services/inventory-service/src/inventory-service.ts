@@ -31,7 +31,11 @@ export interface InventoryServiceOptions {
   amqpUrl: string;
   /** The topic to consume. @defaultValue 'stock.reduce' */
   topic?: string;
-  /** The consumer group: the scope of "already applied". @defaultValue 'inventory' */
+  /**
+   * The consumer group: its queue is consumed, its delivery acked, and it scopes "already
+   * applied". RMS's app registry must subscribe the app to `topic` in this group.
+   * @defaultValue 'inventory'
+   */
   group?: string;
   /** Parallel handlers. @defaultValue 16 */
   concurrency?: number;
@@ -87,12 +91,11 @@ export class InventoryService {
       service.degradeSwitch = new ZooKeeperDegradeSwitch({ connect: options.fallback.zkConnect, root: options.fallback.zkRoot });
       await service.degradeSwitch.start();
     }
-    service.subscription = await subscribe<ReduceStock>(options.topic ?? 'stock.reduce', handle, {
+    service.subscription = await subscribe<ReduceStock>({ topic: options.topic ?? 'stock.reduce', group }, handle, {
       ...(service.degradeSwitch &&
         options.fallback && { fallback: { degradeSwitch: service.degradeSwitch, redis: options.fallback.redisUrl } }),
       rms: { url: options.rmsUrl, token: options.rmsToken },
       amqpUrl: options.amqpUrl,
-      group,
       concurrency: options.concurrency ?? 16,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 30_000,
     });

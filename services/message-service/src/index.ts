@@ -13,12 +13,24 @@ export {
 } from './application/message-service.js';
 export { HistoryRecorder, type HistoryRecorderOptions } from './application/history-recorder.js';
 export { MessageStats, type MessageStatsOptions, type MessageStatsSnapshot } from './application/message-stats.js';
-export { AppRegistry, parseAppRegistry, type AppRegistration, type Role } from './config/app-registry.js';
+export { AppRegistry, parseAppRegistry, type AppRegistration, type Role, type Subscription } from './config/app-registry.js';
 export { CONFIG_VARIABLES, loadConfig, type RmsConfig } from './config/config.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
 export * from './domain/message-event.js';
-export { decide, patchFor, type Command, type Decision, type Actor } from './domain/state-machine.js';
+export {
+  decide,
+  decideDeliveries,
+  deliveriesOf,
+  freshDelivery,
+  patchFor,
+  type Command,
+  type Decision,
+  type Actor,
+  type DeliveryCommand,
+  type DeliveriesDecision,
+  type GroupCommand,
+} from './domain/state-machine.js';
 export { createLogger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore } from './store/create-message-store.js';

@@ -90,7 +90,12 @@ interface FailoverParts {
 
 /** RabbitMQ, failing over to the Redis lists behind the ZooKeeper degrade switch (design section 7). */
 async function createFailoverTransport(config: RmsConfig, logger: Logger): Promise<FailoverParts> {
-  const rabbitmq = new RabbitMqTransport({ url: config.rabbitmqUrl, confirmTimeoutMs: config.publishTimeoutMs, logger: logger.child({ part: 'rabbitmq' }) });
+  const rabbitmq = new RabbitMqTransport({
+    url: config.rabbitmqUrl,
+    queuePrefix: config.queuePrefix,
+    confirmTimeoutMs: config.publishTimeoutMs,
+    logger: logger.child({ part: 'rabbitmq' }),
+  });
   const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
   const degradeSwitch = new ZooKeeperDegradeSwitch({
     connect: config.zkConnect,
@@ -158,6 +163,7 @@ export class RmsServer {
     // Outermost, so the deadline also covers the wait for a coalesced batch.
     const store = new BoundedMessageStore(coalescing, config.storeAdmission);
     const registry = new AppRegistry(config.apps);
+    for (const warning of registry.warnings()) logger.warn({ registry: 'RMS_APPS' }, warning);
     const metrics = new Metrics();
     const failover = options.transport ? undefined : await createFailoverTransport(config, logger);
     const transport: Transport = options.transport ?? (failover as FailoverParts).transport;
@@ -206,9 +212,12 @@ export class RmsServer {
       checkDelayMs: config.checkBack.delayMs,
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
+      ackTimeoutFor: (topic, group) => scheduleFor(topic, group).ackTimeoutMs,
       scheduleFor,
+      subscriptions: registry,
+      maxDelayMs: config.maxDelayMs,
       history,
-      onDead: (message, consumerApp) => reportDead(message, { notifier, metrics, history }, { actor: 'consumer', app: consumerApp }),
+      onDead: (message, groups, consumerApp) => reportDead(message, { notifier, metrics, history }, groups, { actor: 'consumer', app: consumerApp }),
     });
     const app = createHttpApp({
       service,

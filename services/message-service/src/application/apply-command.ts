@@ -4,7 +4,7 @@
  * conditional write on the state it was decided from.
  */
 import type { Message, MessagePatch, MessageState } from '../domain/message.js';
-import { type Command, type TransitionDecision, decide, patchFor } from '../domain/state-machine.js';
+import { type Command, type GroupCommand, type TransitionDecision, decide, decideDeliveries, patchFor } from '../domain/state-machine.js';
 import type { MessageStore } from '../store/message-store.js';
 
 /** What became of a command. */
@@ -28,6 +28,8 @@ export interface ApplyOptions {
   dispatchDueAt?: Date;
   /** Require `nextAttemptAt` to still hold this value (a claimed message's lease). */
   fence?: { nextAttemptAt: Date | null };
+  /** For transitions into SENDING from PENDING: the groups subscribed to the topic now, one delivery each. */
+  groups?: readonly string[];
 }
 
 /** Applies `command` to `message` (as read) with one conditional write. */
@@ -35,7 +37,7 @@ export async function applyCommand(store: MessageStore, message: Message, comman
   const decision = decide(message, command);
   if (decision.outcome === 'unchanged') return { kind: 'unchanged', message };
   if (decision.outcome === 'refused') return { kind: 'refused', message, reason: decision.reason };
-  return writeDecision(store, message.id, message, decision, options);
+  return writeDecision(store, message.id, message, decision, options, message.deliverAt);
 }
 
 /** Persists a transition decided from `state` with a write conditional on that state. */
@@ -45,14 +47,19 @@ async function writeDecision(
   state: MessageState,
   decision: TransitionDecision,
   options: ApplyOptions & { producer?: string },
+  deliverAt: Date | null = null,
 ): Promise<Applied> {
+  if (decision.to === 'SENDING' && state.status !== 'SENDING' && !options.groups?.length) {
+    // A confirmed message without deliveries would be read as one of the default group.
+    throw new Error(`confirming message ${id} needs the groups subscribed to its topic`);
+  }
   const updated = await store.transition({
     id,
     from: { status: state.status, deadReason: state.deadReason },
     to: decision.to,
     deadReason: decision.deadReason,
     at: options.at,
-    set: { ...patchFor(state, decision, options.at, options.dispatchDueAt), ...options.set },
+    set: { ...patchFor(state, decision, options.at, options.dispatchDueAt, { groups: options.groups ?? [], deliverAt }), ...options.set },
     ...(options.fence && { fence: options.fence }),
     ...(options.producer !== undefined && { producer: options.producer }),
   });
@@ -77,4 +84,49 @@ export async function applyAssuming(
   const decision = decide(state, command);
   if (decision.outcome !== 'transition') return { kind: 'lost' };
   return writeDecision(store, id, state, decision, options);
+}
+
+/** What became of delivery commands. */
+export type AppliedToDeliveries =
+  /** Written; `deadGroups` are the deliveries that just became DEAD. */
+  | { kind: 'moved'; message: Message; deadGroups: string[] }
+  | { kind: 'unchanged'; message: Message }
+  | { kind: 'refused'; message: Message; reason: string }
+  /** The message is gone, or kept changing under concurrent writes. */
+  | { kind: 'lost' };
+
+/** A message's deliveries rarely change under a writer more than a few times in a row. */
+const MAX_DELIVERY_ROUNDS = 8;
+
+/**
+ * Applies commands to a confirmed message's deliveries (`decideDeliveries`), written under
+ * the `version` they were decided from. When another write got there first (another
+ * group's ack, a claim), the message is read again and the commands decided again from
+ * what it now holds, so concurrent acks of different groups all land.
+ */
+export async function applyToDeliveries(
+  store: MessageStore,
+  read: Message,
+  changes: readonly GroupCommand[] | ((message: Message) => readonly GroupCommand[]),
+  options: { at: Date; defaultGroup: string },
+): Promise<AppliedToDeliveries> {
+  let message: Message | null = read;
+  for (let round = 0; round < MAX_DELIVERY_ROUNDS && message; round++) {
+    const commands = typeof changes === 'function' ? changes(message) : changes;
+    const decision = decideDeliveries(message, commands, options.at, options.defaultGroup);
+    if (decision.outcome === 'unchanged') return { kind: 'unchanged', message };
+    if (decision.outcome === 'refused') return { kind: 'refused', message, reason: decision.reason };
+    const updated = await store.transition({
+      id: message.id,
+      from: { status: message.status, deadReason: message.deadReason },
+      to: decision.to,
+      deadReason: decision.deadReason,
+      at: options.at,
+      set: decision.set,
+      version: message.version,
+    });
+    if (updated) return { kind: 'moved', message: updated, deadGroups: decision.deadGroups };
+    message = await store.findById(read.id);
+  }
+  return { kind: 'lost' };
 }

@@ -86,6 +86,7 @@ export class CheckBackWorker {
         set: counted,
         fence,
         dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
+        groups: registry.groupsFor(message.topic),
       });
       if (applied.kind === 'moved') {
         history.record({ messageId: message.id, at: now, type: 'confirmed', actor: 'check-back', app: message.producer, attempt });

@@ -1,19 +1,23 @@
 /**
- * The dispatcher: publishes a message that has entered SENDING, and records the round.
+ * The dispatcher: publishes a confirmed message's deliveries, and records each round.
  *
- * A delivery round is one publish plus up to `retryImmediate` immediate retries. Its
- * outcome is written with a fenced transition (the message must still be SENDING with the
- * `nextAttemptAt` this round started from), so a round whose message was acked meanwhile,
- * or taken over by another instance after a lease expired, writes nothing.
+ * Every consumer group subscribed to the topic has its own delivery (see
+ * `decideDeliveries`). The first round of a message is one publish that the broker copies
+ * to every group's queue; a later round goes only to the groups whose delivery is due
+ * (not acked by its deadline). A round is one publish plus up to `retryImmediate`
+ * immediate retries. Its outcome is written under the message's `version`; a round whose
+ * delivery moved on meanwhile (acked, or recorded by another instance that took over an
+ * expired lease) is stale and not recorded.
  */
 import type { OutgoingMessage, Transport, TransportName } from '@rms/client-sdk';
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
-import type { Message } from '../domain/message.js';
+import { DEFAULT_GROUP, type Delivery, type Message } from '../domain/message.js';
 import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '../domain/schedule.js';
+import { type GroupCommand, deliveriesOf } from '../domain/state-machine.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
-import { applyCommand } from './apply-command.js';
+import { applyToDeliveries } from './apply-command.js';
 import type { HistoryRecorder } from './history-recorder.js';
 import { reportDead } from './report-dead.js';
 
@@ -21,16 +25,19 @@ import { reportDead } from './report-dead.js';
 export interface DispatcherOptions {
   store: MessageStore;
   transport: Transport;
-  /** The delivery schedule of a topic. */
-  scheduleFor: (topic: string) => DeliverySchedule;
+  /** The delivery schedule of a topic's group. */
+  scheduleFor: (topic: string, group: string) => DeliverySchedule;
   notifier: Notifier;
   logger: Logger;
   metrics: Metrics;
-  /** Where each delivery round is recorded. */
+  /** Where each delivery round is recorded, per group. */
   history: HistoryRecorder;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
+
+/** Which deliveries a round is for: not yet attempted (right after confirm), or due (claimed by the loop). */
+type Selection = 'fresh' | 'due';
 
 /** Publishes messages and records each delivery round. */
 export class Dispatcher {
@@ -43,37 +50,80 @@ export class Dispatcher {
   }
 
   /**
-   * Starts delivering a message that just entered SENDING, without waiting: the caller
-   * (a confirm) answers once the state is durable. If this instance dies first, the
-   * message is due again when its dispatch lease ends and the redelivery loop sends it.
+   * Starts delivering a message that just entered SENDING (or a delivery an admin resent),
+   * without waiting: the caller answers once the state is durable. If this instance dies
+   * first, the deliveries are due when their dispatch lease ends and the redelivery loop
+   * sends them. A delayed message is left to the loop until its `deliverAt`.
    */
   dispatchSoon(message: Message): void {
     if (this.closed) return;
-    const delivery = this.deliver(message)
+    if (message.deliverAt && message.deliverAt > this.now()) return;
+    const delivery = this.deliver(message, 'fresh')
       .catch((error: unknown) => this.options.logger.warn({ err: error, id: message.id }, 'dispatch failed; the redelivery loop will retry'))
       .finally(() => this.inFlight.delete(delivery));
     this.inFlight.add(delivery);
   }
 
-  /** Runs one delivery round for `message` (as claimed or as confirmed) and records it. */
-  async deliver(message: Message): Promise<void> {
-    const { store, transport, metrics, logger } = this.options;
-    const schedule = this.options.scheduleFor(message.topic);
-    const round = message.deliveryAttempts + 1;
+  /**
+   * Handles a claimed message whose deliveries (some of them) are due: a delivery out of
+   * rounds becomes DEAD and a person is alerted; the others are delivered again.
+   */
+  async redeliver(message: Message): Promise<void> {
+    await this.deliver(message, 'due');
+  }
+
+  /** Runs one round for the selected deliveries of `message` and records it. */
+  async deliver(message: Message, selection: Selection = 'due'): Promise<void> {
+    const now = this.now();
+    // A message stored before groups keeps its due time only on the message, which the
+    // claim has replaced by the lease: claimed means due.
+    const legacy = message.deliveries.length === 0;
+    const selected = deliveriesOf(message, DEFAULT_GROUP).filter((delivery) => {
+      if (delivery.status !== 'SENDING') return false;
+      if (selection === 'fresh') return delivery.attempts === 0;
+      return legacy || (delivery.nextAttemptAt !== null && delivery.nextAttemptAt <= now);
+    });
+    if (selected.length === 0) return;
+    const commands: GroupCommand[] = [];
+    const toSend: Delivery[] = [];
+    for (const delivery of selected) {
+      if (delivery.attempts > 0 && deliveryExhausted(this.scheduleOf(message, delivery), delivery.attempts)) {
+        commands.push({ group: delivery.group, command: { type: 'delivery-exhausted', afterAttempts: delivery.attempts } });
+      } else {
+        toSend.push(delivery);
+      }
+    }
+    // Deliveries at the same round go out as one publish, copied by the broker to each
+    // group's queue (on a first delivery: every group).
+    const byRound = new Map<number, Delivery[]>();
+    for (const delivery of toSend) byRound.set(delivery.attempts + 1, [...(byRound.get(delivery.attempts + 1) ?? []), delivery]);
+    const rounds = await Promise.all([...byRound].map(([round, deliveries]) => this.publishRound(message, round, deliveries)));
+    for (const round of rounds) commands.push(...round);
+    if (commands.length === 0) return; // closed before the first try: the lease hands it to the loop
+    const applied = await applyToDeliveries(this.options.store, message, commands, { at: this.now(), defaultGroup: DEFAULT_GROUP });
+    if (applied.kind === 'moved' && applied.deadGroups.length > 0) reportDead(applied.message, this.options, applied.deadGroups);
+    if (applied.kind === 'lost') this.options.logger.debug({ id: message.id }, 'delivered, but the message kept changing; its rounds were not recorded');
+  }
+
+  /** Publishes one round to the groups of `deliveries` and says what to record for each. */
+  private async publishRound(message: Message, round: number, deliveries: Delivery[]): Promise<GroupCommand[]> {
+    const { transport, metrics, logger } = this.options;
+    const retryImmediate = Math.max(...deliveries.map((delivery) => this.scheduleOf(message, delivery).retryImmediate));
     const outgoing: OutgoingMessage = {
       id: message.id,
       topic: message.topic,
+      groups: deliveries.map((delivery) => delivery.group),
       payload: message.payload,
       headers: message.headers,
       attempt: round,
       producer: message.producer,
       ...(message.producerMessageId !== null && { messageId: message.producerMessageId }),
     };
-    metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' });
+    metrics.deliveries.inc({ kind: round === 1 ? 'first' : 'redelivery' }, deliveries.length);
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
     const startedAt = this.now();
-    for (let attempt = 0; attempt <= schedule.retryImmediate && carrier === undefined && !this.closed; attempt++) {
+    for (let attempt = 0; attempt <= retryImmediate && carrier === undefined && !this.closed; attempt++) {
       try {
         carrier = await transport.publish(outgoing);
         metrics.publishes.inc({ transport: carrier, outcome: 'ok' });
@@ -83,54 +133,35 @@ export class Dispatcher {
       }
     }
     const published = carrier !== undefined;
-    if (!published && lastError === null) return; // closed before the first try: the lease hands it to the loop
+    if (!published && lastError === null) return [];
     const now = this.now();
-    // Stamped with the round's start: a consumer may receive (and nack) it before the publish confirm returns.
-    this.options.history.record({
-      messageId: message.id,
-      at: startedAt,
-      type: 'delivery',
-      actor: 'rms',
-      attempt: round,
-      transport: carrier ?? null,
-      outcome: published ? 'published' : 'failed',
-      durationMs: now.getTime() - startedAt.getTime(),
-      reason: lastError,
+    for (const delivery of deliveries) {
+      // Stamped with the round's start: a consumer may receive (and nack) it before the publish confirm returns.
+      this.options.history.record({
+        messageId: message.id,
+        at: startedAt,
+        type: 'delivery',
+        actor: 'rms',
+        ...(message.deliveries.length > 0 && { group: delivery.group }),
+        attempt: round,
+        transport: carrier ?? null,
+        outcome: published ? 'published' : 'failed',
+        durationMs: now.getTime() - startedAt.getTime(),
+        reason: lastError,
+      });
+    }
+    return deliveries.map((delivery): GroupCommand => {
+      const previousRoundFailed = delivery.attempts > 0 && delivery.lastError !== null;
+      const next = afterDeliveryRound(this.scheduleOf(message, delivery), round, published, previousRoundFailed, now);
+      const record = { attempts: round, nextAttemptAt: next.kind === 'exhausted' ? null : next.at, lastError, lastTransport: carrier ?? delivery.lastTransport };
+      if (next.kind === 'exhausted') return { group: delivery.group, command: { type: 'delivery-exhausted', afterAttempts: delivery.attempts, record } };
+      if (!published) logger.warn({ id: message.id, topic: message.topic, group: delivery.group, round, error: lastError, retryAt: next.at }, 'delivery round failed');
+      return { group: delivery.group, command: { type: 'delivery-recorded', afterAttempts: delivery.attempts, record } };
     });
-    const previousRoundFailed = message.deliveryAttempts > 0 && message.lastError !== null;
-    const next = afterDeliveryRound(schedule, round, published, previousRoundFailed, now);
-    const fence = { nextAttemptAt: message.nextAttemptAt };
-    const set = { deliveryAttempts: round, lastError, ...(carrier && { lastTransport: carrier }) };
-    if (next.kind === 'exhausted') {
-      const applied = await applyCommand(store, message, { type: 'delivery-exhausted' }, { at: now, set, fence });
-      if (applied.kind === 'moved') reportDead(applied.message, this.options);
-      return;
-    }
-    const applied = await applyCommand(store, message, { type: 'delivery-recorded' }, { at: now, set: { ...set, nextAttemptAt: next.at }, fence });
-    if (!published) {
-      logger.warn({ id: message.id, topic: message.topic, round, error: lastError, retryAt: next.at }, 'delivery round failed');
-    } else if (applied.kind === 'lost') {
-      logger.debug({ id: message.id }, 'delivered, but the message moved on meanwhile (acked, or taken over)');
-    }
   }
 
-  /**
-   * Handles a claimed SENDING message whose ack deadline (or retry time) passed: out of
-   * rounds, it becomes DEAD and a person is alerted; otherwise it is delivered again.
-   */
-  async redeliver(message: Message): Promise<void> {
-    if (!deliveryExhausted(this.options.scheduleFor(message.topic), message.deliveryAttempts)) {
-      await this.deliver(message);
-      return;
-    }
-    const rounds = message.deliveryAttempts;
-    const applied = await applyCommand(this.options.store, message, { type: 'delivery-exhausted' }, {
-      at: this.now(),
-      fence: { nextAttemptAt: message.nextAttemptAt },
-      // The last round went out but no consumer acked it: say so rather than leave no reason.
-      ...(message.lastError === null && { set: { lastError: `no consumer acked any of ${rounds} deliveries` } }),
-    });
-    if (applied.kind === 'moved') reportDead(applied.message, this.options);
+  private scheduleOf(message: Message, delivery: Delivery): DeliverySchedule {
+    return this.options.scheduleFor(message.topic, delivery.group);
   }
 
   /** Stops starting rounds and waits for the ones in flight. */

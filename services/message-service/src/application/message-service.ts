@@ -2,6 +2,10 @@
  * The use cases behind the HTTP API: prepare, confirm, cancel, ack, nack, heartbeat, get,
  * list, history and resend. Every change a call makes is recorded in the message's history.
  *
+ * Producers write only the topics the registry allows them; a confirmed message gets one
+ * delivery per consumer group subscribed to its topic, and a consumer acks (heartbeats)
+ * its own group's delivery.
+ *
  * Each state-changing call reads the message, asks the state machine what the command
  * does, and writes the decision with a conditional transition. If another call changed
  * the message in between, the write matches nothing and the call decides again from the
@@ -10,13 +14,13 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { v7 as uuidv7 } from 'uuid';
-import type { AppRegistration, Role } from '../config/app-registry.js';
-import { NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
-import type { JsonValue, Message, MessageHeaders, MessagePatch, MessageState, MessageStatus } from '../domain/message.js';
+import type { AppRegistration, AppRegistry, Role } from '../config/app-registry.js';
+import { ForbiddenError, InvalidRequestError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
+import { DEFAULT_GROUP, type DeliveryStatus, type JsonValue, type Message, type MessageHeaders, type MessageStatus } from '../domain/message.js';
 import type { MessageEvent, NewMessageEvent } from '../domain/message-event.js';
 import { type DeliverySchedule, afterConsumerFailure } from '../domain/schedule.js';
-import { type Actor, type Command, decide } from '../domain/state-machine.js';
-import { applyAssuming, applyCommand } from './apply-command.js';
+import { type Actor, type Command, type DeliveryCommand, deliveriesOf } from '../domain/state-machine.js';
+import { type AppliedToDeliveries, applyCommand, applyToDeliveries } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { HistoryRecorder } from './history-recorder.js';
 import type { ListCursor, ListQuery, MessagePage, MessageStore } from '../store/message-store.js';
@@ -31,16 +35,27 @@ export interface PrepareInput {
   /** The producer's idempotency key. */
   messageId?: string;
   headers?: MessageHeaders;
+  /** Deliver no earlier than this time (a delayed message). */
+  deliverAt?: Date;
+  /** Deliver no earlier than this long after prepare (a delayed message); not with `deliverAt`. */
+  delayMs?: number;
 }
+
+/** What the service asks of the app registry: topic permissions and subscriptions. */
+export type Subscriptions = Pick<AppRegistry, 'groupsFor' | 'mayProduce' | 'groupsOf'>;
+
+/** Every producer may write every topic, and every topic has the default group alone. */
+const OPEN_SUBSCRIPTIONS: Subscriptions = { groupsFor: () => [DEFAULT_GROUP], mayProduce: () => true, groupsOf: () => undefined };
 
 /** One entry of a batch ack's answer. */
 export type AckResult =
-  | { id: string; status: MessageStatus }
+  /** `status` is the message's; `group` and `delivery` the acking group's delivery. */
+  | { id: string; status: MessageStatus; group: string; delivery: DeliveryStatus }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
 /** A consumer's report that it failed to handle a message. */
 export interface NackInput {
-  /** Why, in the consumer's words (cut to 1000 characters in the history). */
+  /** Why, in the consumer's words (at most 1000 characters). */
   reason: string;
   /** Deliver again this long from now rather than at once. */
   retryAfterMs?: number;
@@ -85,16 +100,18 @@ export interface MessageServiceOptions {
   newId?: () => string;
   /** Publishes messages that enter SENDING; without one they wait for the redelivery loop. */
   dispatcher?: Dispatcher;
-  /**
-   * The delivery schedule of a topic: its ack timeout is what a heartbeat extends by, its
-   * round limit what a nack counts against.
-   * @defaultValue the design's: 240 s ack timeout, 50 rounds
-   */
-  scheduleFor?: (topic: string) => DeliverySchedule;
+  /** The ack deadline of a topic's group's deliveries (heartbeats extend by it). @defaultValue () => 240000 */
+  ackTimeoutFor?: (topic: string, group: string) => number;
+  /** Topic permissions and consumer groups. @defaultValue any producer writes any topic; one default group per topic */
+  subscriptions?: Subscriptions;
+  /** The delivery schedule of a topic's group: its round limit is what a nack counts against. @defaultValue the design's (50 rounds) */
+  scheduleFor?: (topic: string, group: string) => DeliverySchedule;
   /** Records what happens to messages. @defaultValue nothing is recorded */
   history?: HistoryRecorder;
-  /** Told of a message a consumer's failure report made DEAD, to count and alert it. @defaultValue nothing */
-  onDead?: (message: Message, consumerApp: string) => void;
+  /** Told of a message whose delivery to `groups` a consumer's failure report made DEAD, to count and alert it. @defaultValue nothing */
+  onDead?: (message: Message, groups: string[], consumerApp: string) => void;
+  /** The latest a delayed message may go, from its prepare. @defaultValue 30 days */
+  maxDelayMs?: number;
   /**
    * A message entering SENDING is due this long later unless its dispatch reports first:
    * if this instance dies before publishing, another instance's redelivery loop takes over.
@@ -102,10 +119,6 @@ export interface MessageServiceOptions {
    */
   dispatchLeaseMs?: number;
 }
-
-/** Where a confirm usually finds a message, and an ack. */
-const PENDING: MessageState = { status: 'PENDING', deadReason: null };
-const SENDING: MessageState = { status: 'SENDING', deadReason: null };
 
 /** A conditional write can lose to a concurrent one only a few times: each loss means the message moved on. */
 const MAX_DECISION_ROUNDS = 8;
@@ -122,9 +135,12 @@ export class MessageService {
   private readonly newId: () => string;
   private readonly dispatcher: Dispatcher | undefined;
   private readonly dispatchLeaseMs: number;
-  private readonly scheduleFor: (topic: string) => DeliverySchedule;
+  private readonly ackTimeoutFor: (topic: string, group: string) => number;
+  private readonly subscriptions: Subscriptions;
+  private readonly maxDelayMs: number;
+  private readonly scheduleFor: (topic: string, group: string) => DeliverySchedule;
   private readonly history: HistoryRecorder | undefined;
-  private readonly onDead: (message: Message, consumerApp: string) => void;
+  private readonly onDead: (message: Message, groups: string[], consumerApp: string) => void;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -133,6 +149,9 @@ export class MessageService {
     this.newId = options.newId ?? uuidv7;
     this.dispatcher = options.dispatcher;
     this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
+    this.ackTimeoutFor = options.ackTimeoutFor ?? (() => 240_000);
+    this.subscriptions = options.subscriptions ?? OPEN_SUBSCRIPTIONS;
+    this.maxDelayMs = options.maxDelayMs ?? 30 * 24 * 3600 * 1000;
     this.scheduleFor = options.scheduleFor ?? (() => DESIGN_DELIVERY_SCHEDULE);
     this.history = options.history;
     this.onDead = options.onDead ?? (() => undefined);
@@ -144,7 +163,11 @@ export class MessageService {
    * refuses with `MESSAGE_ID_REUSED` if it is not.
    */
   async prepare(caller: Caller, input: PrepareInput): Promise<{ message: Message; created: boolean }> {
+    if (!this.subscriptions.mayProduce(caller.app, input.topic)) {
+      throw new ForbiddenError(`app ${caller.app} may not write topic ${input.topic}: it is not among the topics the app registry allows it`);
+    }
     const createdAt = this.now();
+    const deliverAt = this.deliverAtOf(input, createdAt);
     const result = await this.store.insert({
       id: this.newId(),
       producer: caller.app,
@@ -153,6 +176,7 @@ export class MessageService {
       payload: input.payload,
       headers: input.headers ?? {},
       createdAt,
+      deliverAt,
       nextAttemptAt: new Date(createdAt.getTime() + this.checkDelayMs),
     });
     if (result.created) {
@@ -188,52 +212,93 @@ export class MessageService {
     return Promise.allSettled(ids.map((id) => this.confirm(caller, id)));
   }
 
-  /** The producer's local transaction committed: the message becomes `SENDING`. */
+  /**
+   * The producer's local transaction committed: the message becomes `SENDING`, with one
+   * delivery per consumer group subscribed to its topic now (groups subscribed later do
+   * not get it). A delayed message waits until its `deliverAt`.
+   */
   confirm(caller: Caller, id: string): Promise<Message> {
     const actor = this.settlingActor(caller);
-    return this.apply(id, { type: 'confirm', actor }, {
-      authorize: (message) => this.requireVisibleTo(caller, message),
-      likely: { state: PENDING, ...(!hasRole(caller, 'admin') && { producer: caller.app }) },
-      event: () => ({ type: 'confirmed', actor, app: caller.app }),
-    });
+    return this.apply(id, { type: 'confirm', actor }, (message) => this.requireVisibleTo(caller, message), { type: 'confirmed', actor, app: caller.app });
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
   cancel(caller: Caller, id: string): Promise<Message> {
     const actor = this.settlingActor(caller);
-    return this.apply(id, { type: 'cancel', actor }, {
-      authorize: (message) => this.requireVisibleTo(caller, message),
-      event: () => ({ type: 'cancelled', actor, app: caller.app }),
+    return this.apply(id, { type: 'cancel', actor }, (message) => this.requireVisibleTo(caller, message), { type: 'cancelled', actor, app: caller.app });
+  }
+
+  /**
+   * A consumer processed the message: its group's delivery is acked, and the message
+   * becomes `COMPLETED` once every group's is. `group` defaults to the caller's group for
+   * the topic (see `consumerGroup`).
+   */
+  async ack(caller: Caller, id: string, group?: string): Promise<Message> {
+    return (await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }))).message;
+  }
+
+  /**
+   * A consumer failed to handle the message (`reason`): its group's round counts as
+   * spent, the next one is due at once (or after `retryAfterMs`), or with no rounds left
+   * the group's delivery becomes DEAD now. `lastError` and the history carry the reason.
+   * A failure reported after the group acked it (another consumer of the group) or after
+   * its delivery went DEAD changes nothing but is still recorded.
+   */
+  async nack(caller: Caller, id: string, input: NackInput, group?: string): Promise<Message> {
+    const lastError = `consumer ${caller.app}: ${input.reason}`;
+    let nextAttemptAt: Date | null = null;
+    let rounds: number | null = null;
+    let failedAt = this.now();
+    const failed = await this.applyToGroup(caller, id, group, (message, own, now): DeliveryCommand => {
+      failedAt = now;
+      const delivery = deliveriesOf(message, DEFAULT_GROUP).find((candidate) => candidate.group === own);
+      const recorded = delivery?.attempts ?? message.deliveryAttempts;
+      const next = afterConsumerFailure(this.scheduleFor(message.topic, own), recorded, input.attempt, input.retryAfterMs, now);
+      rounds = next.rounds;
+      nextAttemptAt = next.kind === 'retry' ? next.at : null;
+      return { type: 'nack', attempts: next.rounds, retryAt: nextAttemptAt, lastError };
     });
-  }
-
-  /** A consumer processed the message: it becomes `COMPLETED`. */
-  ack(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'ack' }, {
-      likely: { state: SENDING },
-      event: (message) => ({ type: 'acked', actor: 'consumer', app: caller.app, attempt: message.deliveryAttempts }),
+    this.record({
+      messageId: id,
+      at: failedAt,
+      type: 'consumer-failure',
+      actor: 'consumer',
+      app: caller.app,
+      ...(failed.message.deliveries.length > 0 && { group: failed.group }),
+      attempt: rounds,
+      reason: input.reason,
+      nextAttemptAt: failed.moved ? nextAttemptAt : null,
     });
+    if (failed.moved && failed.deadGroups.length > 0) this.onDead(failed.message, failed.deadGroups, caller.app);
+    return failed.message;
   }
 
-  /** Acks many messages; one failure does not fail the others. */
-  ackMany(caller: Caller, ids: readonly string[]): Promise<AckResult[]> {
-    return this.settleEach(ids, (id) => this.ack(caller, id));
-  }
-
-  /** Reports many failed handlings; one refusal does not fail the others. */
-  nackMany(caller: Caller, items: readonly ({ id: string } & NackInput)[]): Promise<NackResult[]> {
-    return this.settleEach(items.map((item) => item.id), (_id, index) => {
-      const { id, ...input } = items[index] as { id: string } & NackInput;
-      return this.nack(caller, id, input);
-    });
-  }
-
-  /** Runs `call` for each id; an RMS refusal becomes that id's error entry, an outage fails the whole. */
-  private async settleEach(ids: readonly string[], call: (id: string, index: number) => Promise<Message>): Promise<AckResult[]> {
+  /** Reports many failed handlings (of one group); one refusal does not fail the others. */
+  nackMany(caller: Caller, items: readonly ({ id: string } & NackInput)[], group?: string): Promise<NackResult[]> {
     return Promise.all(
-      ids.map(async (id, index): Promise<AckResult> => {
+      items.map(async ({ id, ...input }): Promise<NackResult> => {
         try {
-          return { id, status: (await call(id, index)).status };
+          const message = await this.nack(caller, id, input, group);
+          const own = deliveriesOf(message, DEFAULT_GROUP);
+          const delivery = own.find((candidate) => candidate.group === (group ?? own[0]?.group));
+          return { id, status: message.status, group: delivery?.group ?? DEFAULT_GROUP, delivery: delivery?.status ?? 'SENDING' };
+        } catch (error) {
+          if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
+          const status = error instanceof StateConflictError ? { status: error.status } : {};
+          return { id, error: { code: error.code, message: error.message, ...status } };
+        }
+      }),
+    );
+  }
+
+  /** Acks many messages (of one group); one failure does not fail the others. */
+  async ackMany(caller: Caller, ids: readonly string[], group?: string): Promise<AckResult[]> {
+    return Promise.all(
+      ids.map(async (id): Promise<AckResult> => {
+        try {
+          const acked = await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }));
+          const delivery = deliveriesOf(acked.message, DEFAULT_GROUP).find((candidate) => candidate.group === acked.group);
+          return { id, status: acked.message.status, group: acked.group, delivery: delivery?.status ?? 'SENDING' };
         } catch (error) {
           if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
           const status = error instanceof StateConflictError ? { status: error.status } : {};
@@ -244,100 +309,164 @@ export class MessageService {
   }
 
   /**
-   * An admin asks for a `DEAD` message to be delivered again: the round count starts over,
-   * and the history keeps the earlier rounds and says who resent it.
+   * An admin asks for a `DEAD` delivery to go out again, rounds reset: `group`'s, or every
+   * DEAD delivery of the message when no group is named.
    */
-  resend(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'resend' }, {
-      event: (before) => ({ type: 'resent', actor: 'admin', app: caller.app, attempt: before.deliveryAttempts }),
-    });
+  async resend(caller: Caller, id: string, group?: string): Promise<Message> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    const now = this.now();
+    const command: DeliveryCommand = { type: 'resend', dueAt: new Date(now.getTime() + this.dispatchLeaseMs) };
+    const groups = (read: Message) => {
+      if (group !== undefined) return [group];
+      const dead = deliveriesOf(read, DEFAULT_GROUP).filter((delivery) => delivery.status === 'DEAD');
+      if (dead.length > 0) return dead.map((delivery) => delivery.group);
+      // Nothing dead: the state machine says what a resend means here (SENDING: nothing to
+      // do; COMPLETED, or never confirmed: refused).
+      return [deliveriesOf(read, DEFAULT_GROUP)[0]?.group ?? DEFAULT_GROUP];
+    };
+    let resentGroups: string[] = [];
+    const applied = await applyToDeliveries(
+      this.store,
+      message,
+      (read) => {
+        resentGroups = groups(read);
+        return resentGroups.map((name) => ({ group: name, command }));
+      },
+      { at: now, defaultGroup: DEFAULT_GROUP },
+    );
+    const resent = this.settled(id, applied, true);
+    if (applied.kind === 'moved') {
+      // The history keeps the earlier rounds; this says who started the new ones.
+      for (const name of resentGroups) {
+        this.record({ messageId: id, at: now, type: 'resent', actor: 'admin', app: caller.app, ...(resent.deliveries.length > 0 && { group: name }), attempt: message.deliveryAttempts });
+      }
+    }
+    return resent;
   }
 
   /**
-   * A consumer failed to handle the message (`reason`): the round counts as spent, the
-   * next one is due at once (or after `retryAfterMs`), or with no rounds left the message
-   * becomes DEAD now. `lastError` and the history carry the reason. A failure reported
-   * after the message was acked (by another consumer) or went DEAD changes nothing but is
-   * still recorded.
+   * A consumer still handling the message pushes its group's ack deadline to `extendMs`
+   * from now (default: the topic's group's ack timeout), so a slow handler is not
+   * redelivered under itself.
    */
-  async nack(caller: Caller, id: string, input: NackInput): Promise<Message> {
-    const lastError = `consumer ${caller.app}: ${input.reason}`;
-    let message = await this.store.findById(id);
-    for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
-      if (!message) throw new NotFoundError(id);
-      const now = this.now();
-      let rounds = input.attempt ?? message.deliveryAttempts;
-      const failure = (at: Date | null): NewMessageEvent => ({
+  async heartbeat(caller: Caller, id: string, extendMs?: number, group?: string): Promise<Message> {
+    const beat = await this.applyToGroup(caller, id, group, (message, own, now) => ({
+      type: 'heartbeat',
+      until: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic, own))),
+    }));
+    if (beat.moved) {
+      const delivery = deliveriesOf(beat.message, DEFAULT_GROUP).find((candidate) => candidate.group === beat.group);
+      this.record({
         messageId: id,
-        at: now,
-        type: 'consumer-failure',
+        at: beat.message.updatedAt,
+        type: 'heartbeat',
         actor: 'consumer',
         app: caller.app,
-        attempt: rounds,
-        reason: input.reason,
-        nextAttemptAt: at,
+        ...(beat.message.deliveries.length > 0 && { group: beat.group }),
+        attempt: delivery?.attempts ?? beat.message.deliveryAttempts,
+        nextAttemptAt: delivery?.nextAttemptAt ?? beat.message.nextAttemptAt,
       });
-      const decision = decide(message, { type: 'nack' });
-      if (decision.outcome === 'refused') throw new StateConflictError(decision.reason, message.status);
-      if (decision.outcome === 'unchanged') {
-        this.record(failure(null));
-        return message;
-      }
-      const next = afterConsumerFailure(this.scheduleFor(message.topic), message.deliveryAttempts, input.attempt, input.retryAfterMs, now);
-      rounds = next.rounds;
-      const set = { lastError, deliveryAttempts: next.rounds };
-      const applied =
-        next.kind === 'exhausted'
-          ? await applyCommand(this.store, message, { type: 'delivery-exhausted' }, { at: now, set })
-          : await applyCommand(this.store, message, { type: 'nack' }, { at: now, set: { ...set, nextAttemptAt: next.at } });
-      if (applied.kind === 'moved') {
-        this.record(failure(applied.message.nextAttemptAt));
-        if (next.kind === 'exhausted') this.onDead(applied.message, caller.app);
-        return applied.message;
-      }
-      if (applied.kind !== 'lost') return applied.message;
-      message = await this.store.findById(id);
     }
-    throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, message?.status ?? 'SENDING');
+    return beat.message;
   }
 
   /**
-   * A consumer still handling the message pushes its ack deadline to `extendMs` from now
-   * (default: the topic's ack timeout), so a slow handler is not redelivered under itself.
+   * The consumer group in which `caller` settles a delivery of `message`. An app that
+   * declares subscriptions settles only its own groups' deliveries of topics it reads
+   * (403 otherwise); `group` may name one when it reads the topic in several. An app that
+   * declares none may settle any group's delivery, the only one when `group` is omitted.
+   * @throws ForbiddenError naming the topic or group the caller does not read.
+   * @throws InvalidRequestError when the group is ambiguous.
    */
-  heartbeat(caller: Caller, id: string, extendMs?: number): Promise<Message> {
-    return this.apply(id, { type: 'heartbeat' }, {
-      extra: (message, now) => ({ nextAttemptAt: new Date(now.getTime() + (extendMs ?? this.scheduleFor(message.topic).ackTimeoutMs)) }),
-      event: (_before, after) => ({ type: 'heartbeat', actor: 'consumer', app: caller.app, attempt: after.deliveryAttempts, nextAttemptAt: after.nextAttemptAt }),
-    });
+  private consumerGroup(caller: Caller, message: Message, group: string | undefined): string {
+    const own = this.subscriptions.groupsOf(caller.app, message.topic);
+    if (own === undefined) {
+      if (group !== undefined) return group;
+      const groups = deliveriesOf(message, DEFAULT_GROUP).map((delivery) => delivery.group);
+      if (groups.length <= 1) return groups[0] ?? DEFAULT_GROUP;
+      throw new InvalidRequestError(`message ${message.id} has deliveries for groups ${groups.join(', ')}: name yours in "group"`, { field: 'group' });
+    }
+    if (own.length === 0) throw new ForbiddenError(`app ${caller.app} does not subscribe to topic ${message.topic}`);
+    if (group !== undefined) {
+      if (!own.includes(group)) throw new ForbiddenError(`app ${caller.app} does not read topic ${message.topic} in group ${group}`);
+      return group;
+    }
+    if (own.length === 1) return own[0] as string;
+    throw new InvalidRequestError(`app ${caller.app} reads topic ${message.topic} in groups ${own.join(', ')}: name one in "group"`, { field: 'group' });
+  }
+
+  /** Reads the message, resolves the caller's group, and applies a command to that group's delivery. */
+  private async applyToGroup(
+    caller: Caller,
+    id: string,
+    group: string | undefined,
+    command: (message: Message, group: string, now: Date) => DeliveryCommand,
+  ): Promise<{ message: Message; group: string; moved: boolean; deadGroups: string[] }> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    const own = this.consumerGroup(caller, message, group);
+    const now = this.now();
+    let type: DeliveryCommand['type'] | undefined;
+    const applied = await applyToDeliveries(
+      this.store,
+      message,
+      (read) => {
+        const decided = command(read, own, now);
+        type = decided.type;
+        return [{ group: own, command: decided }];
+      },
+      { at: now, defaultGroup: DEFAULT_GROUP },
+    );
+    const settled = this.settled(id, applied, false);
+    const moved = applied.kind === 'moved';
+    if (moved && type === 'ack') {
+      const delivery = deliveriesOf(settled, DEFAULT_GROUP).find((candidate) => candidate.group === own);
+      this.record({ messageId: id, at: now, type: 'acked', actor: 'consumer', app: caller.app, ...(settled.deliveries.length > 0 && { group: own }), attempt: delivery?.attempts ?? settled.deliveryAttempts });
+    }
+    return { message: settled, group: own, moved, deadGroups: applied.kind === 'moved' ? applied.deadGroups : [] };
+  }
+
+  /** The answer to a delivery command: the message, or the error its outcome means. */
+  private settled(id: string, applied: AppliedToDeliveries, dispatch: boolean): Message {
+    switch (applied.kind) {
+      case 'moved':
+        if (dispatch) this.dispatcher?.dispatchSoon(applied.message);
+        return applied.message;
+      case 'unchanged':
+        return applied.message;
+      case 'refused':
+        throw new StateConflictError(applied.reason, applied.message.status);
+      case 'lost':
+        throw new StateConflictError(`message ${id} kept changing under concurrent calls; retry`, 'SENDING');
+    }
+  }
+
+  /**
+   * When a delayed message may go: `deliverAt`, or `delayMs` after prepare; `null` for at
+   * once. Refuses a time further than the configured maximum.
+   * @throws InvalidRequestError naming the field.
+   */
+  private deliverAtOf(input: PrepareInput, createdAt: Date): Date | null {
+    if (input.deliverAt !== undefined && input.delayMs !== undefined) {
+      throw new InvalidRequestError('give deliverAt or delayMs, not both', { field: 'deliverAt' });
+    }
+    const at = input.deliverAt ?? (input.delayMs !== undefined ? new Date(createdAt.getTime() + input.delayMs) : null);
+    if (at === null) return null;
+    const field = input.deliverAt !== undefined ? 'deliverAt' : 'delayMs';
+    if (at.getTime() - createdAt.getTime() > this.maxDelayMs) {
+      throw new InvalidRequestError(`${field}: at most ${this.maxDelayMs} ms ahead (RMS_MAX_DELAY_MS)`, { field });
+    }
+    return at;
   }
 
   /**
    * Resends the DEAD (delivery exhausted) messages of a topic, newest first, looking at
-   * most at `limit` DEAD messages; returns the ids resent. Messages that moved meanwhile
-   * are skipped.
+   * most at `limit` DEAD messages; returns the ids resent (every DEAD delivery of each;
+   * its other groups' are left as they are). Messages that moved meanwhile are skipped.
    */
   async resendTopic(caller: Caller, topic: string, limit: number): Promise<string[]> {
     return (await this.resendMatching(caller, { topic }, { limit, dryRun: false })).resent;
-  }
-
-  /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
-  async get(caller: Caller, id: string): Promise<Message> {
-    const message = await this.store.findById(id);
-    if (!message) throw new NotFoundError(id);
-    this.requireVisibleTo(caller, message);
-    return message;
-  }
-
-  /** Messages newest first, filtered and cursor-paged (admins). */
-  list(query: ListQuery): Promise<MessagePage> {
-    return this.store.list(query);
-  }
-
-  /** The history of a message, oldest first, if the caller owns it or is an admin. */
-  async historyOf(caller: Caller, id: string): Promise<{ message: Message; events: MessageEvent[] }> {
-    const message = await this.get(caller, id);
-    return { message, events: this.history ? await this.history.history(id) : [] };
   }
 
   /**
@@ -368,6 +497,25 @@ export class MessageService {
     return result;
   }
 
+  /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
+  async get(caller: Caller, id: string): Promise<Message> {
+    const message = await this.store.findById(id);
+    if (!message) throw new NotFoundError(id);
+    this.requireVisibleTo(caller, message);
+    return message;
+  }
+
+  /** Messages newest first, filtered and cursor-paged (admins). */
+  list(query: ListQuery): Promise<MessagePage> {
+    return this.store.list(query);
+  }
+
+  /** The history of a message, oldest first, if the caller owns it or is an admin. */
+  async historyOf(caller: Caller, id: string): Promise<{ message: Message; events: MessageEvent[] }> {
+    const message = await this.get(caller, id);
+    return { message, events: this.history ? await this.history.history(id) : [] };
+  }
+
   private record(event: NewMessageEvent): void {
     this.history?.record(event);
   }
@@ -386,41 +534,8 @@ export class MessageService {
     }
   }
 
-  /**
-   * Reads the message, decides, writes conditionally; decides again if the write lost.
-   * With `likely`, first writes the decision from that state without reading (see
-   * `applyAssuming`): the common case costs one statement, and any other case falls
-   * through to the read.
-   */
-  private async apply(
-    id: string,
-    command: Command,
-    how: {
-      /** Refuses a caller who may not see the message. */
-      authorize?: (message: Message) => void;
-      /** More fields to write. */
-      extra?: (message: Message, now: Date) => MessagePatch;
-      /** Try this state first, without reading. */
-      likely?: { state: MessageState; producer?: string };
-      /** The history event of a move, given the message before it (or, when it was not read, after it) and after it. */
-      event?: (before: Message, after: Message) => Omit<NewMessageEvent, 'messageId' | 'at'>;
-    } = {},
-  ): Promise<Message> {
-    const { authorize = () => undefined, extra, likely } = how;
-    const moved = (before: Message | null, after: Message, dispatch: boolean): Message => {
-      if (how.event) this.record({ ...how.event(before ?? after, after), messageId: id, at: after.updatedAt });
-      if (dispatch) this.dispatcher?.dispatchSoon(after);
-      return after;
-    };
-    if (likely) {
-      const now = this.now();
-      const applied = await applyAssuming(this.store, id, likely.state, command, {
-        at: now,
-        dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
-        ...(likely.producer !== undefined && { producer: likely.producer }),
-      });
-      if (applied.kind === 'moved') return moved(null, applied.message, applied.decision.dispatch);
-    }
+  /** Reads the message, decides, writes conditionally (recording `event` when it moved); decides again if the write lost. */
+  private async apply(id: string, command: Command, authorize: (message: Message) => void, event: Omit<NewMessageEvent, 'messageId' | 'at'>): Promise<Message> {
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);
@@ -429,7 +544,7 @@ export class MessageService {
       const applied = await applyCommand(this.store, message, command, {
         at: now,
         dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
-        ...(extra && { set: extra(message, now) }),
+        groups: this.subscriptions.groupsFor(message.topic),
       });
       switch (applied.kind) {
         case 'unchanged':
@@ -437,7 +552,9 @@ export class MessageService {
         case 'refused':
           throw new StateConflictError(applied.reason, applied.message.status);
         case 'moved':
-          return moved(message, applied.message, applied.decision.dispatch);
+          this.record({ ...event, messageId: id, at: applied.message.updatedAt });
+          if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+          return applied.message;
         case 'lost':
           message = await this.store.findById(id);
       }

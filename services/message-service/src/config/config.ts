@@ -77,7 +77,11 @@ export interface RmsConfig {
   checkBack: CheckBackConfig;
   delivery: DeliveryConfig;
   failover: FailoverConfig;
-  /** `RMS_TOPIC_SCHEDULES`: per-topic overrides of the delivery schedule. @defaultValue {} */
+  /** `RMS_RABBITMQ_QUEUE_PREFIX`: prefix of every queue name, so deployments sharing a broker stay apart. @defaultValue rms. */
+  queuePrefix: string;
+  /** `RMS_MAX_DELAY_MS`: the latest a delayed message may be asked to go, from its prepare. @defaultValue 30 days */
+  maxDelayMs: number;
+  /** `RMS_TOPIC_SCHEDULES`: per-topic (and per-group) overrides of the delivery schedule. @defaultValue {} */
   topicSchedules: TopicScheduleOverrides;
   /** `RMS_CHECK_TIMEOUT_MS`: how long a producer has to answer a check-back. @defaultValue 5000 */
   checkTimeoutMs: number;
@@ -156,6 +160,8 @@ const envSchema = z.object({
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
+  RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
+  RMS_MAX_DELAY_MS: integer(1).default(30 * 24 * 3600 * 1000),
   RMS_CHECK_TIMEOUT_MS: integer(1).default(5000),
   RMS_PUBLISH_TIMEOUT_MS: integer(1).default(5000),
   RMS_POLL_INTERVAL_MS: integer(1).default(1000),
@@ -224,6 +230,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       zkSessionTimeoutMs: e.RMS_ZK_SESSION_TIMEOUT_MS,
     },
     topicSchedules: parseTopicSchedules(e.RMS_TOPIC_SCHEDULES),
+    queuePrefix: e.RMS_RABBITMQ_QUEUE_PREFIX,
+    maxDelayMs: e.RMS_MAX_DELAY_MS,
     checkTimeoutMs: e.RMS_CHECK_TIMEOUT_MS,
     publishTimeoutMs: e.RMS_PUBLISH_TIMEOUT_MS,
     loops: {

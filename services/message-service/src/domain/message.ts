@@ -67,7 +67,51 @@ export interface Message {
   lastTransport: TransportName | null;
   /** The last error met while checking back or delivering. */
   lastError: string | null;
+  /** Not before this time is the message delivered (a delayed message); `null`: at once on confirm. */
+  deliverAt: Date | null;
+  /**
+   * One delivery per consumer group subscribed to the topic when the message was confirmed
+   * (see `deliveriesOf` for messages stored before groups existed); empty before confirm.
+   */
+  deliveries: Delivery[];
+  /** Bumped by every write: the condition of writes that change the deliveries. */
+  version: number;
 }
+
+/** Where one group's delivery of a message is. */
+export const DELIVERY_STATUSES = ['SENDING', 'ACKED', 'DEAD'] as const;
+
+/** A delivery's status: being delivered, acked by its group, or out of rounds. */
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/**
+ * One consumer group's delivery of a message: its own rounds, ack deadline (heartbeats
+ * push it), redelivery schedule, last error and DEAD state.
+ */
+export interface Delivery {
+  /** The consumer group. */
+  group: string;
+  status: DeliveryStatus;
+  /** Delivery rounds (publishes) made for this group so far. */
+  attempts: number;
+  /** When the next round (or the ack deadline) is due; `null` unless `SENDING`. */
+  nextAttemptAt: Date | null;
+  /** The transport of the last round. */
+  lastTransport: TransportName | null;
+  /** The last error met delivering to this group. */
+  lastError: string | null;
+  /** When the group acked it. */
+  ackedAt: Date | null;
+}
+
+/**
+ * The group of a topic that no app subscribes to: one delivery, published to the topic's
+ * shared queue `rms.<topic>` as before groups existed, which any consumer may ack.
+ */
+export const DEFAULT_GROUP = 'default';
+
+/** Consumer group names: a queue-name suffix, so no dots (`rms.<topic>.<group>` must read back unambiguously). */
+export const GROUP_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** The fields a transition may set besides status and dead reason. */
 export type MessagePatch = Partial<
@@ -81,11 +125,14 @@ export type MessagePatch = Partial<
     | 'nextAttemptAt'
     | 'lastTransport'
     | 'lastError'
+    | 'deliveries'
   >
 >;
 
 /** What a caller supplies to prepare a message; the rest is decided by RMS. */
 export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' | 'topic' | 'payload' | 'headers' | 'createdAt'> & {
+  /** Deliver no earlier than this (a delayed message). @defaultValue null: at once on confirm */
+  deliverAt?: Date | null;
   /** When the first check-back is due. */
   nextAttemptAt: Date;
 };

@@ -2,9 +2,10 @@
  * How a message looks on the wire: the stored record with ISO dates and the producer's
  * key under the name the producer used for it (`messageId`).
  */
-import type { RmsMessage } from '@rms/client-sdk';
-import type { Message } from '../domain/message.js';
+import type { ConsumerAnswer, RmsMessage } from '@rms/client-sdk';
+import { DEFAULT_GROUP, type Message } from '../domain/message.js';
 import type { MessageEvent } from '../domain/message-event.js';
+import { deliveriesOf } from '../domain/state-machine.js';
 
 /** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
 export type MessageView = RmsMessage;
@@ -32,6 +33,16 @@ export function toMessageView(message: Message): MessageView {
     nextAttemptAt: iso(message.nextAttemptAt),
     lastTransport: message.lastTransport,
     lastError: message.lastError,
+    deliverAt: iso(message.deliverAt),
+    deliveries: deliveriesOf(message, DEFAULT_GROUP).map((delivery) => ({
+      group: delivery.group,
+      status: delivery.status,
+      attempts: delivery.attempts,
+      nextAttemptAt: iso(delivery.nextAttemptAt),
+      lastTransport: delivery.lastTransport,
+      lastError: delivery.lastError,
+      ackedAt: iso(delivery.ackedAt),
+    })),
   };
 }
 
@@ -39,15 +50,21 @@ export function toMessageView(message: Message): MessageView {
  * What a consumer is told of a message it acked or heartbeated: its status and when it is
  * next due, never its payload (a consumer may name any id; the answer must not read it out).
  */
-export interface DeliveryStatusView {
-  id: string;
-  status: Message['status'];
-  nextAttemptAt: string | null;
-}
+export type DeliveryStatusView = ConsumerAnswer;
 
 /** The consumer's view of `message`. */
 export function toDeliveryStatusView(message: Message): DeliveryStatusView {
-  return { id: message.id, status: message.status, nextAttemptAt: iso(message.nextAttemptAt) };
+  return {
+    id: message.id,
+    status: message.status,
+    nextAttemptAt: iso(message.nextAttemptAt),
+    deliveries: deliveriesOf(message, DEFAULT_GROUP).map((delivery) => ({
+      group: delivery.group,
+      status: delivery.status,
+      attempts: delivery.attempts,
+      nextAttemptAt: iso(delivery.nextAttemptAt),
+    })),
+  };
 }
 
 /** A history event as the HTTP API returns it: the stored event with ISO dates. */

@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { InvalidRequestError } from '../domain/errors.js';
-import { MESSAGE_STATUSES, TOPIC_PATTERN } from '../domain/message.js';
+import { GROUP_PATTERN, MESSAGE_STATUSES, TOPIC_PATTERN } from '../domain/message.js';
 import type { ListCursor } from '../store/message-store.js';
 import { describeIssue } from '../validation/describe-issue.js';
 import { isWellFormedText } from '../validation/json-value-limits.js';
@@ -41,7 +41,15 @@ export const prepareBodySchema = z.strictObject({
     .record(headerNameSchema, storableText('header values ', 4096))
     .refine((headers) => Object.keys(headers).length <= 64, 'at most 64 headers')
     .optional(),
+  deliverAt: z.iso.datetime({ offset: true, error: 'must be an ISO 8601 date-time, e.g. 2026-12-01T10:00:00Z' }).optional(),
+  delayMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(0, 'must be at least 0').optional(),
 });
+
+/** A consumer group in a body. */
+const groupSchema = z.string({ error: 'must be a string' }).regex(GROUP_PATTERN, 'must match [A-Za-z0-9_-]{1,64}');
+
+/** `POST /v1/messages/:id/ack` and `/resend` (the body is optional): whose delivery. */
+export const groupBodySchema = z.strictObject({ group: groupSchema.optional() }).optional();
 
 /** Most messages in one batch request (`POST /v1/messages/batch`, `/v1/confirms`, `/v1/acks`). */
 export const MAX_BATCH_ITEMS = 1000;
@@ -65,6 +73,7 @@ export const batchConfirmBodySchema = z.strictObject({
 /** `POST /v1/acks`. */
 export const batchAckBodySchema = z.strictObject({
   ids: z.array(messageIdSchema, { error: 'must be an array of message ids' }).min(1, 'must hold at least one id').max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} ids`),
+  group: groupSchema.optional(),
 });
 
 /**
@@ -75,6 +84,7 @@ export const heartbeatBodySchema = (maxExtendMs: number) =>
   z
     .strictObject({
       extendMs: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(maxExtendMs, `must be at most ${maxExtendMs}`).optional(),
+      group: groupSchema.optional(),
     })
     .optional();
 
@@ -144,11 +154,12 @@ const nackFields = {
   attempt: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
 };
 
-/** `POST /v1/messages/:id/nack`. */
-export const nackBodySchema = z.strictObject(nackFields);
+/** `POST /v1/messages/:id/nack`: `group` names the consumer's group when it reads the topic in several. */
+export const nackBodySchema = z.strictObject({ ...nackFields, group: groupSchema.optional() });
 
 /** `POST /v1/nacks`. */
 export const batchNackBodySchema = z.strictObject({
+  group: groupSchema.optional(),
   nacks: z
     .array(z.strictObject({ id: messageIdSchema, ...nackFields }), { error: 'must be an array of {id, reason, retryAfterMs?, attempt?}' })
     .min(1, 'must hold at least one nack')

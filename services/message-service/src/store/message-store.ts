@@ -27,7 +27,7 @@ export interface Transition {
   to: MessageStatus;
   /** The new dead reason (`null` unless `to` is `DEAD`). */
   deadReason: DeadReason | null;
-  /** When the change happens; stored as `updatedAt`. */
+  /** When the change happens; stored as `updatedAt`. Every write also bumps `version`. */
   at: Date;
   /** Other fields to set. */
   set: MessagePatch;
@@ -42,11 +42,19 @@ export interface Transition {
    * written without reading the message first (a message of another app matches nothing).
    */
   producer?: string;
+  /**
+   * Also require `version` to still be this value: a change computed from the whole
+   * message as read (its deliveries) applies only if nothing else wrote it since.
+   */
+  version?: number;
 }
 
 /** What `claimDue` claims. */
 export interface ClaimQuery {
-  /** `PENDING` for check-backs, `SENDING` for redeliveries. */
+  /**
+   * `PENDING` for check-backs; `SENDING` for deliveries, which also claims `DEAD` messages
+   * whose other groups' deliveries are still due (a DEAD message is due only then).
+   */
   status: 'PENDING' | 'SENDING';
   /** Messages due at or before this time. */
   now: Date;
@@ -144,7 +152,8 @@ export interface MessageStore {
    * Claims up to `limit` messages of `status` due by `now`, oldest due first, by moving
    * their `nextAttemptAt` to `leaseUntil` in the same atomic step: concurrent claimers
    * (other RMS instances) get disjoint sets, and a claimer that dies releases its messages
-   * when the lease ends. Costs the number of due messages, not the size of the store.
+   * when the lease ends. Costs the number of due messages, not the size of the store
+   * (delayed messages waiting for their `deliverAt` are not due, and cost nothing).
    */
   claimDue(query: ClaimQuery): Promise<Message[]>;
   /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`, with their history; returns how many. */

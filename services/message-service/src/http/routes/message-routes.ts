@@ -19,6 +19,7 @@ import {
   bulkResendBodySchema,
   nackBodySchema,
   batchPrepareBodySchema,
+  groupBodySchema,
   decodeCursor,
   encodeCursor,
   heartbeatBodySchema,
@@ -99,6 +100,8 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       payload: parsed.payload as JsonValue,
       ...(parsed.messageId !== undefined && { messageId: parsed.messageId }),
       ...(parsed.headers !== undefined && { headers: parsed.headers }),
+      ...(parsed.deliverAt !== undefined && { deliverAt: new Date(parsed.deliverAt) }),
+      ...(parsed.delayMs !== undefined && { delayMs: parsed.delayMs }),
     };
   };
 
@@ -142,13 +145,14 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     response.json(toMessageView(await service.cancel(callerOf(response), idOf(request.params))));
   });
 
-  router.post('/v1/messages/:id/ack', requireRole('consumer'), async (request, response) => {
-    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params))));
+  router.post('/v1/messages/:id/ack', requireRole('consumer'), smallBody, async (request, response) => {
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params), body?.group)));
   });
 
   router.post('/v1/acks', requireRole('consumer'), idListBody, async (request, response) => {
-    const { ids } = parseOrThrow(batchAckBodySchema, request.body);
-    response.json({ results: await service.ackMany(callerOf(response), ids) });
+    const { ids, group } = parseOrThrow(batchAckBodySchema, request.body);
+    response.json({ results: await service.ackMany(callerOf(response), ids, group) });
   });
 
   router.post('/v1/messages/:id/nack', requireRole('consumer'), smallBody, async (request, response) => {
@@ -159,18 +163,18 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       ...(body.retryAfterMs !== undefined && { retryAfterMs: body.retryAfterMs }),
       ...(body.attempt !== undefined && { attempt: body.attempt }),
     };
-    response.json(toDeliveryStatusView(await service.nack(callerOf(response), id, input)));
+    response.json(toDeliveryStatusView(await service.nack(callerOf(response), id, input, body.group)));
   });
 
   router.post('/v1/nacks', requireRole('consumer'), batchNackBody, async (request, response) => {
-    const { nacks } = parseOrThrow(batchNackBodySchema, request.body);
+    const { nacks, group } = parseOrThrow(batchNackBodySchema, request.body);
     const items = nacks.map(({ id, reason, retryAfterMs, attempt }) => ({
       id,
       reason,
       ...(retryAfterMs !== undefined && { retryAfterMs }),
       ...(attempt !== undefined && { attempt }),
     }));
-    response.json({ results: await service.nackMany(callerOf(response), items) });
+    response.json({ results: await service.nackMany(callerOf(response), items, group) });
   });
 
   router.get('/v1/messages/:id/history', async (request, response) => {
@@ -195,7 +199,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
 
   router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
     const body = parseOrThrow(heartbeatBody, request.body);
-    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs)));
+    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs, body?.group)));
   });
 
   router.post('/v1/topics/:topic/resend', requireRole('admin'), smallBody, async (request, response) => {
@@ -211,8 +215,9 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     response.json(result);
   });
 
-  router.post('/v1/messages/:id/resend', requireRole('admin'), async (request, response) => {
-    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params))));
+  router.post('/v1/messages/:id/resend', requireRole('admin'), smallBody, async (request, response) => {
+    const body = parseOrThrow(groupBodySchema, request.body);
+    response.json(toMessageView(await service.resend(callerOf(response), idOf(request.params), body?.group)));
   });
 
   return router;

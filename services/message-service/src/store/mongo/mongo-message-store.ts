@@ -9,6 +9,7 @@ import mongoose from 'mongoose';
 import { DependencyUnavailableError } from '../../domain/errors.js';
 import {
   DEAD_REASONS,
+  DELIVERY_STATUSES,
   MESSAGE_STATUSES,
   type JsonValue,
   type Message,
@@ -140,6 +141,21 @@ const messageSchema = new mongoose.Schema<MessageDocument>(
     nextAttemptAt: { type: Date },
     lastTransport: { type: String },
     lastError: { type: String },
+    deliverAt: { type: Date },
+    // Each group's delivery, written whole under `version` (see `Transition.version`).
+    deliveries: [
+      {
+        _id: false,
+        group: { type: String },
+        status: { type: String, enum: DELIVERY_STATUSES },
+        attempts: { type: Number },
+        nextAttemptAt: { type: Date },
+        lastTransport: { type: String },
+        lastError: { type: String },
+        ackedAt: { type: Date },
+      },
+    ],
+    version: { type: Number },
   },
   {
     // Without this an empty `{}` payload or headers would be dropped on save and read
@@ -147,7 +163,8 @@ const messageSchema = new mongoose.Schema<MessageDocument>(
     minimize: false,
     // The state machine decides every timestamp; the store only persists them.
     timestamps: false,
-    // Concurrency control is the conditional filter of `transition`, not a version field.
+    // Concurrency control is the conditional filter of `transition` (and RMS's own
+    // `version`, bumped by every write), not mongoose's version key.
     versionKey: false,
     id: false,
     // Fail at once while disconnected instead of queueing calls until a reconnect.
@@ -179,6 +196,17 @@ function toMessage(document: MessageDocument): Message {
     nextAttemptAt: document.nextAttemptAt ?? null,
     lastTransport: document.lastTransport ?? null,
     lastError: document.lastError ?? null,
+    deliverAt: document.deliverAt ?? null,
+    deliveries: (document.deliveries ?? []).map((delivery) => ({
+      group: delivery.group,
+      status: delivery.status,
+      attempts: delivery.attempts ?? 0,
+      nextAttemptAt: delivery.nextAttemptAt ?? null,
+      lastTransport: delivery.lastTransport ?? null,
+      lastError: delivery.lastError ?? null,
+      ackedAt: delivery.ackedAt ?? null,
+    })),
+    version: document.version ?? 0,
   };
 }
 
@@ -348,7 +376,7 @@ export class MongoMessageStore implements MessageStore {
       // same options is a no-op, so instances starting together (or running different
       // versions during a rolling deploy) cannot harm each other, whereas `syncIndexes`
       // lists and then drops every index it does not know, racing with the others.
-      this.indexing ??= this.createIndexes().finally(() => {
+      this.indexing ??= this.migrate().then(() => this.createIndexes()).finally(() => {
         this.indexing = undefined;
       });
       await this.indexing;
@@ -402,6 +430,9 @@ export class MongoMessageStore implements MessageStore {
         nextAttemptAt: message.nextAttemptAt,
         lastTransport: null,
         lastError: null,
+        deliverAt: message.deliverAt ?? null,
+        deliveries: [],
+        version: 0,
       };
       try {
         const created = await this.model.insertOne(document);
@@ -489,8 +520,9 @@ export class MongoMessageStore implements MessageStore {
             deadReason: change.from.deadReason,
             ...(change.fence && { nextAttemptAt: change.fence.nextAttemptAt }),
             ...(change.producer !== undefined && { producer: change.producer }),
+            ...(change.version !== undefined && { version: change.version }),
           },
-          { $set: set },
+          { $set: set, $inc: { version: 1 } },
           { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
         )
         .lean<MessageDocument>()
@@ -518,8 +550,8 @@ export class MongoMessageStore implements MessageStore {
       while (claimed.length < query.limit) {
         const document = await this.model
           .findOneAndUpdate(
-            { status: query.status, nextAttemptAt: { $lte: query.now } },
-            { $set: { nextAttemptAt: query.leaseUntil } },
+            { status: { $in: query.status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'] }, nextAttemptAt: { $lte: query.now } },
+            { $set: { nextAttemptAt: query.leaseUntil }, $inc: { version: 1 } },
             { sort: { nextAttemptAt: 1 }, returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
           )
           .lean<MessageDocument>()
@@ -647,6 +679,20 @@ export class MongoMessageStore implements MessageStore {
       },
     );
     await this.opening;
+  }
+
+  /**
+   * Migrates documents written before consumer groups in place: they get `version` 0 (the
+   * condition of versioned writes must match them), no deliveries (read as one delivery of
+   * the default group, see `deliveriesOf`) and no `deliverAt`. Idempotent: the filter
+   * matches only documents not yet migrated, so instances starting together do it once.
+   */
+  private async migrate(): Promise<void> {
+    await this.model.collection.updateMany(
+      { version: { $exists: false } },
+      { $set: { version: 0, deliveries: [], deliverAt: null } },
+      { maxTimeMS: this.operationTimeoutMs * 30 },
+    );
   }
 
   private async createIndexes(): Promise<void> {

@@ -7,7 +7,7 @@
 import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
-import type { Message, MessagePatch, NewMessage } from '../../domain/message.js';
+import type { Delivery, Message, MessagePatch, NewMessage } from '../../domain/message.js';
 import type { MessageEvent, MessageEventType, EventActor } from '../../domain/message-event.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, Transition } from '../message-store.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
@@ -49,6 +49,7 @@ const PATCH_COLUMNS: Record<keyof MessagePatch, string> = {
   nextAttemptAt: 'next_attempt_at',
   lastTransport: 'last_transport',
   lastError: 'last_error',
+  deliveries: 'deliveries',
 };
 
 const TIMESTAMPTZ_OID = 1184;
@@ -112,6 +113,7 @@ const PATCH_COLUMN_TYPES: Record<keyof MessagePatch, string> = {
   nextAttemptAt: 'timestamptz',
   lastTransport: 'text',
   lastError: 'text',
+  deliveries: 'jsonb',
 };
 
 /**
@@ -143,6 +145,7 @@ function shapeOf(change: Transition): string {
     patchFields(change).join('+'),
     change.fence ? 'fenced' : '',
     change.producer === undefined ? '' : 'owned',
+    change.version === undefined ? '' : 'versioned',
   ].join('|');
 }
 
@@ -169,6 +172,19 @@ interface MessageRow {
   next_attempt_at: Date | null;
   last_transport: Message['lastTransport'];
   last_error: string | null;
+  deliver_at: Date | null;
+  deliveries: StoredDelivery[];
+  version: number;
+}
+
+/** A delivery as its JSON holds it: times as ISO text. */
+type StoredDelivery = Omit<Delivery, 'nextAttemptAt' | 'ackedAt'> & { nextAttemptAt: string | null; ackedAt: string | null };
+
+const dateOrNull = (text: string | null): Date | null => (text === null ? null : new Date(text));
+
+/** Parameters are sent as text; a jsonb one as its JSON (pg would turn an array into a PostgreSQL array). */
+function asParameter(field: keyof MessagePatch, value: unknown): unknown {
+  return field === 'deliveries' ? JSON.stringify(value) : value;
 }
 
 function toMessage(row: MessageRow): Message {
@@ -191,6 +207,9 @@ function toMessage(row: MessageRow): Message {
     nextAttemptAt: row.next_attempt_at,
     lastTransport: row.last_transport,
     lastError: row.last_error,
+    deliverAt: row.deliver_at,
+    deliveries: row.deliveries.map((delivery) => ({ ...delivery, nextAttemptAt: dateOrNull(delivery.nextAttemptAt), ackedAt: dateOrNull(delivery.ackedAt) })),
+    version: row.version,
   };
 }
 
@@ -348,8 +367,8 @@ export class PostgresMessageStore implements MessageStore {
   async insert(message: NewMessage): Promise<InsertResult> {
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
-       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at)
+       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8, $9)
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
       [
@@ -361,6 +380,7 @@ export class PostgresMessageStore implements MessageStore {
         JSON.stringify(message.headers),
         message.createdAt,
         message.nextAttemptAt,
+        message.deliverAt ?? null,
       ],
     );
     const row = inserted.rows[0];
@@ -395,14 +415,15 @@ export class PostgresMessageStore implements MessageStore {
       headers: message.headers,
       created_at: message.createdAt.getTime(),
       next_attempt_at: message.nextAttemptAt.getTime(),
+      deliver_at: message.deliverAt?.getTime() ?? null,
     }));
     const inserted = await this.query<MessageRow>(
       `INSERT INTO ${this.table}
-         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at)
+         (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at)
        SELECT v.id, v.producer, v.producer_message_id, v.topic, COALESCE(v.payload, 'null'::json), v.headers, 'PENDING',
-              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}
+              ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}, ${fromEpochMs('v.deliver_at')}
        FROM json_to_recordset($1::json) AS v(ord int, id uuid, producer text, producer_message_id text, topic text,
-                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint)
+                                             payload json, headers jsonb, created_at bigint, next_attempt_at bigint, deliver_at bigint)
        ORDER BY v.ord
        ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
        RETURNING *`,
@@ -479,23 +500,27 @@ export class PostgresMessageStore implements MessageStore {
     const fields = patchFields(first);
     const fenced = first.fence !== undefined;
     const owned = first.producer !== undefined;
+    const versioned = first.version !== undefined;
     const rows = group.map((change) => {
       const row: Record<string, unknown> = { id: change.id, at: change.at.getTime(), from_status: change.from.status, from_dead_reason: change.from.deadReason };
       for (const field of fields) row[PATCH_COLUMNS[field]] = asJsonValue(change.set[field]);
       if (fenced) row['fence'] = asJsonValue(change.fence?.nextAttemptAt ?? null);
       if (owned) row['producer'] = change.producer;
+      if (versioned) row['version'] = change.version;
       return row;
     });
     const recordType = (field: keyof MessagePatch) => (PATCH_COLUMN_TYPES[field] === 'timestamptz' ? 'bigint' : PATCH_COLUMN_TYPES[field]);
     const columns = ['id uuid', 'at bigint', 'from_status text', 'from_dead_reason text', ...fields.map((field) => `${PATCH_COLUMNS[field]} ${recordType(field)}`)];
     if (fenced) columns.push('fence bigint');
     if (owned) columns.push('producer text');
+    if (versioned) columns.push('version integer');
     const valueOf = (field: keyof MessagePatch) =>
       PATCH_COLUMN_TYPES[field] === 'timestamptz' ? fromEpochMs(`v.${PATCH_COLUMNS[field]}`) : `v.${PATCH_COLUMNS[field]}`;
     const assignments = [
       'status = $2',
       'dead_reason = $3',
       `updated_at = ${fromEpochMs('v.at')}`,
+      'version = m.version + 1',
       ...fields.map((field) => `${PATCH_COLUMNS[field]} = ${valueOf(field)}`),
     ];
     // The rows are found by primary key only (`id = ANY`); the expected state is compared
@@ -509,6 +534,7 @@ export class PostgresMessageStore implements MessageStore {
          AND m.status = v.from_status AND m.dead_reason IS NOT DISTINCT FROM v.from_dead_reason
          ${fenced ? `AND m.next_attempt_at IS NOT DISTINCT FROM ${fromEpochMs('v.fence')}` : ''}
          ${owned ? 'AND m.producer = v.producer' : ''}
+         ${versioned ? 'AND m.version = v.version' : ''}
        RETURNING m.*`,
       [JSON.stringify(rows), first.to, first.deadReason, group.map((change) => change.id)],
     );
@@ -522,10 +548,10 @@ export class PostgresMessageStore implements MessageStore {
 
   async transition(change: Transition): Promise<Message | null> {
     const values: unknown[] = [change.id, change.from.status, change.from.deadReason, change.to, change.deadReason, change.at];
-    const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6'];
+    const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6', 'version = version + 1'];
     for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, unknown][]) {
       if (value === undefined) continue;
-      values.push(value);
+      values.push(asParameter(field, value));
       assignments.push(`${PATCH_COLUMNS[field]} = $${values.length}`);
     }
     let conditions = '';
@@ -536,6 +562,10 @@ export class PostgresMessageStore implements MessageStore {
     if (change.producer !== undefined) {
       values.push(change.producer);
       conditions += ` AND producer = $${values.length}`;
+    }
+    if (change.version !== undefined) {
+      values.push(change.version);
+      conditions += ` AND version = $${values.length}`;
     }
     const { rows } = await this.query<MessageRow>(
       `UPDATE ${this.table} SET ${assignments.join(', ')}
@@ -551,15 +581,15 @@ export class PostgresMessageStore implements MessageStore {
     const { rows } = await this.query<MessageRow>(
       `WITH due AS (
          SELECT id FROM ${this.table}
-         WHERE status = $1 AND next_attempt_at <= $2
+         WHERE status = ANY($1::text[]) AND next_attempt_at <= $2
          ORDER BY next_attempt_at
          LIMIT $4
          FOR UPDATE SKIP LOCKED
        )
-       UPDATE ${this.table} AS m SET next_attempt_at = $3
+       UPDATE ${this.table} AS m SET next_attempt_at = $3, version = m.version + 1
        FROM due WHERE m.id = due.id
        RETURNING m.*`,
-      [query.status, query.now, query.leaseUntil, query.limit],
+      [query.status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'], query.now, query.leaseUntil, query.limit],
     );
     return rows.map(toMessage);
   }
@@ -624,9 +654,9 @@ export class PostgresMessageStore implements MessageStore {
   async oldestWaiting(limit: number): Promise<Message[]> {
     const { rows } = await this.query<MessageRow>(
       // The subquery fence (OFFSET 0) makes PostgreSQL read the waiting messages through the
-      // partial due index and sort them, rather than walk the creation-time index from the
+      // partial due index (a waiting message always has something due) and sort them, rather than walk the creation-time index from the
       // oldest end through every finished message still retained (150 ms at a million rows).
-      `SELECT * FROM (SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') OFFSET 0) AS waiting
+      `SELECT * FROM (SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL OFFSET 0) AS waiting
        ORDER BY created_at, id LIMIT $1`,
       [limit],
     );

@@ -85,6 +85,26 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
+    description: 'consumer groups: one delivery per group, delayed delivery, optimistic version',
+    sql: `
+      -- Each group's delivery (status, rounds, deadline, last error) lives in the message
+      -- row: an ack or a round rewrites the row under the version it was decided from.
+      -- Rows confirmed before this migration hold no deliveries and are read as one
+      -- delivery of the default group (the shared queue they were published to).
+      ALTER TABLE $schema.rms_messages
+        ADD COLUMN deliveries jsonb       NOT NULL DEFAULT '[]'::jsonb,
+        ADD COLUMN deliver_at timestamptz,
+        ADD COLUMN version    integer     NOT NULL DEFAULT 0;
+      -- A DEAD message (one group exhausted) stays due while other groups' deliveries are
+      -- still SENDING; only rows with something due are in the index. A delayed message
+      -- waits here under its deliverAt, so the due scans never read it before then.
+      DROP INDEX IF EXISTS $schema.rms_messages_due;
+      CREATE INDEX rms_messages_due ON $schema.rms_messages (status, next_attempt_at)
+        WHERE next_attempt_at IS NOT NULL;
+    `,
+  },
+  {
+    version: 5,
     description: 'message history events; finding messages by the producer key',
     sql: `
       -- One row per event of a message's life (issue 12): append-only, read per message in
