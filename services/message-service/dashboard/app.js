@@ -96,7 +96,10 @@ const preciseTime = (iso) => {
   return `${date.toLocaleDateString()} ${date.toLocaleTimeString(undefined, { hour12: false })}.${String(date.getMilliseconds()).padStart(3, '0')}`;
 };
 /** Who did it: a check-back is RMS asking the producer app. */
-const actorText = (event) => (event.type === 'check-back' ? `rms asked ${event.app}` : event.app ? `${event.actor} ${event.app}` : event.actor);
+const actorText = (event) => {
+  const who = event.type === 'check-back' ? `rms asked ${event.app}` : event.app ? `${event.actor} ${event.app}` : event.actor;
+  return event.group ? `${who} (group ${event.group})` : who;
+};
 const ago = (seconds) => (seconds < 120 ? `${seconds} s` : seconds < 7200 ? `${Math.round(seconds / 60)} min` : `${Math.round(seconds / 3600)} h`);
 const statusBadge = (status, deadReason) => el('span', deadReason ? `${status} (${deadReason})` : status, { class: `badge ${status.toLowerCase()}` });
 const messageLink = (message) => el('a', message.id, { href: `#/message/${message.id}`, class: 'mono' });
