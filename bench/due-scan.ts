@@ -10,7 +10,7 @@
  * are not due yet (5 % PENDING and 5 % SENDING with a next attempt in the future).
  */
 import pg from 'pg';
-import { PostgresMessageStore } from '@rms/message-service';
+import { type JsonValue, MessageService, PostgresMessageStore } from '@rms/message-service';
 import { nowMs } from './latency.js';
 import { benchPayload } from './workload.js';
 
@@ -28,10 +28,21 @@ export interface DueScanOptions {
   passes: number;
 }
 
+/** Latency percentiles of one single-message operation, ms. */
+export interface OperationLatency {
+  p50: number;
+  p99: number;
+}
+
 /** The figures at one table size. */
 export interface DueScanPoint {
   storedMessages: number;
   dueMessages: number;
+  /**
+   * Prepare, confirm and ack of one message at a time through the use cases on this table
+   * (store round trips included, no HTTP): what a growing table costs each call.
+   */
+  operations?: { prepare: OperationLatency; confirm: OperationLatency; ack: OperationLatency };
   /** Median wall time of `claimDue` (statement, transfer and row mapping), ms. */
   medianMs: number;
   /** Every timed pass, ms. */
@@ -122,12 +133,42 @@ export async function runDueScan(options: DueScanOptions): Promise<DueScanResult
       stored = size;
       const loadSeconds = (nowMs() - loadStartedAt) / 1000;
 
-      points.push({ ...(await measureClaims(store, client, table, 'PENDING', options.due, options.passes)), storedMessages: size, loadSeconds });
+      const claims = await measureClaims(store, client, table, 'PENDING', options.due, options.passes);
+      points.push({ ...claims, operations: await measureOperations(store, OPERATION_SAMPLES), storedMessages: size, loadSeconds });
     }
     const first = points[0] as DueScanPoint;
     const last = points.at(-1) as DueScanPoint;
     return { points, ratio: last.medianMs / first.medianMs };
   });
+}
+
+/** Messages prepared, confirmed and acked one at a time at each table size. */
+const OPERATION_SAMPLES = 300;
+
+function percentiles(samples: number[]): OperationLatency {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+/** Times `samples` prepares, confirms and acks, one message at a time, through `MessageService`. */
+async function measureOperations(store: PostgresMessageStore, samples: number): Promise<NonNullable<DueScanPoint['operations']>> {
+  const service = new MessageService({ store, checkDelayMs: 3_600_000 });
+  const caller = { app: 'bench', roles: ['producer', 'consumer', 'admin'] as ('producer' | 'consumer' | 'admin')[] };
+  const timings = { prepare: [] as number[], confirm: [] as number[], ack: [] as number[] };
+  const run = Date.now().toString(36);
+  for (let i = 0; i < samples; i++) {
+    let startedAt = nowMs();
+    const { message } = await service.prepare(caller, { topic: 'bench.ops', payload: benchPayload() as JsonValue, messageId: `ops-${run}-${i}` });
+    timings.prepare.push(nowMs() - startedAt);
+    startedAt = nowMs();
+    await service.confirm(caller, message.id);
+    timings.confirm.push(nowMs() - startedAt);
+    startedAt = nowMs();
+    await service.ack(caller, message.id);
+    timings.ack.push(nowMs() - startedAt);
+  }
+  return { prepare: percentiles(timings.prepare), confirm: percentiles(timings.confirm), ack: percentiles(timings.ack) };
 }
 
 /**
@@ -142,7 +183,7 @@ async function measureClaims(
   status: 'PENDING' | 'SENDING',
   due: number,
   passes: number,
-): Promise<Omit<DueScanPoint, 'storedMessages' | 'loadSeconds'>> {
+): Promise<Omit<DueScanPoint, 'storedMessages' | 'loadSeconds' | 'operations'>> {
   const rearm = () => client.query(`UPDATE ${table} SET next_attempt_at = now() - interval '1 minute' WHERE topic = $1`, [DUE_TOPIC]);
   const pass = async () => {
     await rearm();

@@ -4,7 +4,7 @@
  * `docs/bench/summary.md` (the same figures as Markdown, for docs/benchmarks.md).
  */
 import type { ProfileSummary } from './cpu-profile.js';
-import type { DueScanResult } from './due-scan.js';
+import type { DueScanPoint, DueScanResult, OperationLatency } from './due-scan.js';
 import type { PhaseResult } from './workload.js';
 
 /** One target of the issue and whether this run met it. */
@@ -59,6 +59,13 @@ function rows(results: BenchResults): string[][] {
 
 const HEADER = ['phase', 'msgs/s', 'p50 ms', 'p95 ms', 'p99 ms', 'p99 from call ms', 'RMS CPU %', 'RMS peak RSS MB', 'RMS / raw'];
 
+/** `; prepare/confirm/ack p50 …` for the terminal, when the point measured them. */
+function operationsText(point: DueScanPoint): string {
+  const ops = point.operations;
+  if (!ops) return '';
+  return `; prepare / confirm / ack p50 ${ops.prepare.p50.toFixed(2)} / ${ops.confirm.p50.toFixed(2)} / ${ops.ack.p50.toFixed(2)} ms, p99 ${ops.prepare.p99.toFixed(2)} / ${ops.confirm.p99.toFixed(2)} / ${ops.ack.p99.toFixed(2)} ms`;
+}
+
 /** The table for the terminal, with the due-scan, the machine's CPU split and the targets. */
 export function formatTable(results: BenchResults): string {
   const table = [HEADER, ...rows(results)];
@@ -88,7 +95,7 @@ export function formatTable(results: BenchResults): string {
   if (results.dueScan) {
     out.push('', 'Due-scan (claimDue, 1,000 due, limit 1,000; median of the passes):');
     for (const point of results.dueScan.points) {
-      out.push(`  ${point.storedMessages.toLocaleString('en-US').padStart(9)} stored: ${point.medianMs.toFixed(1)} ms (SQL execution ${fixed(point.explainExecutionMs, 1)} ms)`);
+      out.push(`  ${point.storedMessages.toLocaleString('en-US').padStart(9)} stored: ${point.medianMs.toFixed(1)} ms (SQL execution ${fixed(point.explainExecutionMs, 1)} ms)${operationsText(point)}`);
     }
     out.push(`  ratio largest / smallest: ${results.dueScan.ratio.toFixed(2)}`);
   }
@@ -159,6 +166,15 @@ export function renderSummary(results: BenchResults): string {
       );
     }
     out.push('', `Ratio largest / smallest: ${results.dueScan.ratio.toFixed(2)}.`);
+    if (results.dueScan.points.some((point) => point.operations)) {
+      out.push('', 'One message at a time through the use cases (no HTTP), ms:', '', '| stored | prepare p50 / p99 | confirm p50 / p99 | ack p50 / p99 |', '| ---: | ---: | ---: | ---: |');
+      for (const point of results.dueScan.points) {
+        const ops = point.operations;
+        if (!ops) continue;
+        const cell = (latency: OperationLatency) => `${latency.p50.toFixed(2)} / ${latency.p99.toFixed(2)}`;
+        out.push(`| ${point.storedMessages.toLocaleString('en-US')} | ${cell(ops.prepare)} | ${cell(ops.confirm)} | ${cell(ops.ack)} |`);
+      }
+    }
     for (const point of results.dueScan.points) {
       out.push('', `Plan at ${point.storedMessages.toLocaleString('en-US')} stored:`, '', '```', ...point.plan, '```');
     }

@@ -16,6 +16,10 @@ export interface DemoStackOptions {
   databaseUrl?: string;
   /** RabbitMQ. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
   amqpUrl?: string;
+  /** Redis, or a Redis Cluster's seed nodes comma-separated (RMS and both consumers). @defaultValue `REDIS_URL`, else redis://127.0.0.1:6379 */
+  redisUrl?: string;
+  /** ZooKeeper, or an ensemble's servers comma-separated. @defaultValue `ZK_CONNECT`, else 127.0.0.1:2181 */
+  zkConnect?: string;
   /** Suffix of the four schemas (`rms_<s>`, `orders_<s>`, `inventory_<s>`, `loyalty_<s>`). */
   schemaSuffix: string;
   /** RMS environment overrides (schedules in ms). */
@@ -54,6 +58,8 @@ export interface DemoStack {
   messagesByTransport(): Promise<Record<string, number>>;
   /** The ZooKeeper root of the run's degrade flag. */
   zkRoot: string;
+  /** The ZooKeeper (or ensemble) the stack uses. */
+  zkConnect: string;
   /** Sums one of RMS's Prometheus counters over the label sets that contain `labels` (all when omitted). */
   rmsCounter(name: string, labels?: string): Promise<number>;
   /** Stops everything and drops the schemas. */
@@ -80,6 +86,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
   const rmsUrl = `http://127.0.0.1:${rmsPort}`;
   const ordersUrl = `http://127.0.0.1:${ordersPort}`;
   const zkRoot = `/rms-demo/${options.schemaSuffix}`;
+  const redisUrl = options.redisUrl ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+  const zkConnect = options.zkConnect ?? process.env['ZK_CONNECT'] ?? '127.0.0.1:2181';
   // A topic of the run's own, so nothing left in RabbitMQ by an earlier run is mixed in.
   const topic = `stock.reduce.${options.schemaSuffix}`;
   const storeUrl = new URL(databaseUrl);
@@ -88,6 +96,8 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     PORT: String(rmsPort),
     STORE_URL: storeUrl.toString(),
     RABBITMQ_URL: amqpUrl,
+    REDIS_URL: redisUrl,
+    ZK_CONNECT: zkConnect,
     LOG_LEVEL: options.logLevel ?? 'warn',
     RMS_SHUTDOWN_GRACE_MS: '2000',
     // The run's own degrade flag, watched by RMS and by the inventory service's fallback.
@@ -112,7 +122,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     topic,
   });
   // Both consumer groups pop the Redis lists while the run's degrade flag is on.
-  const fallback = { zkConnect: process.env['ZK_CONNECT'] ?? '127.0.0.1:2181', zkRoot, redisUrl: process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379' };
+  const fallback = { zkConnect, zkRoot, redisUrl };
   const inventory = await InventoryService.start({
     port: 0,
     databaseUrl,
@@ -169,6 +179,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
       return response.status;
     },
     zkRoot,
+    zkConnect,
     messagesByStatus: () => countBy((m) => m.status, { PENDING: 0, SENDING: 0, COMPLETED: 0, CANCELLED: 0, DEAD: 0 }),
     messagesByTransport: () => countBy((m) => m.lastTransport ?? 'none', {}),
     async rmsCounter(name, labels = '') {

@@ -25,6 +25,7 @@ export * from './transport/group-routing.js';
 export * from './consumer/ack-batcher.js';
 export * from './consumer/idempotency.js';
 export * from './transport/rabbitmq-consumer.js';
+export * from './transport/queue-type.js';
 export * from './transport/fallback-keys.js';
 export { RedisListTransport, type RedisListTransportOptions } from './transport/redis-list-transport.js';
 export * from './consumer/redis-list-source.js';

@@ -31,10 +31,14 @@ export interface RedisConnectionOptions {
   retryStrategy?: (times: number) => number | void | null;
 }
 
-/** A pipeline of the commands the SDK queues (`LLEN`). */
+/** A pipeline of the commands the SDK queues (`LLEN`; `LPUSH` then `WAIT` for a replicated publish). */
 export interface RedisPipeline {
   /** Queues `LLEN key`. */
   llen(key: string): unknown;
+  /** Queues `LPUSH key value…`. */
+  lpush(key: string, ...values: string[]): RedisPipeline;
+  /** Queues any command. */
+  call(command: string, ...args: (string | number)[]): RedisPipeline;
   /** Sends the queued commands; one `[error, result]` per command, or `null` when discarded. */
   exec(): Promise<[error: Error | null, result: unknown][] | null>;
 }
@@ -70,6 +74,8 @@ export interface RedisClient {
   lpush(key: string, ...values: string[]): Promise<number>;
   rpush(key: string, ...values: string[]): Promise<number>;
   brpop(...keysAndTimeout: [...keys: string[], timeoutSeconds: number]): Promise<[key: string, value: string] | null>;
+  rpop(key: string, count: number): Promise<string[] | null>;
+  llen(key: string): Promise<number>;
   call(command: string, ...args: (string | number)[]): Promise<unknown>;
   pipeline(): RedisPipeline;
   /** A transaction: every group's fallback list of a delivery gets its copy, or none does. */

@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { PostgresMessageStore } from '@rms/message-service';
 import { dropSchema, freshSchemaUrl } from '../support/postgres.js';
 import { QueueWatcher } from '../support/rabbitmq.js';
-import { type RmsProcess, spawnRms } from '../support/rms-process.js';
+import { FAST_PROCESS_ENV, type RmsProcess, spawnRms } from '../support/rms-process.js';
 import { TEST_APPS } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -13,21 +13,7 @@ const TOTAL = 300;
 describe('RMS killed with SIGKILL mid-stream and restarted', { timeout: 120_000 }, () => {
   const { url, schema } = freshSchemaUrl();
   const topic = `crash.${randomUUID().slice(0, 8)}`;
-  const env = {
-    STORE_URL: url,
-    RMS_APPS: JSON.stringify(Object.values(TEST_APPS)),
-    PORT: '0',
-    LOG_LEVEL: 'info', // spawnRms learns the port from the 'RMS listening' line
-    RMS_POLL_INTERVAL_MS: '50',
-    RMS_ACK_TIMEOUT_MS: '1500',
-    RMS_RETRY_IMMEDIATE: '1',
-    RMS_RETRY_FIRST_DELAY_MS: '300',
-    RMS_RETRY_INTERVAL_MS: '300',
-    RMS_PUBLISH_TIMEOUT_MS: '1000',
-    RMS_LEASE_MS: '2500',
-    RMS_CHECK_TIMEOUT_MS: '500',
-    RMS_CHECK_DELAY_MS: '60000',
-  };
+  const env = { ...FAST_PROCESS_ENV, STORE_URL: url, RMS_APPS: JSON.stringify(Object.values(TEST_APPS)) };
   let store: PostgresMessageStore;
   let watcher: QueueWatcher;
   let rms: RmsProcess | undefined;

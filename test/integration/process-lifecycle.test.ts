@@ -44,9 +44,7 @@ describe('npm start: start-up and shutdown of the RMS process', () => {
   test('SIGTERM lets an in-flight request finish, then the process exits 0', async () => {
     const { url, schema } = freshSchemaUrl();
     schemas.push(schema);
-    const through = new URL(url);
-    through.host = `${proxy.host}:${proxy.port}`;
-    const rms = spawnRms({ STORE_URL: through.toString(), RMS_APPS: APPS, PORT: '0', LOG_LEVEL: 'info', RMS_SHUTDOWN_GRACE_MS: '5000' });
+    const rms = spawnRms({ STORE_URL: proxy.route(url), RMS_APPS: APPS, PORT: '0', LOG_LEVEL: 'info', RMS_SHUTDOWN_GRACE_MS: '5000' });
     const port = await rms.listening;
     const post = (payload: number) =>
       fetch(`http://127.0.0.1:${port}/v1/messages`, {

@@ -15,11 +15,8 @@ import {
   type OutgoingMessage,
   type RabbitMqTransportOptions,
 } from '@rms/client-sdk';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
+import { brokerBehindProxy, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { waitUntil } from '../support/wait.js';
-
-const BROKER = new URL(TEST_RABBITMQ_URL);
 
 /** A separate connection that inspects and deletes queues, as an operator would. */
 let admin: ChannelModel;
@@ -67,14 +64,7 @@ function newTransport(t: TestContext, options: Partial<RabbitMqTransportOptions>
 }
 
 /** A fault proxy in front of the broker, closed when the test ends, and its AMQP URL. */
-async function newProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
-  const proxy = await FaultProxy.start({ targetHost: BROKER.hostname, targetPort: Number(BROKER.port || 5672) });
-  t.after(() => proxy.close());
-  const url = new URL(TEST_RABBITMQ_URL);
-  url.hostname = proxy.host;
-  url.port = String(proxy.port);
-  return { proxy, url: url.toString() };
-}
+const newProxy = brokerBehindProxy;
 
 function message(topic: string, overrides: Partial<OutgoingMessage> = {}): OutgoingMessage {
   return { id: randomUUID(), topic, payload: { n: 1 }, headers: {}, attempt: 1, producer: 'orders', ...overrides };

@@ -9,6 +9,25 @@ import { fileURLToPath } from 'node:url';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const MAIN = 'services/message-service/src/main.ts';
 
+/**
+ * Settings for RMS processes in fault tests: schedules in milliseconds (a missing ack is
+ * redelivered after 1.5 s, a claim is leased for 2.5 s), no check-back during the test, and
+ * the log level at which `spawnRms` learns the port.
+ */
+export const FAST_PROCESS_ENV = Object.freeze({
+  PORT: '0',
+  LOG_LEVEL: 'info',
+  RMS_POLL_INTERVAL_MS: '50',
+  RMS_ACK_TIMEOUT_MS: '1500',
+  RMS_RETRY_IMMEDIATE: '1',
+  RMS_RETRY_FIRST_DELAY_MS: '300',
+  RMS_RETRY_INTERVAL_MS: '300',
+  RMS_PUBLISH_TIMEOUT_MS: '1000',
+  RMS_LEASE_MS: '2500',
+  RMS_CHECK_TIMEOUT_MS: '500',
+  RMS_CHECK_DELAY_MS: '60000',
+});
+
 /** A started RMS process and what it printed. */
 export interface RmsProcess {
   child: ChildProcess;

@@ -39,12 +39,16 @@
  * commands too). An entry that cannot be decoded is logged and dropped; if it was a real
  * message, RMS redelivers it.
  *
- * **Redis Cluster.** One `BRPOP` over all shard keys, and the `LLEN` pipeline, need the keys
- * on one node; the keys carry no hash tag, so on a Cluster they do not. This source is for
- * a single Redis (or a primary with replicas, through Sentinel).
+ * **Redis Cluster.** One `BRPOP` over all shard keys needs the keys in one slot, and the
+ * keys carry no hash tag (so that they spread over the masters): a Cluster refuses it with
+ * CROSSSLOT. On a Cluster each worker therefore sweeps the keys instead, in the same
+ * rotated order, with one single-key `RPOP key count` per key (each goes to its key's
+ * master), and when a whole sweep finds nothing waits `clusterIdleMs` before the next.
+ * `LLEN` is likewise one command per key, never a pipeline across slots. A Cluster's
+ * connections are the SDK's own (give `url` with the seed nodes, and `cluster`).
  */
-import { Redis } from 'ioredis';
 import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
+import { createRedisClient, isCluster, redisEndpoint, type FallbackRedis, type RedisEndpoint } from '../transport/redis-connection.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { decodeEnvelope, DEFAULT_FALLBACK_SHARDS, fallbackKeys } from '../transport/fallback-keys.js';
 import { DEFAULT_GROUP, fallbackStreamName } from '../transport/group-routing.js';
@@ -69,11 +73,23 @@ export interface RedisListSourceOptions {
    */
   redis?: RedisClient;
   /**
-   * Redis to connect to.
+   * Redis to connect to: one URL, or the seed nodes of a Redis Cluster (comma-separated or
+   * an array).
    * @example `'redis://127.0.0.1:6379'`
    * @defaultValue none; then `redis` is required
    */
-  url?: string;
+  url?: string | readonly string[];
+  /**
+   * Treat a single `url` as the seed of a Redis Cluster (several URLs always are).
+   * @defaultValue `false`
+   */
+  cluster?: boolean;
+  /**
+   * On a Redis Cluster, how long a worker waits after a sweep of every shard key found
+   * them all empty: the most an entry waits while the lists are idle.
+   * @defaultValue `100`
+   */
+  clusterIdleMs?: number;
   /**
    * Shard lists per topic; must match the publishers' (`RMS_FALLBACK_SHARDS`).
    * @defaultValue `100`
@@ -154,6 +170,7 @@ const DEFAULTS = {
   maxReconnectDelayMs: 5000,
   stopTimeoutMs: 30_000,
   connectionName: 'rms-fallback-consumer',
+  clusterIdleMs: 100,
 } as const;
 
 /** How often {@link RedisListSource.drainUntilEmpty} looks again while entries remain. */
@@ -170,7 +187,7 @@ function noop(): void {}
 /** One worker: its connection and what it has done, for stop() and drainUntilEmpty(). */
 interface Worker {
   readonly index: number;
-  readonly redis: RedisClient;
+  readonly redis: FallbackRedis;
   /** `BRPOP` calls sent. */
   started: number;
   /** `BRPOP` calls that have returned or failed; an entry popped by one is already counted in `busy`. */
@@ -217,7 +234,8 @@ export class RedisListSource {
   readonly keys: readonly string[];
 
   readonly #template: RedisClient | undefined;
-  readonly #url: string | undefined;
+  readonly #endpoint: RedisEndpoint | undefined;
+  readonly #clusterIdleMs: number;
   readonly #workerCount: number;
   readonly #blockSeconds: number;
   readonly #commandTimeoutMs: number;
@@ -233,7 +251,7 @@ export class RedisListSource {
   #state: State = 'idle';
   readonly #workers: Worker[] = [];
   #loops: Promise<void>[] = [];
-  #control: RedisClient | undefined;
+  #control: FallbackRedis | undefined;
   /** The shard the next `BRPOP` starts at, shared by all workers. */
   #nextShard = 0;
   /** Entries popped so far. */
@@ -267,7 +285,8 @@ export class RedisListSource {
     this.group = options.group ?? DEFAULT_GROUP;
     this.keys = Object.freeze(fallbackKeys(fallbackStreamName(options.topic, this.group), shards));
     this.#template = options.redis;
-    this.#url = options.url;
+    this.#endpoint = options.url === undefined ? undefined : redisEndpoint(options.url, options.cluster);
+    this.#clusterIdleMs = options.clusterIdleMs ?? DEFAULTS.clusterIdleMs;
     this.#workerCount = workers;
     this.#blockSeconds = blockSeconds;
     this.#commandTimeoutMs = commandTimeoutMs;
@@ -300,12 +319,14 @@ export class RedisListSource {
       socketTimeout: this.#commandTimeoutMs,
     });
     for (let index = 0; index < this.#workerCount; index += 1) {
-      const redis = this.#connect(String(index), {
-        // No per-command limit: it would cut every BRPOP that is waiting (see the module notes).
-        commandTimeout: undefined,
-        socketTimeout: undefined,
-        blockingTimeout: undefined,
-      });
+      const redis = this.#connect(
+        String(index),
+        this.#onCluster
+          ? // A Cluster worker sends only non-blocking commands: each gets the command timeout.
+            { commandTimeout: this.#commandTimeoutMs, socketTimeout: this.#commandTimeoutMs }
+          : // No per-command limit: it would cut every BRPOP that is waiting (see the module notes).
+            { commandTimeout: undefined, socketTimeout: undefined, blockingTimeout: undefined },
+      );
       this.#workers.push({ index, redis, started: 0, finished: 0, busy: false, failures: 0 });
     }
     this.#loops = this.#workers.map((worker) => this.#work(worker));
@@ -361,12 +382,17 @@ export class RedisListSource {
     }
   }
 
+  /** Whether the source's connections go to a Redis Cluster (which has no multi-key pops). */
+  get #onCluster(): boolean {
+    return this.#endpoint?.kind === 'cluster';
+  }
+
   #assertRunning(): void {
     if (this.#state !== 'running') throw new SourceStoppedError();
   }
 
   /** A new connection of the source's own, with the fail-fast settings and `overrides`. */
-  #connect(name: string, overrides: RedisConnectionOptions): RedisClient {
+  #connect(name: string, overrides: RedisConnectionOptions): FallbackRedis {
     const options: RedisConnectionOptions = {
       ...FAIL_FAST_REDIS_OPTIONS,
       connectTimeout: this.#commandTimeoutMs,
@@ -374,7 +400,7 @@ export class RedisListSource {
       connectionName: `${this.#connectionName}-${name}`,
       ...overrides,
     };
-    const redis = this.#template !== undefined ? this.#template.duplicate(options) : new Redis(this.#url as string, options);
+    const redis = this.#template !== undefined ? this.#template.duplicate(options) : createRedisClient(this.#endpoint as RedisEndpoint, options);
     // Without a listener ioredis prints every connection error; the loops log outages once.
     redis.on('error', noop);
     return redis;
@@ -392,7 +418,8 @@ export class RedisListSource {
       let reply: [string, string[]] | null;
       worker.started += 1;
       try {
-        reply = await withDeadline(this.#pop(worker, keys), this.#blockSeconds * 1000 + this.#commandTimeoutMs, 'BRPOP');
+        const deadlineMs = this.#onCluster ? this.#commandTimeoutMs * (keys.length + 1) : this.#blockSeconds * 1000 + this.#commandTimeoutMs;
+        reply = await withDeadline(this.#pop(worker, keys), deadlineMs, this.#onCluster ? 'RPOP sweep' : 'BRPOP');
       } catch (error) {
         worker.finished += 1;
         this.#changed();
@@ -414,6 +441,8 @@ export class RedisListSource {
       if (reply === null) {
         worker.finished += 1;
         this.#changed();
+        // A sweep does not block on empty lists the way BRPOP does: pause before the next.
+        if (this.#onCluster) await this.#sleep(this.#clusterIdleMs);
         continue;
       }
       // Busy before finished, in one step: drainUntilEmpty must never see neither.
@@ -435,12 +464,26 @@ export class RedisListSource {
 
   /** One blocking pop over `keys`: the list it popped from and its entries, oldest first; `null` when none arrived in time. */
   async #pop(worker: Worker, keys: string[]): Promise<[string, string[]] | null> {
+    if (this.#onCluster) return this.#sweep(worker, keys);
     if (this.#popBatch === 1) {
       const reply = await worker.redis.brpop(...keys, this.#blockSeconds);
       return reply === null ? null : [reply[0], [reply[1]]];
     }
     const reply = (await worker.redis.call('BLMPOP', this.#blockSeconds, keys.length, ...keys, 'RIGHT', 'COUNT', this.#popBatch)) as [string, string[]] | null;
     return reply;
+  }
+
+  /**
+   * On a Cluster: one single-key `RPOP key count` per key, in the order given, until one
+   * yields entries; `null` when every list was empty.
+   */
+  async #sweep(worker: Worker, keys: string[]): Promise<[string, string[]] | null> {
+    for (const key of keys) {
+      if (this.#state !== 'running') return null;
+      const entries = await worker.redis.rpop(key, this.#popBatch);
+      if (entries !== null && entries.length > 0) return [key, entries];
+    }
+    return null;
   }
 
   /** The shard keys starting one shard further than the previous call's. */
@@ -484,6 +527,8 @@ export class RedisListSource {
     if (control === undefined || !(await whenReady(control, this.#commandTimeoutMs))) {
       throw new Error(`no connection to Redis (${control?.status ?? 'not started'})`);
     }
+    // A pipeline across slots is refused by a Cluster: there, one LLEN per key, sent at once.
+    if (isCluster(control)) return withDeadline(Promise.all(this.keys.map((key) => control.llen(key))), this.#commandTimeoutMs, 'LLEN');
     const pipeline = control.pipeline();
     for (const key of this.keys) pipeline.llen(key);
     const results = await withDeadline(pipeline.exec(), this.#commandTimeoutMs, 'LLEN');

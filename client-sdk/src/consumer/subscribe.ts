@@ -23,6 +23,7 @@
 import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
 import { type SdkLogger, stderrWarningLogger } from '../logger.js';
+import type { QueueType } from '../transport/queue-type.js';
 import { RabbitMqConsumer } from '../transport/rabbitmq-consumer.js';
 import { DEFAULT_GROUP } from '../transport/group-routing.js';
 import type { Delivery, DeliverySettlement, Handler } from './delivery.js';
@@ -36,8 +37,17 @@ import { RedisListSource } from './redis-list-source.js';
 export interface SubscribeOptions {
   /** How to reach RMS, with the consumer app's token (role `consumer`). */
   rms: RmsHttpClientOptions;
-  /** The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`. */
-  amqpUrl: string;
+  /**
+   * The RabbitMQ broker, e.g. `'amqp://guest:guest@127.0.0.1:5672'`, or a cluster's nodes
+   * (comma-separated or an array), tried in turn.
+   */
+  amqpUrl: string | readonly string[];
+  /**
+   * The kind of queue RMS declares (`RMS_QUEUE_TYPE`): give the same value as RMS, or the
+   * broker refuses the consumer's declaration.
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
   /**
    * Prefix of the queue names; must match RMS's `RMS_RABBITMQ_QUEUE_PREFIX`.
    * @defaultValue `'rms.'`
@@ -101,8 +111,13 @@ export interface SubscribeOptions {
    */
   fallback?: {
     degradeSwitch: DegradeSwitch;
-    /** The Redis holding the lists (a client, duplicated per worker, or a URL). */
-    redis: RedisClient | string;
+    /**
+     * The Redis holding the lists: a client (duplicated per worker), a URL, or the seed
+     * nodes of a Redis Cluster (several URLs, comma-separated or an array).
+     */
+    redis: RedisClient | string | readonly string[];
+    /** Treat a single URL in `redis` as the seed of a Redis Cluster. @defaultValue false */
+    cluster?: boolean;
     /** Blocking workers. @defaultValue 2 */
     workers?: number;
     /** Shard lists per topic; must match the publishers'. @defaultValue 100 */
@@ -444,7 +459,7 @@ export async function subscribe<T = unknown>(target: string | SubscriptionTarget
     group: ownGroup,
     logger,
   });
-  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, group: ownGroup ?? DEFAULT_GROUP, prefetch: concurrency, logger, ...(options.queuePrefix !== undefined && { queuePrefix: options.queuePrefix }) }, (delivery, settlement) => {
+  const consumer = new RabbitMqConsumer({ url: options.amqpUrl, topic, group: ownGroup ?? DEFAULT_GROUP, prefetch: concurrency, logger, ...(options.queuePrefix !== undefined && { queuePrefix: options.queuePrefix }), ...(options.queueType && { queueType: options.queueType }) }, (delivery, settlement) => {
     void processor.process(delivery, settlement);
   });
   await consumer.start();
@@ -461,7 +476,9 @@ export async function subscribe<T = unknown>(target: string | SubscriptionTarget
           {
             topic,
             group: ownGroup ?? DEFAULT_GROUP,
-            ...(typeof fallbackOptions.redis === 'string' ? { url: fallbackOptions.redis } : { redis: fallbackOptions.redis }),
+            ...(typeof fallbackOptions.redis === 'string' || Array.isArray(fallbackOptions.redis)
+              ? { url: fallbackOptions.redis as string | readonly string[], ...(fallbackOptions.cluster && { cluster: true }) }
+              : { redis: fallbackOptions.redis as RedisClient }),
             ...(fallbackOptions.workers !== undefined && { workers: fallbackOptions.workers }),
             ...(fallbackOptions.shards !== undefined && { shards: fallbackOptions.shards }),
             ...(fallbackOptions.popBatch !== undefined && { popBatch: fallbackOptions.popBatch }),

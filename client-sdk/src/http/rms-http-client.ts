@@ -4,6 +4,10 @@
  * jitter on 503, network errors and timeouts. Every call RMS offers is safe to repeat:
  * prepare carries the producer's `messageId`, and confirm, cancel, ack and heartbeat are
  * idempotent by design.
+ *
+ * With several RMS URLs (instances sharing one store), a call that fails that way is
+ * retried on the next URL, and the client stays on the URL that answered: one instance
+ * going down costs a retry, not an outage.
  */
 import { randomUUID } from 'node:crypto';
 import { type MessageStatus, RmsError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
@@ -159,8 +163,12 @@ export interface RetryOptions {
 
 /** How to reach RMS. */
 export interface RmsHttpClientOptions {
-  /** RMS's base URL, e.g. `http://127.0.0.1:8080`. */
-  url: string;
+  /**
+   * RMS's base URL, e.g. `http://127.0.0.1:8080`, or the URLs of several RMS instances on
+   * one store (tried in turn: a connection error, a timeout or a 503 moves the client to the
+   * next one). One URL behind a load balancer works as well.
+   */
+  url: string | readonly string[];
   /** The app's bearer token. */
   token: string;
   /** Limit on one HTTP exchange. @defaultValue 5000 */
@@ -173,12 +181,16 @@ const DEFAULT_RETRY: Required<RetryOptions> = { retries: 5, baseDelayMs: 100, ma
 
 /** Low-level typed access to RMS's HTTP API; the producer and the consumer build on it. */
 export class RmsHttpClient {
-  private readonly base: string;
+  private readonly bases: readonly string[];
+  /** The URL calls go to now: the last one that answered. */
+  private current = 0;
   private readonly timeoutMs: number;
   private readonly retry: Required<RetryOptions>;
 
   constructor(private readonly options: RmsHttpClientOptions) {
-    this.base = options.url.replace(/\/+$/, '');
+    const urls = typeof options.url === 'string' ? [options.url] : [...options.url];
+    if (urls.length === 0) throw new TypeError('RmsHttpClient: url must name at least one RMS URL');
+    this.bases = urls.map((url) => url.replace(/\/+$/, ''));
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
   }
@@ -283,23 +295,36 @@ export class RmsHttpClient {
     return this.request<RmsStats>('GET', '/v1/stats');
   }
 
-  /** Sends one request, retrying 503s, network errors and timeouts per the retry policy. */
+  /** The RMS URL calls go to now. */
+  get url(): string {
+    return this.bases[this.current] as string;
+  }
+
+  /**
+   * Sends one request, retrying 503s, network errors and timeouts per the retry policy;
+   * with several URLs each retry goes to the next one.
+   */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     for (let attempt = 0; ; attempt++) {
+      const base = this.current;
       try {
-        return await this.once<T>(method, path, body);
+        return await this.once<T>(this.bases[base] as string, method, path, body);
       } catch (error) {
         if (!(error instanceof RmsUnavailableError) || attempt >= this.retry.retries) throw error;
+        // Move on unless a concurrent call already did.
+        if (this.current === base) this.current = (base + 1) % this.bases.length;
+        // With another instance to try, the first retry goes at once.
+        if (this.bases.length > 1 && attempt === 0) continue;
         const cap = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** attempt);
         await new Promise((resolve) => setTimeout(resolve, Math.random() * cap));
       }
     }
   }
 
-  private async once<T>(method: string, path: string, body: unknown): Promise<T> {
+  private async once<T>(base: string, method: string, path: string, body: unknown): Promise<T> {
     let response: Response;
     try {
-      response = await fetch(`${this.base}${path}`, {
+      response = await fetch(`${base}${path}`, {
         method,
         headers: {
           authorization: `Bearer ${this.options.token}`,
@@ -313,7 +338,7 @@ export class RmsHttpClient {
       throw new RmsUnavailableError(
         timedOut ? 'TIMEOUT' : 'NETWORK',
         0,
-        timedOut ? `RMS did not answer ${method} ${path} within ${this.timeoutMs} ms` : `RMS unreachable for ${method} ${path}: ${describeCause(error)}`,
+        timedOut ? `RMS at ${base} did not answer ${method} ${path} within ${this.timeoutMs} ms` : `RMS at ${base} unreachable for ${method} ${path}: ${describeCause(error)}`,
         {},
         { cause: error },
       );

@@ -1,10 +1,10 @@
 /**
  * Connection handling shared by the RabbitMQ publisher and consumer: the heartbeat in the
- * URL, and closing a connection without trusting amqplib 2.3.1's `close()` to settle on a
- * stalled or dying socket.
+ * URL, the nodes of a cluster tried in turn, and closing a connection without trusting
+ * amqplib 2.3.1's `close()` to settle on a stalled or dying socket.
  */
 import type { Socket } from 'node:net';
-import type { ChannelModel } from 'amqplib';
+import amqp, { type ChannelModel } from 'amqplib';
 
 /** Does nothing; for ignored rejections and default listeners. */
 export function noop(): void {}
@@ -23,6 +23,58 @@ export function withHeartbeat(url: string, seconds: number): string {
   } catch {
     return url; // amqplib reports the bad URL when connecting
   }
+}
+
+/**
+ * The broker URLs of `url`: one URL, a comma-separated list of the nodes of a cluster
+ * (`amqp://u:p@rabbit-1:5672,amqp://u:p@rabbit-2:5672`), or an array; each with the
+ * heartbeat asked for.
+ */
+export function brokerUrls(url: string | readonly string[], heartbeatSeconds: number): string[] {
+  const urls = (typeof url === 'string' ? url.split(',') : [...url]).map((one) => one.trim()).filter(Boolean);
+  if (urls.length === 0) throw new TypeError('a RabbitMQ URL is required');
+  return urls.map((one) => withHeartbeat(one, heartbeatSeconds));
+}
+
+/**
+ * The nodes of a RabbitMQ cluster (or one broker), connected to in turn: a connection
+ * starts with the node that worked last and moves on to the next when one refuses or
+ * times out, so a lost node costs one failed attempt, not an outage. amqplib connects to
+ * one URL only; this is the loop around it.
+ */
+export class BrokerEndpoints {
+  readonly #urls: readonly string[];
+  #preferred = 0;
+
+  constructor(urls: readonly string[]) {
+    this.#urls = urls;
+  }
+
+  /** The URL connected to last (or first in line), without credentials: for logs. */
+  get current(): string {
+    return redactUrl(this.#urls[this.#preferred] as string);
+  }
+
+  /** Connects to the first node that accepts, starting with the one that worked last. @throws the last node's error when none does. */
+  async connect(socketOptions: object): Promise<ChannelModel> {
+    let lastError: unknown;
+    for (let tried = 0; tried < this.#urls.length; tried++) {
+      const index = (this.#preferred + tried) % this.#urls.length;
+      try {
+        const model = await amqp.connect(this.#urls[index] as string, socketOptions);
+        this.#preferred = index;
+        return model;
+      } catch (error) {
+        lastError = error;
+      }
+    }
+    throw lastError;
+  }
+}
+
+/** `amqp://user:secret@host:5672/vhost` → `amqp://user:***@host:5672/vhost`. */
+export function redactUrl(url: string): string {
+  return url.replace(/\/\/([^:@/]*):[^@/]*@/, '//$1:***@');
 }
 
 /**

@@ -24,20 +24,23 @@
  * by us anyway, and ack handles must be tied to the channel that delivered, which is
  * simplest when we own the whole session.
  */
-import amqp, { type Channel, type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib';
 import type { Delivery, DeliveryListener, DeliverySettlement } from '../consumer/delivery.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { DEFAULT_GROUP, DEFAULT_QUEUE_PREFIX, groupQueueName } from './group-routing.js';
-import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { queueArgumentsFor, type QueueType } from './queue-type.js';
+import { BrokerEndpoints, brokerUrls, closeConnection, corkForThisTurn, describe, destroyConnection, noop } from './amqp-connection.js';
 
 /** How a {@link RabbitMqConsumer} connects and consumes. */
 export interface RabbitMqConsumerOptions {
   /**
-   * The broker, as an AMQP URL. A `heartbeat` query parameter in it wins over
-   * {@link RabbitMqConsumerOptions.heartbeatSeconds}.
+   * The broker, as an AMQP URL, or the nodes of a cluster (a comma-separated list or an
+   * array), tried in turn from the one that worked last. A `heartbeat` query parameter in
+   * a URL wins over {@link RabbitMqConsumerOptions.heartbeatSeconds}.
    * @example `'amqp://guest:guest@127.0.0.1:5672'`
+   * @example `'amqp://u:p@rabbit-1:5672,amqp://u:p@rabbit-2:5672,amqp://u:p@rabbit-3:5672'`
    */
-  url: string;
+  url: string | readonly string[];
   /** The topic to consume. */
   topic: string;
   /**
@@ -67,6 +70,12 @@ export interface RabbitMqConsumerOptions {
    * @defaultValue none
    */
   queueArguments?: Record<string, unknown>;
+  /**
+   * The kind of queue to declare: `'quorum'` for a RabbitMQ cluster (replicated queues),
+   * `'classic'` otherwise. Publisher and consumers must agree (see `queue-type.ts`).
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
   /**
    * AMQP heartbeat asked of the broker, in seconds; a connection silent for about two
    * intervals is declared dead and replaced. `0` disables heartbeats.
@@ -215,7 +224,7 @@ export class RabbitMqConsumer {
   /** The queue consumed: `<queuePrefix><topic>.<group>` (`<queuePrefix><topic>` for the default group). */
   readonly queue: string;
 
-  readonly #url: string;
+  readonly #broker: BrokerEndpoints;
   readonly #exchange: string;
   readonly #queueArguments: Record<string, unknown> | undefined;
   readonly #prefetch: number;
@@ -250,9 +259,9 @@ export class RabbitMqConsumer {
     this.topic = options.topic;
     this.group = options.group ?? DEFAULT_GROUP;
     this.queue = groupQueueName(options.topic, this.group, options.queuePrefix ?? DEFAULTS.queuePrefix);
-    this.#url = withHeartbeat(options.url, options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds);
+    this.#broker = new BrokerEndpoints(brokerUrls(options.url, options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds));
     this.#exchange = options.exchange ?? DEFAULTS.exchange;
-    this.#queueArguments = options.queueArguments;
+    this.#queueArguments = queueArgumentsFor(options.queueType, options.queueArguments);
     this.#prefetch = prefetch;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     this.#reconnectDelayMs = options.reconnectDelayMs ?? DEFAULTS.reconnectDelayMs;
@@ -415,7 +424,7 @@ export class RabbitMqConsumer {
   }
 
   async #open(expired: () => boolean, adopted: (session: Session) => void): Promise<Session> {
-    const model = await amqp.connect(this.#url, this.#socketOptions);
+    const model = await this.#broker.connect(this.#socketOptions);
     const session: Session = { model, channel: undefined, consumerTag: undefined, lost: false, error: undefined };
     adopted(session);
     // Without an 'error' listener, an error event (socket reset, heartbeat timeout) would

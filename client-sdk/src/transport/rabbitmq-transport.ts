@@ -18,7 +18,8 @@
 import amqp, { type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import type { OutgoingMessage, Transport } from './transport.js';
-import { closeConnection, corkForThisTurn, describe, destroyConnection, noop, withHeartbeat } from './amqp-connection.js';
+import { queueArgumentsFor, type QueueType } from './queue-type.js';
+import { BrokerEndpoints, brokerUrls, closeConnection, corkForThisTurn, describe, destroyConnection, noop } from './amqp-connection.js';
 import { DEFAULT_GROUP, DEFAULT_QUEUE_PREFIX, deliveryGroups, groupQueueName } from './group-routing.js';
 
 /** Where the transport reports what happened to its connection; a pino logger fits. */
@@ -31,11 +32,13 @@ export interface RabbitMqTransportLogger {
 /** How a {@link RabbitMqTransport} connects and publishes. */
 export interface RabbitMqTransportOptions {
   /**
-   * The broker, as an AMQP URL. A `heartbeat` query parameter in it wins over
-   * {@link RabbitMqTransportOptions.heartbeatSeconds}.
+   * The broker, as an AMQP URL, or the nodes of a cluster (a comma-separated list or an
+   * array), tried in turn from the one that worked last. A `heartbeat` query parameter in
+   * a URL wins over {@link RabbitMqTransportOptions.heartbeatSeconds}.
    * @example `'amqp://guest:guest@127.0.0.1:5672'`
+   * @example `'amqp://u:p@rabbit-1:5672,amqp://u:p@rabbit-2:5672,amqp://u:p@rabbit-3:5672'`
    */
-  url: string;
+  url: string | readonly string[];
   /**
    * The durable direct exchange every delivery is published to.
    * @defaultValue `'rms'`
@@ -56,6 +59,12 @@ export interface RabbitMqTransportOptions {
    * @defaultValue none
    */
   queueArguments?: Record<string, unknown>;
+  /**
+   * The kind of queue to declare: `'quorum'` for a RabbitMQ cluster (replicated queues),
+   * `'classic'` otherwise. Publisher and consumers must agree (see `queue-type.ts`).
+   * @defaultValue `'classic'`
+   */
+  queueType?: QueueType;
   /**
    * How long a publish may wait for the broker's confirm (counted from the moment it has a
    * channel, so it also bounds declaring the queue and waiting for `'drain'`). When it
@@ -188,7 +197,7 @@ class PendingPublish {
 export class RabbitMqTransport implements Transport {
   readonly name = TRANSPORT;
 
-  readonly #url: string;
+  readonly #broker: BrokerEndpoints;
   readonly #exchange: string;
   readonly #queuePrefix: string;
   readonly #queueArguments: Record<string, unknown> | undefined;
@@ -216,10 +225,10 @@ export class RabbitMqTransport implements Transport {
 
   constructor(options: RabbitMqTransportOptions) {
     const heartbeatSeconds = options.heartbeatSeconds ?? DEFAULTS.heartbeatSeconds;
-    this.#url = withHeartbeat(options.url, heartbeatSeconds);
+    this.#broker = new BrokerEndpoints(brokerUrls(options.url, heartbeatSeconds));
     this.#exchange = options.exchange ?? DEFAULTS.exchange;
     this.#queuePrefix = options.queuePrefix ?? DEFAULTS.queuePrefix;
-    this.#queueArguments = options.queueArguments;
+    this.#queueArguments = queueArgumentsFor(options.queueType, options.queueArguments);
     this.#confirmTimeoutMs = options.confirmTimeoutMs ?? DEFAULTS.confirmTimeoutMs;
     this.#connectTimeoutMs = options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs;
     this.#reconnectDelayMs = options.reconnectDelayMs ?? DEFAULTS.reconnectDelayMs;
@@ -472,7 +481,7 @@ export class RabbitMqTransport implements Transport {
     let link = this.#link;
     if (link === undefined || link.dead) {
       this.#nextAttemptAt = Date.now() + this.#reconnectDelayMs;
-      const model = await amqp.connect(this.#url, this.#socketOptions);
+      const model = await this.#broker.connect(this.#socketOptions);
       if (abandoned()) {
         // Too late (or closed meanwhile): nobody will use it.
         model.on('error', noop);

@@ -27,9 +27,14 @@
  * The same is true of an `LPUSH` whose reply was lost with its connection, or that timed
  * out on a stalled connection: Redis may have executed it. `publish` reports the failure,
  * the caller retries (on Redis or RabbitMQ), and the consumer sees a duplicate.
+ *
+ * On a Redis Cluster (or a primary with replicas) replication is asynchronous: a master
+ * that dies right after answering an `LPUSH` can take the entry with it. With
+ * `waitReplicas` set, a publish also sends `WAIT` on the same node and succeeds only once
+ * that many replicas have the entry, so a failover loses nothing a publish reported as done.
  */
-import { Redis } from 'ioredis';
 import type { RedisClient, RedisConnectionOptions } from '../redis-client.js';
+import { createRedisClient, isCluster, redisEndpoint, type FallbackRedis } from './redis-connection.js';
 import { type SdkLogger, silentLogger } from '../logger.js';
 import { TransportError, type TransportErrorCode } from './errors.js';
 import { DEFAULT_FALLBACK_SHARDS, encodeEnvelope, fallbackKey, fallbackShardOf } from './fallback-keys.js';
@@ -47,11 +52,25 @@ export interface RedisListTransportOptions {
    */
   redis?: RedisClient;
   /**
-   * Redis to connect to with a client of the transport's own, configured to fail fast.
+   * Redis to connect to with a client of the transport's own, configured to fail fast: one
+   * URL, or the seed nodes of a Redis Cluster (comma-separated or an array).
    * @example `'redis://127.0.0.1:6379'`
+   * @example `'redis://10.0.0.1:6379,redis://10.0.0.2:6379,redis://10.0.0.3:6379'`
    * @defaultValue none; then `redis` is required
    */
-  url?: string;
+  url?: string | readonly string[];
+  /**
+   * Treat a single `url` as the seed of a Redis Cluster (several URLs always are).
+   * @defaultValue `false`
+   */
+  cluster?: boolean;
+  /**
+   * Replicas that must have each entry before a publish succeeds (`WAIT`), so that a
+   * master's failover loses nothing acknowledged; `0` does not wait. Use `1` on a Redis
+   * Cluster with replicas (`RMS_REDIS_WAIT_REPLICAS`).
+   * @defaultValue `0`
+   */
+  waitReplicas?: number;
   /**
    * Shard lists per topic (`RMS_FALLBACK_SHARDS`). Publishers and consumers of a topic
    * must use the same number.
@@ -142,7 +161,7 @@ export function withDeadline<T>(promise: Promise<T>, ms: number, what: string): 
  * connection attempt under way fails or `ms` pass.
  * @internal
  */
-export async function whenReady(redis: RedisClient, ms: number): Promise<boolean> {
+export async function whenReady(redis: FallbackRedis, ms: number): Promise<boolean> {
   if (redis.status === 'ready') return true;
   if (redis.status === 'wait') redis.connect().catch(noop);
   else if (redis.status !== 'connecting' && redis.status !== 'connect') return false;
@@ -183,8 +202,9 @@ export class RedisListTransport implements Transport {
   /** Shard lists per topic. */
   readonly shards: number;
 
-  readonly #redis: RedisClient;
+  readonly #redis: FallbackRedis;
   readonly #owned: boolean;
+  readonly #waitReplicas: number;
   readonly #commandTimeoutMs: number;
   readonly #logger: SdkLogger;
   /** Calls have been failing since this many failures ago: log the outage once, and its end. */
@@ -200,12 +220,14 @@ export class RedisListTransport implements Transport {
     if ((options.redis === undefined) === (options.url === undefined)) throw new TypeError('give exactly one of `redis` and `url`');
     this.shards = shards;
     this.#commandTimeoutMs = commandTimeoutMs;
+    this.#waitReplicas = options.waitReplicas ?? 0;
+    if (!Number.isInteger(this.#waitReplicas) || this.#waitReplicas < 0) throw new RangeError(`waitReplicas must be a whole number of at least 0, got ${this.#waitReplicas}`);
     this.#logger = options.logger ?? silentLogger;
     if (options.redis !== undefined) {
       this.#redis = options.redis;
       this.#owned = false;
     } else {
-      this.#redis = new Redis(options.url as string, {
+      this.#redis = createRedisClient(redisEndpoint(options.url as string | readonly string[], options.cluster), {
         ...FAIL_FAST_REDIS_OPTIONS,
         commandTimeout: commandTimeoutMs,
         // Replaces a connection that went silent with commands pending (a stall, a
@@ -233,6 +255,17 @@ export class RedisListTransport implements Transport {
     const entry = encodeEnvelope(message);
     const shard = fallbackShardOf(message.id, this.shards);
     const keys = deliveryGroups(message.groups).map((group) => fallbackKey(fallbackStreamName(message.topic, group), shard, this.shards));
+    if (this.#waitReplicas > 0 || isCluster(this.#redis)) {
+      // One command per key: a Cluster refuses a transaction over keys in different slots
+      // (the groups' lists of one shard are), and WAIT must follow each key's own push. Not
+      // all-or-none: a publish that fails midway is retried, and the groups already pushed
+      // see a duplicate, which at-least-once delivery allows.
+      for (const key of keys) {
+        if (this.#waitReplicas === 0) await this.#call('LPUSH', () => this.#redis.lpush(key, entry));
+        else await this.#call('LPUSH+WAIT', () => this.#pushReplicated(key, entry));
+      }
+      return TRANSPORT;
+    }
     if (keys.length === 1) {
       await this.#call('LPUSH', () => this.#redis.lpush(keys[0] as string, entry));
       return TRANSPORT;
@@ -247,6 +280,34 @@ export class RedisListTransport implements Transport {
       return replies.length;
     });
     return TRANSPORT;
+  }
+
+  /**
+   * `LPUSH` and `WAIT` in one pipeline: on a Cluster a pipeline goes to the node of its
+   * key's slot, so `WAIT` asks that very master about its replicas. ioredis does not follow
+   * a redirection (MOVED, ASK) inside a pipeline whose other command succeeded, nor learn
+   * the new slot owner from it: after a failover the pipeline would keep going to the old
+   * node. So on a redirection the slot map is re-read and the pipeline sent once more (the
+   * `LPUSH` that was redirected was not executed).
+   */
+  async #pushReplicated(key: string, entry: string): Promise<void> {
+    const waitMs = Math.max(1, this.#commandTimeoutMs - 100);
+    for (let attempt = 1; ; attempt++) {
+      const results = await this.#redis.pipeline().lpush(key, entry).call('WAIT', this.#waitReplicas, waitMs).exec();
+      if (results === null) throw new Error('the LPUSH+WAIT pipeline was discarded');
+      const pushError = results[0]?.[0];
+      if (pushError && attempt === 1 && isCluster(this.#redis) && /^(MOVED|ASK) /.test(pushError.message)) {
+        const cluster = this.#redis;
+        await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+        continue;
+      }
+      for (const [error] of results) if (error) throw error;
+      const replicas = Number(results[1]?.[1]);
+      if (replicas < this.#waitReplicas) {
+        throw new Error(`only ${replicas} of ${this.#waitReplicas} replicas confirmed the entry within ${waitMs} ms`);
+      }
+      return;
+    }
   }
 
   /** Resolves when Redis answers a `PING` within `commandTimeoutMs`; rejects with a `TransportError` otherwise. */

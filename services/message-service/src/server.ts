@@ -93,10 +93,17 @@ async function createFailoverTransport(config: RmsConfig, logger: Logger): Promi
   const rabbitmq = new RabbitMqTransport({
     url: config.rabbitmqUrl,
     queuePrefix: config.queuePrefix,
+    queueType: config.queueType,
     confirmTimeoutMs: config.publishTimeoutMs,
     logger: logger.child({ part: 'rabbitmq' }),
   });
-  const redis = new RedisListTransport({ url: config.redisUrl, shards: config.failover.shards, logger: logger.child({ part: 'redis' }) });
+  const redis = new RedisListTransport({
+    url: config.redisUrl,
+    cluster: config.redis.cluster,
+    waitReplicas: config.redis.waitReplicas,
+    shards: config.failover.shards,
+    logger: logger.child({ part: 'redis' }),
+  });
   const degradeSwitch = new ZooKeeperDegradeSwitch({
     connect: config.zkConnect,
     root: config.zkRoot,

@@ -3,6 +3,7 @@
  * typed object. A missing or malformed setting stops start-up with a message that names
  * the variable. Names and defaults are part of the contract (design section 9).
  */
+import { QUEUE_TYPES, type QueueType } from '@rms/client-sdk';
 import { z } from 'zod';
 import { ConfigurationError } from '../domain/errors.js';
 import { SCHEMA_NAME_PATTERN } from '../store/postgres/schema.js';
@@ -64,10 +65,18 @@ export interface RmsConfig {
   port: number;
   /** `STORE_URL`: `postgres://…` or `mongodb://…`. Required. */
   storeUrl: string;
-  /** `RABBITMQ_URL`. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
+  /** `RABBITMQ_URL`: a broker, or a cluster's nodes comma-separated (tried in turn). @defaultValue amqp://guest:guest@127.0.0.1:5672 */
   rabbitmqUrl: string;
-  /** `REDIS_URL`. @defaultValue redis://127.0.0.1:6379 */
+  /** `REDIS_URL`: one Redis, or the seed nodes of a Redis Cluster, comma-separated. @defaultValue redis://127.0.0.1:6379 */
   redisUrl: string;
+  /**
+   * `RMS_REDIS_CLUSTER` [false]: treat a single `REDIS_URL` as a Redis Cluster seed (several
+   * URLs always are); `RMS_REDIS_WAIT_REPLICAS` [0]: replicas that must hold a fallback entry
+   * before a publish counts as done (`WAIT`), so a master's failover loses none.
+   */
+  redis: { cluster: boolean; waitReplicas: number };
+  /** `RMS_QUEUE_TYPE`: the kind of RabbitMQ queue declared per topic, `classic` or `quorum` (for a cluster). @defaultValue classic */
+  queueType: QueueType;
   /** `ZK_CONNECT`. @defaultValue 127.0.0.1:2181 */
   zkConnect: string;
   /** `RMS_ZK_ROOT`. @defaultValue /rms */
@@ -137,8 +146,17 @@ const envSchema = z.object({
     .string({ error: 'is required: postgres://… or mongodb://…' })
     .regex(/^(postgres(ql)?|mongodb(\+srv)?):\/\//, 'must start with postgres:// or mongodb://')
     .refine(hasValidSchemaParameter, 'its ?schema= parameter must match [a-z_][a-z0-9_]* (at most 63 characters)'),
-  RABBITMQ_URL: z.string().regex(/^amqps?:\/\//, 'must start with amqp:// or amqps://').default('amqp://guest:guest@127.0.0.1:5672'),
-  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must start with redis:// or rediss://').default('redis://127.0.0.1:6379'),
+  RABBITMQ_URL: z
+    .string()
+    .regex(/^amqps?:\/\/[^,]+(,\s*amqps?:\/\/[^,]+)*$/, 'must be amqp:// or amqps:// URLs, comma-separated for the nodes of a cluster')
+    .default('amqp://guest:guest@127.0.0.1:5672'),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\/[^,]+(,\s*rediss?:\/\/[^,]+)*$/, 'must be redis:// or rediss:// URLs, comma-separated for the seed nodes of a Redis Cluster')
+    .default('redis://127.0.0.1:6379'),
+  RMS_REDIS_CLUSTER: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  RMS_REDIS_WAIT_REPLICAS: integer(0).max(10, 'must be at most 10').default(0),
+  RMS_QUEUE_TYPE: z.enum(QUEUE_TYPES, { error: `must be one of ${QUEUE_TYPES.join(', ')}` }).default('classic'),
   ZK_CONNECT: z.string().min(1).default('127.0.0.1:2181'),
   RMS_ZK_ROOT: z.string().regex(/^\/[^\s]*$/, 'must be an absolute ZooKeeper path like /rms').default('/rms'),
   RMS_APPS: z.string({ error: 'is required: a JSON array of apps, or a path to a JSON file' }).min(1),
@@ -212,6 +230,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     storeUrl: e.STORE_URL,
     rabbitmqUrl: e.RABBITMQ_URL,
     redisUrl: e.REDIS_URL,
+    redis: { cluster: e.RMS_REDIS_CLUSTER === 'true', waitReplicas: e.RMS_REDIS_WAIT_REPLICAS },
+    queueType: e.RMS_QUEUE_TYPE,
     zkConnect: e.ZK_CONNECT,
     zkRoot: e.RMS_ZK_ROOT,
     apps: parseAppRegistry(e.RMS_APPS),
