@@ -33,6 +33,8 @@ COPY --from=manifests /manifests/ ./
 # Production dependencies of the root and of every workspace; workspaces are linked.
 RUN npm ci --omit=dev && npm cache clean --force
 COPY --from=build /out/ ./
+# The dashboard's static files (served at /dashboard) are not compiled: copied as they are.
+COPY services/message-service/dashboard ./services/message-service/dashboard
 USER node
 EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \

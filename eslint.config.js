@@ -13,6 +13,16 @@ export default tseslint.config(
     },
   },
   {
+    // The dashboard's script runs in the browser, as written (no build step).
+    files: ['services/message-service/dashboard/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        ['window', 'document', 'location', 'sessionStorage', 'fetch', 'FormData', 'URLSearchParams', 'AbortSignal', 'Node', 'setTimeout', 'clearTimeout'].map((name) => [name, 'readonly']),
+      ),
+    },
+  },
+  {
     files: ['test/**/*.ts'],
     rules: { '@typescript-eslint/no-explicit-any': 'off' },
   },

@@ -8,7 +8,8 @@
 # stderr; command output goes to log files under $LOG_DIR. Exits non-zero, naming the
 # dependency, when one does not come up in time.
 #
-# Environment: SKIP_ZOOKEEPER=1 skips ZooKeeper.
+# Environment: SKIP_ZOOKEEPER=1 skips ZooKeeper; SKIP_CHROMIUM=1 skips installing Chromium
+# (the browser test of the dashboard needs /usr/bin/chromium).
 # With Docker, use docker-compose.yml instead.
 set -euo pipefail
 
@@ -263,8 +264,27 @@ up_zookeeper() {
     "$joined" "$HOST" "$(zk_health)" "$java_ver"
 }
 
+# ---------------------------------------------------------------------------------------
+# Chromium, for the dashboard's browser test (not a service: only installed)
+# ---------------------------------------------------------------------------------------
+up_chromium() {
+  if [ "${SKIP_CHROMIUM:-}" = 1 ]; then
+    printf 'Chromium: skipped (SKIP_CHROMIUM=1); the dashboard browser test will be skipped\n'
+    return
+  fi
+  if [ -x /usr/bin/chromium ]; then
+    printf 'Chromium: already installed (%s)\n' "$(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+    return
+  fi
+  note "Chromium: /usr/bin/chromium missing; installing Debian's chromium package"
+  apt_install chromium || die "Chromium: installing the chromium package failed (log: $LOG_DIR/apt.log)"
+  [ -x /usr/bin/chromium ] || die "Chromium: the chromium package installed no /usr/bin/chromium"
+  printf 'Chromium: installed (%s)\n' "$(/usr/bin/chromium --version 2>/dev/null | head -n 1)"
+}
+
 up_postgres
 up_redis
 up_rabbitmq
 up_zookeeper
+up_chromium
 printf 'infra-up: all dependencies are up (logs in %s)\n' "$LOG_DIR"

@@ -8,6 +8,7 @@ import { v7 as uuidv7 } from 'uuid';
 import {
   type Delivery,
   type Message,
+  type MessageEvent,
   MessageService,
   type MessageStore,
   type NewMessage,
@@ -691,6 +692,101 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       for (const [i, { before, applies }] of cases.entries()) {
         assert.deepEqual(await store.findById(before.id), applies ? results[i] : before, `change ${i}`);
       }
+    });
+
+    /** A history event of `messageId` at `at`, every other field set so that all of them round-trip. */
+    function event(messageId: string, at: Date, overrides: Partial<MessageEvent> = {}): MessageEvent {
+      return {
+        messageId,
+        at,
+        type: 'delivery',
+        actor: 'rms',
+        app: 'orders',
+        group: 'inventory',
+        attempt: 2,
+        transport: 'redis',
+        outcome: 'published',
+        durationMs: 12,
+        reason: 'rabbitmq: connection refused',
+        nextAttemptAt: new Date(at.getTime() + 5000),
+        ...overrides,
+      };
+    }
+
+    test('history: appended events come back oldest first, every field round-tripping, only the asked message’s, at most the limit', async () => {
+      const { message } = await store.insert(newMessage());
+      const { message: other } = await store.insert(newMessage());
+      const t0 = tick();
+      const prepared = event(message.id, t0, { type: 'prepared', actor: 'producer', group: null, attempt: null, transport: null, outcome: null, durationMs: null, reason: null, nextAttemptAt: null });
+      const delivery = event(message.id, new Date(t0.getTime() + 20));
+      const failure = event(message.id, new Date(t0.getTime() + 40), { type: 'consumer-failure', actor: 'consumer', app: 'inventory', reason: 'TypeError: sku missing ✓' });
+      // Appended out of order and in two calls, with another message's event between.
+      await store.appendEvents([failure, event(other.id, t0)]);
+      await store.appendEvents([prepared, delivery]);
+      assert.deepEqual(await store.history(message.id, 100), [prepared, delivery, failure]);
+      assert.deepEqual(await store.history(message.id, 2), [prepared, delivery]);
+      assert.deepEqual(await store.history(other.id, 100), [event(other.id, t0)]);
+      assert.deepEqual(await store.history(uuidv7(), 100), []);
+      await store.appendEvents([]);
+    });
+
+    test('history is pruned with its message by deleteFinished, and kept for messages that stay', async () => {
+      const topic = `history-retention.${Date.now()}`;
+      const old = new Date('2000-01-01T00:00:00Z');
+      const { message: gone } = await store.insert(newMessage({ topic }));
+      const { message: kept } = await store.insert(newMessage({ topic }));
+      await store.transition({ id: gone.id, from: { status: 'PENDING', deadReason: null }, to: 'CANCELLED', deadReason: null, at: old, set: {} });
+      await store.appendEvents([event(gone.id, old, { type: 'cancelled' }), event(kept.id, old, { type: 'prepared' })]);
+      let deleted = 0;
+      while ((await store.deleteFinished(new Date('2001-01-01T00:00:00Z'), 100)) > 0) deleted++;
+      assert.ok(deleted >= 1);
+      assert.deepEqual(await store.history(gone.id, 100), []);
+      assert.equal((await store.history(kept.id, 100)).length, 1);
+    });
+
+    test('list filters by producer, by the producer’s key and by a creation time range, combined with paging', async () => {
+      const topic = `search.${Date.now()}`;
+      const inserted: Message[] = [];
+      for (let i = 0; i < 6; i++) {
+        const producer = i % 2 === 0 ? 'orders' : 'billing';
+        inserted.push((await store.insert(newMessage({ topic, producer, producerMessageId: `order-${i}` }))).message);
+      }
+      const ids = (page: { messages: Message[] }) => page.messages.map((m) => m.id);
+      const newestFirst = (messages: Message[]) => [...messages].reverse().map((m) => m.id);
+      const billing = inserted.filter((m) => m.producer === 'billing');
+      assert.deepEqual(ids(await store.list({ topic, producer: 'billing', limit: 10 })), newestFirst(billing));
+      assert.deepEqual(ids(await store.list({ producerMessageId: 'order-3', limit: 10 })).filter((id) => inserted.some((m) => m.id === id)), [inserted[3]?.id]);
+      assert.deepEqual(ids(await store.list({ producerMessageId: 'order-3', producer: 'orders', topic, limit: 10 })), []);
+      const from = inserted[1]?.createdAt as Date;
+      const before = inserted[4]?.createdAt as Date;
+      assert.deepEqual(ids(await store.list({ topic, createdFrom: from, createdBefore: before, limit: 10 })), newestFirst(inserted.slice(1, 4)), 'from inclusive, to exclusive');
+      const first = await store.list({ topic, createdFrom: from, limit: 2 });
+      assert.ok(first.next);
+      const second = await store.list({ topic, createdFrom: from, limit: 2, after: first.next });
+      assert.deepEqual([...ids(first), ...ids(second)], newestFirst(inserted.slice(1)).slice(0, 4));
+    });
+
+    test('countByStatusAndTopic counts every (status, topic) pair; oldestWaiting lists PENDING and SENDING messages created longest ago', async () => {
+      const topic = `stats.${Date.now()}`;
+      const longAgo = (year: number) => new Date(`${year}-01-01T00:00:00Z`);
+      const pendingOld = (await store.insert(newMessage({ topic, createdAt: longAgo(1990) }))).message;
+      const sendingOld = (await store.insert(newMessage({ topic, createdAt: longAgo(1991) }))).message;
+      const cancelledOlder = (await store.insert(newMessage({ topic, createdAt: longAgo(1989) }))).message;
+      await store.insert(newMessage({ topic }));
+      const pending = { status: 'PENDING' as const, deadReason: null };
+      const far = new Date('2100-01-01T00:00:00Z'); // never due: the claim tests must not see these
+      await store.transition({ id: sendingOld.id, from: pending, to: 'SENDING', deadReason: null, at: tick(), set: { nextAttemptAt: far } });
+      await store.transition({ id: pendingOld.id, from: pending, to: 'PENDING', deadReason: null, at: tick(), set: { nextAttemptAt: far } });
+      await store.transition({ id: cancelledOlder.id, from: pending, to: 'CANCELLED', deadReason: null, at: tick(), set: {} });
+
+      const counts = (await store.countByStatusAndTopic()).filter((count) => count.topic === topic);
+      const byStatus = Object.fromEntries(counts.map((count) => [count.status, count.count]));
+      assert.deepEqual(byStatus, { PENDING: 2, SENDING: 1, CANCELLED: 1 });
+      assert.deepEqual((await store.oldestWaiting(2)).map((m) => m.id), [pendingOld.id, sendingOld.id]);
+
+      // Settle them, so that no later test finds them waiting.
+      await store.transition({ id: pendingOld.id, from: pending, to: 'CANCELLED', deadReason: null, at: tick(), set: {} });
+      await store.transition({ id: sendingOld.id, from: { status: 'SENDING', deadReason: null }, to: 'COMPLETED', deadReason: null, at: tick(), set: {} });
     });
   });
 }

@@ -58,6 +58,12 @@ const path = fc.oneof(
   fc.constant('/v1/messages/batch'),
   fc.constant('/v1/confirms'),
   fc.constant('/v1/acks'),
+  fc.constant('/v1/nacks'),
+  fc.constant('/v1/resends'),
+  fc.constant('/v1/stats'),
+  fc.constant('/v1/degrade'),
+  fc.constantFrom('/dashboard', '/dashboard/', '/dashboard/app.js', '/dashboard/style.css'),
+  segment.map((file) => `/dashboard/${file}`),
   segment.map((id) => `/v1/messages/${id}`),
   { weight: 4, arbitrary: fc.tuple(segment, fc.constantFrom('confirm', 'ack', 'heartbeat', 'resend', 'history', 'nack', '')).map(([id, verb]) => `/v1/messages/${id}/${verb}`) },
   segment.map((topic) => `/v1/topics/${topic}/resend`),
@@ -70,9 +76,9 @@ const query = fc.oneof(
   fc
     .array(
       fc.tuple(
-        fc.constantFrom('status', 'topic', 'limit', 'cursor', 'messageId', 'x', ''),
+        fc.constantFrom('status', 'topic', 'limit', 'cursor', 'messageId', 'producer', 'from', 'to', 'x', ''),
         fc.oneof(
-          fc.constantFrom('DEAD', 'PENDING', '0', '-1', '501', '1e3', 'NaN', '%ZZ', ''),
+          fc.constantFrom('DEAD', 'PENDING', '0', '-1', '501', '1e3', 'NaN', '%ZZ', '', '2026-01-01T00:00:00Z', '0000-01-01T00:00:00Z', '9999-12-31T23:59:59.999%2B14:00', '2026-02-30T00:00:00Z'),
           fc.string({ maxLength: 30 }).map(encodeURIComponent),
           fc.base64String({ maxLength: 80 }),
           fc.jsonValue({ maxDepth: 2 }).map((value) => Buffer.from(JSON.stringify(value) ?? '').toString('base64url')),
@@ -102,6 +108,32 @@ const bodyText = fc.oneof(
   fc.array(prepareLike, { maxLength: 5 }).map((messages) => JSON.stringify({ messages })),
   fc.array(fc.oneof(fc.uuid(), fc.string({ maxLength: 40 }), fc.integer()), { maxLength: 5 }).map((ids) => JSON.stringify({ ids })),
   fc.record({ extendMs: fc.oneof(fc.integer(), fc.double(), fc.string()), limit: fc.oneof(fc.integer(), fc.string()) }, { requiredKeys: [] }).map((body) => JSON.stringify(body)),
+  // nack, batch nack, bulk resend and degrade bodies, each field possibly wrong.
+  fc
+    .record(
+      {
+        reason: fc.oneof(fc.string({ unit: 'binary', maxLength: 30 }), fc.string({ minLength: 990, maxLength: 1010 }), fc.jsonValue({ maxDepth: 1 })),
+        retryAfterMs: fc.oneof(fc.integer(), fc.double(), fc.string()),
+        attempt: fc.oneof(fc.integer(), fc.double(), fc.constant(null)),
+      },
+      { requiredKeys: [] },
+    )
+    .chain((nack) => fc.oneof(fc.constant(nack), fc.array(fc.record({ id: fc.oneof(fc.uuid(), fc.string({ maxLength: 10 })) }).map((item) => ({ ...item, ...nack })), { maxLength: 3 }).map((nacks) => ({ nacks }))))
+    .map((body) => JSON.stringify(body)),
+  fc
+    .record(
+      {
+        filter: fc.oneof(
+          fc.record({ topic: topicLike, producer: fc.string({ maxLength: 10 }), messageId: fc.string({ maxLength: 10 }), from: fc.constantFrom('2026-01-01T00:00:00Z', 'noon', '0000-01-01T00:00:00Z'), to: fc.string() }, { requiredKeys: [] }),
+          fc.jsonValue({ maxDepth: 1 }),
+        ),
+        dryRun: fc.oneof(fc.constant(true), fc.jsonValue({ maxDepth: 0 })),
+        limit: fc.oneof(fc.integer(), fc.string()),
+      },
+      { requiredKeys: [] },
+    )
+    .map((body) => JSON.stringify(body)),
+  fc.record({ mode: fc.constantFrom('auto', 'off', 'sideways', ''), reason: fc.oneof(fc.string({ maxLength: 20 }), fc.integer()) }, { requiredKeys: [] }).map((body) => JSON.stringify(body)),
   fc.jsonValue({ maxDepth: 3 }).map((value) => JSON.stringify(value) ?? 'null'),
   fc.integer({ min: 1, max: 200_000 }).map((depth) => `{"topic":"fuzz.deep","payload":${'['.repeat(depth)}${']'.repeat(depth)}}`),
   fc.string({ unit: 'binary', maxLength: 200 }),

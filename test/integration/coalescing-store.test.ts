@@ -64,6 +64,10 @@ function spyOn(inner: MessageStore) {
     list: (query) => inner.list(query),
     claimDue: (query) => inner.claimDue(query),
     deleteFinished: (before, limit) => inner.deleteFinished(before, limit),
+    appendEvents: (events) => inner.appendEvents(events),
+    history: (id, limit) => inner.history(id, limit),
+    countByStatusAndTopic: () => inner.countByStatusAndTopic(),
+    oldestWaiting: (limit) => inner.oldestWaiting(limit),
   };
   return { store, calls, moved };
 }

@@ -46,6 +46,8 @@ describe('malformed percent-escapes in paths are 400s (defect 1)', () => {
     ['inventory', 'POST', (bad) => `/v1/messages/${bad}/heartbeat`],
     ['ops', 'POST', (bad) => `/v1/messages/${bad}/resend`],
     ['ops', 'POST', (bad) => `/v1/topics/${bad}/resend`],
+    ['inventory', 'POST', (bad) => `/v1/messages/${bad}/nack`],
+    ['ops', 'GET', (bad) => `/v1/messages/${bad}/history`],
   ];
   for (const bad of ['%ZZ', '%', '%C0%AF', '%FF%FE']) {
     test(`"${bad}" on every route with an id or a topic`, async () => {
@@ -186,6 +188,14 @@ describe('consumers learn a status, never a payload (defect 7)', () => {
     assert.deepEqual(rest, { id, status: 'COMPLETED', nextAttemptAt: null });
     assert.deepEqual(deliveries.map((delivery: { group: string; status: string }) => [delivery.group, delivery.status]), [['default', 'ACKED']]);
     assert.equal(JSON.stringify(ack.body).includes('s3cret'), false);
+  });
+
+  test('nack answers the id, the statuses and next due times only', async () => {
+    const id = await sending();
+    const nack = await rms.call('inventory', 'POST', `/v1/messages/${id}/nack`, { reason: 'failed', attempt: 1 });
+    assert.equal(nack.status, 200, JSON.stringify(nack.body));
+    assert.deepEqual(Object.keys(nack.body).sort(), ['deliveries', 'id', 'nextAttemptAt', 'status']);
+    assert.equal(JSON.stringify(nack.body).includes('s3cret'), false);
   });
 
   test('heartbeat extendMs is bounded by RMS_MAX_HEARTBEAT_EXTEND_MS', async () => {

@@ -1,16 +1,19 @@
 /**
  * The `rms-admin` command line, run as a child process exactly as an SRE runs it
  * (`npm run rms-admin -- …`), against the real ZooKeeper. Every test uses its own root
- * `/rms-test-<uuid>` (passed with `--root`) and deletes it afterwards.
+ * `/rms-test-<uuid>` (passed with `--root`) and deletes it afterwards. The `messages` and
+ * `stats` commands run against a real RMS started in this process.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { after, before, test, type TestContext } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import zookeeper, { type Client } from 'node-zookeeper-client';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { QueueWatcher } from '../support/rabbitmq.js';
+import { TEST_APPS, startTestServer, type TestServer } from '../support/rms-server.js';
 
 /** The ZooKeeper the tests use. @defaultValue 127.0.0.1:2181 */
 const ZK = process.env['TEST_ZK_CONNECT'] ?? '127.0.0.1:2181';
@@ -237,4 +240,101 @@ test('a ZooKeeper that accepts the connection but never answers exits 1 at --tim
   assert.ok(run.ms < 5000, `exited after ${run.ms} ms`);
   proxy.restore();
   assert.equal(await readNode(`${root}/degrade`), null, 'nothing was written');
+});
+
+test('--version prints the version and exits 0; --help lists the messages and stats commands', async () => {
+  const run = await rmsAdmin(['--version']);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /^rms-admin \d+\.\d+\.\d+\n$/);
+  const help = await rmsAdmin(['--help']);
+  for (const command of ['messages list', 'messages show', 'messages history', 'messages resend', 'stats']) assert.match(help.stdout, new RegExp(command));
+});
+
+describe('rms-admin messages and stats, against a real RMS', { timeout: 60_000 }, () => {
+  let rms: TestServer;
+  let watcher: QueueWatcher;
+  const topic = `rms-admin.${randomUUID().slice(0, 8)}`;
+  const key = `order-${randomUUID().slice(0, 8)}`;
+  let deadId: string;
+  const asAdmin = (args: string[], env: Record<string, string> = {}) => rmsAdmin([...args, '--url', rms.baseUrl], { RMS_ADMIN_TOKEN: TEST_APPS.ops.token, ...env });
+
+  before(async () => {
+    rms = await startTestServer({ env: { RMS_RETRY_MAX: '1', RMS_ACK_TIMEOUT_MS: '60000', RMS_CHECK_DELAY_MS: '3600000' } });
+    watcher = await QueueWatcher.open();
+    // Confirmed, then failed by the consumer on its only round: DEAD at once.
+    const prepared = await rms.call('orders', 'POST', '/v1/messages', { topic, payload: { sku: 'A-1' }, messageId: key });
+    deadId = prepared.body.id;
+    await rms.call('orders', 'POST', `/v1/messages/${deadId}/confirm`);
+    const nack = await rms.call('inventory', 'POST', `/v1/messages/${deadId}/nack`, { reason: 'KeyError: warehouse', attempt: 1 });
+    assert.equal(nack.body.status, 'DEAD');
+  });
+  after(async () => {
+    await rms?.stop();
+    await watcher?.deleteQueues([topic]);
+    await watcher?.close();
+  });
+
+  test('messages list finds the message by the producer’s key; --json prints the page', async () => {
+    const run = await asAdmin(['messages', 'list', '--message-id', key, '--status', 'dead']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`${deadId}  DEAD\\(DELIVERY_EXHAUSTED\\)  ${topic.replaceAll('.', '\\.')}  orders  ${key}  consumer inventory: KeyError: warehouse`));
+    const json = await asAdmin(['messages', 'list', '--topic', topic, '--json']);
+    assert.deepEqual(JSON.parse(json.stdout).messages.map((m: { id: string }) => m.id), [deadId]);
+  });
+
+  test('messages show and history say why it died', async () => {
+    const show = await asAdmin(['messages', 'show', deadId]);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /status:\s+DEAD \(DELIVERY_EXHAUSTED\)/);
+    assert.match(show.stdout, /payload:\s+\{"sku":"A-1"\}/);
+    const history = await asAdmin(['messages', 'history', deadId]);
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(history.stdout, /consumer-failure\s+consumer inventory\s{2}attempt 1\s{2}reason: KeyError: warehouse/);
+    assert.match(history.stdout, /dead\s+consumer inventory\s{2}attempt 1\s{2}DELIVERY_EXHAUSTED/);
+    const json = JSON.parse((await asAdmin(['messages', 'history', deadId, '--json'])).stdout);
+    assert.deepEqual(json.events.map((e: { type: string }) => e.type), ['prepared', 'confirmed', 'delivery', 'consumer-failure', 'dead']);
+  });
+
+  test('stats prints counts by status and topic; --json prints the document', async () => {
+    const run = await asAdmin(['stats']);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, new RegExp(`${topic.replaceAll('.', '\\.')}: DEAD 1`));
+    assert.match(run.stdout, /transport: rabbitmq/);
+    assert.equal(JSON.parse((await asAdmin(['stats', '--json'])).stdout).totals.DEAD >= 1, true);
+  });
+
+  test('messages resend --dead --dry-run counts without resending; messages resend <id> resends it', async () => {
+    const dry = await asAdmin(['messages', 'resend', '--dead', '--topic', topic, '--dry-run']);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /dry run: 1 DEAD message\(s\) match, 1 can be resent/);
+    assert.equal((await rms.call('ops', 'GET', `/v1/messages/${deadId}`)).body.status, 'DEAD');
+    const resend = await asAdmin(['messages', 'resend', deadId]);
+    assert.equal(resend.code, 0, resend.stderr);
+    assert.match(resend.stdout, new RegExp(`resent ${deadId}: SENDING`));
+    const again = await asAdmin(['messages', 'resend', deadId]);
+    assert.equal(again.code, 0, 'a repeated resend of a message already on its way succeeds');
+  });
+
+  test('failures: a token that is not an admin’s, an unknown id, a missing token and a bad filter', async () => {
+    const notAdmin = await asAdmin(['stats'], { RMS_ADMIN_TOKEN: TEST_APPS.orders.token });
+    assert.equal(notAdmin.code, 1);
+    assert.match(notAdmin.stderr, /lacks the admin role \(FORBIDDEN, HTTP 403\)/);
+    const unknown = await asAdmin(['messages', 'show', randomUUID()]);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /NOT_FOUND, HTTP 404/);
+    const badId = await asAdmin(['messages', 'history', 'nope']);
+    assert.equal(badId.code, 1);
+    assert.match(badId.stderr, /must be a UUID/);
+    const noToken = await rmsAdmin(['stats', '--url', rms.baseUrl]);
+    assert.equal(noToken.code, 2);
+    assert.match(noToken.stderr, /RMS_ADMIN_TOKEN/);
+    for (const args of [['messages'], ['messages', 'show'], ['messages', 'list', '--status', 'LOST'], ['messages', 'list', '--from', 'yesterday'], ['messages', 'resend', '--dead', '--status', 'DEAD'], ['stats', 'extra']]) {
+      const run = await asAdmin(args);
+      assert.equal(run.code, 2, `rms-admin ${args.join(' ')}: ${run.stderr}`);
+      assert.match(run.stderr, /Usage: rms-admin/);
+    }
+    const unreachable = await rmsAdmin(['stats', '--url', 'http://127.0.0.1:1', '--timeout', '1000'], { RMS_ADMIN_TOKEN: TEST_APPS.ops.token });
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, /unreachable/);
+  });
 });

@@ -23,7 +23,16 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const newTopic = (name: string) => `sdk-consumer.${name}.${randomUUID().slice(0, 8)}`;
 
 // Topics whose messages must not be redelivered while a test runs: a long ack deadline.
-const patient = { bulk: newTopic('bulk'), close: newTopic('close'), cut: newTopic('cut'), cancel: newTopic('cancel'), dup: newTopic('dup'), bad: newTopic('bad') };
+const patient = {
+  bulk: newTopic('bulk'),
+  close: newTopic('close'),
+  cut: newTopic('cut'),
+  cancel: newTopic('cancel'),
+  dup: newTopic('dup'),
+  bad: newTopic('bad'),
+  nack: newTopic('nack'),
+  pause: newTopic('pause'),
+};
 
 const ENV = {
   RMS_POLL_INTERVAL_MS: '20',
@@ -166,13 +175,18 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
     assert.equal(seen.get(bare.body.id), undefined);
   });
 
-  test('a failing handler: the delivery is not requeued; RMS redelivers after its ack deadline with the next attempt, and it completes', async () => {
+  test('a failing handler: the failure is reported to RMS (a nack), which redelivers at once with the next attempt, not a broker requeue; it completes', async () => {
     const t = topic('retry');
     const seen: { attempt: number; at: number }[] = [];
-    const subscription = await consume(t, async (delivery) => {
-      seen.push({ attempt: delivery.attempt, at: Date.now() });
-      if (delivery.attempt < 3) throw new Error(`attempt ${delivery.attempt} fails on purpose`);
-    });
+    const logger = recordingLogger();
+    const subscription = await consume(
+      t,
+      async (delivery) => {
+        seen.push({ attempt: delivery.attempt, at: Date.now() });
+        if (delivery.attempt < 3) throw new Error(`attempt ${delivery.attempt} fails on purpose`);
+      },
+      { logger },
+    );
     const id = await produce(t);
     await completed(id);
     await sleep(2 * ACK_TIMEOUT_MS); // nothing else may arrive
@@ -181,14 +195,66 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
       [1, 2, 3],
       'each delivery came from RMS (attempt counts up), none from a broker requeue (same attempt again)',
     );
-    for (let i = 1; i < seen.length; i++) {
-      const gap = seen[i]!.at - seen[i - 1]!.at;
-      assert.ok(gap >= ACK_TIMEOUT_MS - 50, `attempt ${seen[i]!.attempt} came ${gap} ms after the previous one, not after the ack deadline`);
-    }
     assert.deepEqual(
       { handled: subscription.stats().handled, failed: subscription.stats().failed, acked: subscription.stats().acked },
       { handled: 1, failed: 2, acked: 1 },
     );
+    const history = await rms.call('ops', 'GET', `/v1/messages/${id}/history`);
+    const failures = history.body.events.filter((e: { type: string }) => e.type === 'consumer-failure');
+    assert.deepEqual(
+      failures.map((e: { app: string; attempt: number; reason: string }) => [e.app, e.attempt, e.reason]),
+      [
+        ['inventory', 1, 'Error: attempt 1 fails on purpose'],
+        ['inventory', 2, 'Error: attempt 2 fails on purpose'],
+      ],
+      'RMS holds each failure with the error message',
+    );
+    assert.equal(logger.lines.filter((line) => line.level === 'warn' && line.msg.startsWith('handler failed')).length, 2, 'each failure is logged');
+  });
+
+  test('a failure is reported at once: on a topic with a 30 s ack deadline the next delivery still comes within a moment; without a logger, it is logged to stderr', async (t: TestContext) => {
+    const written: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    t.mock.method(process.stderr, 'write', (chunk: string | Uint8Array, ...rest: never[]) => {
+      if (String(chunk).includes('handler failed')) return written.push(String(chunk)) > 0;
+      return write(chunk, ...rest);
+    });
+    const seen: number[] = [];
+    await consume(patient.nack, async (delivery) => {
+      seen.push(delivery.attempt);
+      if (delivery.attempt === 1) throw new TypeError('x'.repeat(5000));
+    });
+    const id = await produce(patient.nack);
+    await completed(id, 5000);
+    assert.deepEqual(seen, [1, 2]);
+    assert.equal(written.length, 1, 'the default logger is not silent about a failing handler');
+    const line = JSON.parse(written[0] as string);
+    assert.deepEqual([line.level, line.id, line.attempt, line.err.name], ['warn', id, 1, 'TypeError']);
+    const { body } = await rms.call('ops', 'GET', `/v1/messages/${id}/history`);
+    const failure = body.events.find((e: { type: string }) => e.type === 'consumer-failure');
+    assert.equal(failure.reason.length, 1000, 'a long error message is cut to what RMS takes');
+    assert.ok(failure.reason.startsWith('TypeError: xxx') && failure.reason.endsWith('…'));
+  });
+
+  test('a handler error carrying retryAfterMs asks RMS to wait that long before the next delivery', async () => {
+    const seen: number[] = [];
+    await consume(
+      patient.pause,
+      async (delivery) => {
+        seen.push(delivery.attempt);
+        throw Object.assign(new Error('rate limited downstream'), { retryAfterMs: 60_000 });
+      },
+      { logger: recordingLogger() },
+    );
+    const id = await produce(patient.pause);
+    const failed = await waitUntil(async () => {
+      const m = (await rms.call('ops', 'GET', `/v1/messages/${id}`)).body;
+      return m.lastError ? m : null;
+    }, 'the failure reached RMS');
+    assert.equal(failed.lastError, 'consumer inventory: Error: rate limited downstream');
+    const due = Date.parse(failed.nextAttemptAt) - Date.parse(failed.updatedAt);
+    assert.ok(due >= 59_000 && due <= 61_000, `next delivery about 60 s later, got ${due} ms`);
+    assert.deepEqual(seen, [1]);
   });
 
   test('a slow handler that sends heartbeats is not redelivered while it runs', async () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
+import { afterConsumerFailure, afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const at = (ms: number) => new Date(now.getTime() + ms);
@@ -55,5 +55,28 @@ describe('check-back schedule', () => {
     assert.deepEqual(afterUnansweredCheck(CHECKS, 1, now), { kind: 'retry', at: at(30_000) });
     assert.deepEqual(afterUnansweredCheck(CHECKS, 14, now), { kind: 'retry', at: at(30_000) });
     assert.deepEqual(afterUnansweredCheck(CHECKS, 15, now), { kind: 'exhausted' });
+  });
+});
+
+describe('after a consumer reports a failed handling (nack)', () => {
+  test('the next round is due at once, not at the ack deadline', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 1, undefined, undefined, now), { kind: 'retry', at: now, rounds: 1 });
+  });
+
+  test('a consumer asking for a pause gets the next round retryAfterMs later', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 3, 3, 5000, now), { kind: 'retry', at: at(5000), rounds: 3 });
+  });
+
+  test('the failed round counts: after the last allowed round the message is out of rounds at once', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 50, undefined, undefined, now), { kind: 'exhausted', rounds: 50 });
+    assert.deepEqual(afterConsumerFailure({ ...DELIVERY, retryMax: 2 }, 2, 2, 60_000, now), { kind: 'exhausted', rounds: 2 });
+    assert.equal(afterConsumerFailure({ ...DELIVERY, retryMax: 2 }, 1, 1, undefined, now).kind, 'retry');
+  });
+
+  test('a round failed before RMS recorded it counts, but a consumer cannot count rounds never made', () => {
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 0, 1, undefined, now), { kind: 'retry', at: now, rounds: 1 });
+    assert.deepEqual(afterConsumerFailure({ ...DELIVERY, retryMax: 1 }, 0, 1, undefined, now), { kind: 'exhausted', rounds: 1 });
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 2, 40, undefined, now), { kind: 'retry', at: now, rounds: 3 });
+    assert.deepEqual(afterConsumerFailure(DELIVERY, 4, 1, undefined, now), { kind: 'retry', at: now, rounds: 4 }, 'a late report of an old round spends nothing more');
   });
 });

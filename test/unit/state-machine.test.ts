@@ -141,6 +141,8 @@ const DELIVERY_COMMANDS: Record<string, DeliveryCommand> = {
   resend: { type: 'resend', dueAt: T1 },
   'round recorded': { type: 'delivery-recorded', afterAttempts: 1, record },
   'rounds exhausted': { type: 'delivery-exhausted', afterAttempts: 1 },
+  'consumer failure (nack)': { type: 'nack', attempts: 1, retryAt: T0, lastError: 'consumer inventory: boom' },
+  'consumer failure on the last round': { type: 'nack', attempts: 1, retryAt: null, lastError: 'consumer inventory: boom' },
 };
 
 // One group's delivery under every command, the other group's delivery still SENDING:
@@ -151,6 +153,8 @@ const DELIVERY_TABLE: Record<string, Record<Delivery['status'], string>> = {
   resend:             { SENDING: '=', ACKED: '409', DEAD: '→SENDING/SENDING' },
   'round recorded':   { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
   'rounds exhausted': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
+  'consumer failure (nack)': { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
+  'consumer failure on the last round': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
 };
 
 describe('state machine: one group\'s delivery under every command', () => {
@@ -168,6 +172,16 @@ describe('state machine: one group\'s delivery under every command', () => {
 });
 
 describe('state machine: a message over its groups\' deliveries', () => {
+  test('a nack brings the group\'s next round forward, counts the round and keeps the reason; the message is due then', () => {
+    const read = message('SENDING', [delivery('inventory', 'SENDING', 0, T2), delivery('loyalty', 'SENDING', 1, T2)], { nextAttemptAt: T2 });
+    const decision = decideDeliveries(read, [{ group: 'inventory', command: { type: 'nack', attempts: 1, retryAt: T0, lastError: 'consumer inventory: boom' } }], T0, 'default');
+    assert.equal(decision.outcome, 'transition');
+    if (decision.outcome !== 'transition') return;
+    assert.deepEqual(decision.set.deliveries?.[0], { ...delivery('inventory', 'SENDING', 1, T0), lastError: 'consumer inventory: boom' });
+    assert.equal(decision.set.nextAttemptAt?.getTime(), T0.getTime(), 'the message is due when the nacked delivery is');
+    assert.equal(decision.set.lastError, 'consumer inventory: boom');
+  });
+
   test('the message completes only when the last group acks', () => {
     const read = message('SENDING', [delivery('inventory', 'ACKED'), delivery('loyalty', 'SENDING')]);
     const decision = decideDeliveries(read, [{ group: 'loyalty', command: { type: 'ack' } }], T2, 'default');

@@ -1,79 +1,83 @@
 #!/usr/bin/env node
 /**
- * rms-admin: the SRE's command line for RMS. Today it reads and forces the degrade switch
- * (DESIGN §7) through the same compare-and-set writes the services use, so a person and
- * the automation never overwrite each other. See docs/operations.md.
+ * rms-admin: the SRE's command line for RMS. `degrade` reads and forces the degrade switch
+ * in ZooKeeper (DESIGN §7); `messages` and `stats` use RMS's admin API with an admin token.
+ * See docs/operations.md.
  *
- * Exit status: 0 done, 1 ZooKeeper could not be reached within the timeout (or refused
- * the change), 2 usage error.
+ * Exit status: 0 done, 1 RMS or ZooKeeper could not be reached within the timeout (or
+ * refused the request), 2 usage error.
  */
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { DegradeSwitchError, isDegraded, type DegradeMode, type DegradeState } from '../degrade/degrade-switch.js';
-import { ZooKeeperDegradeSwitch } from '../degrade/zookeeper-degrade-switch.js';
+import { SDK_VERSION } from '../sdk-version.js';
+import { type ApiCommand, parseMessages, runApiCommand } from './admin-api-commands.js';
+import { type CliOutput, EXIT, UsageError } from './cli-outcome.js';
+import { type DegradeInvocation, parseDegrade, runDegrade } from './degrade-command.js';
 
 const USAGE = `Usage: rms-admin degrade <command> [options]
+       rms-admin messages <command> [options]
+       rms-admin stats [options]
 
-Commands:
+Degrade switch (ZooKeeper):
   degrade status                  show the degrade flag
   degrade on   --reason "<why>"   force the Redis fallback on (mode "on")
   degrade off  --reason "<why>"   forbid the fallback (mode "off")
   degrade auto [--reason "<why>"] hand the decision back to automation (mode "auto")
 
+Messages (RMS admin API; the admin token comes from $RMS_ADMIN_TOKEN or --token-file):
+  messages list [filters] [--limit N] [--cursor C]   newest first, one page
+  messages show <id>                                 one message, with payload and headers
+  messages history <id>                              what happened to it, oldest first
+  messages resend <id>                               deliver a DEAD message again
+  messages resend --dead [filters] [--dry-run]       resend every DEAD message matching the filters
+  stats                                              counts by status and topic, oldest waiting,
+                                                     transport and degrade state
+
+Filters: --status S  --topic T  --producer APP  --message-id KEY (the producer's key)
+         --from ISO  --to ISO (creation time; from inclusive, to exclusive)
+
 Options:
-  --reason <text>   why you change it (required for on and off)
-  --zk <connect>    ZooKeeper connection string [env ZK_CONNECT, or 127.0.0.1:2181]
-  --root <path>     RMS root node; the flag is <root>/degrade [env RMS_ZK_ROOT, or /rms]
-  --by <name>       who changes it [$USER@hostname]
-  --timeout <ms>    how long to wait for ZooKeeper [3000]
-  --json            print JSON instead of text
-  -h, --help        show this help
+  --reason <text>     why you change the degrade switch (required for on and off)
+  --zk <connect>      ZooKeeper connection string [env ZK_CONNECT, or 127.0.0.1:2181]
+  --root <path>       RMS root node; the flag is <root>/degrade [env RMS_ZK_ROOT, or /rms]
+  --by <name>         who changes the degrade switch [$USER@hostname]
+  --url <url>         RMS's base URL [env RMS_URL, or http://127.0.0.1:8080]
+  --token-file <path> a file holding the admin token [env RMS_ADMIN_TOKEN]
+  --timeout <ms>      how long to wait for ZooKeeper or RMS [3000]
+  --json              print JSON instead of text
+  -h, --help          show this help
+  --version           print the version
 
-Exit status: 0 done; 1 ZooKeeper unreachable within the timeout, or the change failed;
-2 usage error.`;
-
-const EXIT_OK = 0;
-const EXIT_UNAVAILABLE = 1;
-const EXIT_USAGE = 2;
+Exit status: 0 done; 1 RMS or ZooKeeper unreachable within the timeout, or the request
+failed; 2 usage error.`;
 
 const DEFAULT_TIMEOUT_MS = 3000;
 
-const MODE_TEXT: Record<DegradeMode, string> = {
-  auto: 'auto (automation decides)',
-  on: 'on (forced on by an SRE)',
-  off: 'off (forced off by an SRE)',
+const output: CliOutput = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
 };
 
-type Command = 'status' | DegradeMode;
-const COMMANDS: readonly Command[] = ['status', 'on', 'off', 'auto'];
+type Invocation = 'help' | 'version' | { kind: 'degrade'; degrade: DegradeInvocation } | { kind: 'api'; command: ApiCommand; url: string; token: string; timeoutMs: number; json: boolean };
 
-/** A mistake in the command line: printed with the usage, exit 2. */
-class UsageError extends Error {}
-
-interface Invocation {
-  command: Command;
-  reason: string | undefined;
-  zk: string;
-  root: string;
-  by: string;
-  timeoutMs: number;
-  json: boolean;
-}
-
-function defaultAuthor(): string {
-  let user = process.env['USER'] ?? process.env['LOGNAME'];
-  if (!user) {
+/** The admin token: from --token-file, else $RMS_ADMIN_TOKEN (never a command-line value, which `ps` and shell history would show). */
+function adminToken(tokenFile: string | undefined): string {
+  let token: string | undefined;
+  if (tokenFile !== undefined) {
     try {
-      user = os.userInfo().username;
-    } catch {
-      user = 'unknown';
+      token = readFileSync(tokenFile, 'utf8').trim();
+    } catch (error) {
+      throw new UsageError(`--token-file ${tokenFile} cannot be read: ${(error as Error).message}`);
     }
+  } else {
+    token = process.env['RMS_ADMIN_TOKEN']?.trim();
   }
-  return `${user}@${os.hostname()}`;
+  if (!token) throw new UsageError('an admin token is needed: set RMS_ADMIN_TOKEN or pass --token-file <path>');
+  return token;
 }
 
-/** @returns what to do, or `'help'`; throws {@link UsageError}. */
-function parse(argv: string[]): Invocation | 'help' {
+/** @returns what to do; throws {@link UsageError}. */
+function parse(argv: string[]): Invocation {
   let parsed;
   try {
     parsed = parseArgs({
@@ -85,9 +89,22 @@ function parse(argv: string[]): Invocation | 'help' {
         zk: { type: 'string' },
         root: { type: 'string' },
         by: { type: 'string' },
+        url: { type: 'string' },
+        'token-file': { type: 'string' },
         timeout: { type: 'string' },
+        status: { type: 'string' },
+        topic: { type: 'string' },
+        producer: { type: 'string' },
+        'message-id': { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        limit: { type: 'string' },
+        cursor: { type: 'string' },
+        dead: { type: 'boolean' },
+        'dry-run': { type: 'boolean' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', default: false },
       },
     });
   } catch (error) {
@@ -95,101 +112,39 @@ function parse(argv: string[]): Invocation | 'help' {
   }
   const { values, positionals } = parsed;
   if (values.help) return 'help';
-  const [group, command, ...extra] = positionals;
-  if (group === undefined) throw new UsageError('missing command');
-  if (group !== 'degrade') throw new UsageError(`unknown command '${group}'`);
-  if (command === undefined) throw new UsageError('missing degrade command: status, on, off or auto');
-  if (!COMMANDS.includes(command as Command)) throw new UsageError(`unknown degrade command '${command}'`);
-  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
-
-  const reason = values.reason?.trim();
-  if ((command === 'on' || command === 'off') && !reason) throw new UsageError(`'degrade ${command}' needs --reason "<why>"`);
-  if (command === 'status' && values.reason !== undefined) throw new UsageError(`'degrade status' takes no --reason`);
-
+  if (values.version) return 'version';
   const timeoutMs = values.timeout === undefined ? DEFAULT_TIMEOUT_MS : Number(values.timeout);
   if (!Number.isInteger(timeoutMs) || timeoutMs <= 0) throw new UsageError(`--timeout must be a positive number of milliseconds, got '${values.timeout}'`);
-
-  const zk = values.zk ?? process.env['ZK_CONNECT'] ?? '127.0.0.1:2181';
-  if (zk.trim() === '') throw new UsageError('--zk must not be empty');
-  const root = values.root ?? process.env['RMS_ZK_ROOT'] ?? '/rms';
-  if (!root.startsWith('/')) throw new UsageError(`--root must start with '/', got '${root}'`);
-  const by = values.by?.trim() || defaultAuthor();
-
-  return { command: command as Command, reason: reason || undefined, zk, root, by, timeoutMs, json: values.json };
-}
-
-function render(state: DegradeState, invocation: Invocation, path: string, done: string | undefined): string {
-  if (invocation.json) {
-    return JSON.stringify({
-      zk: invocation.zk,
-      path,
-      mode: state.mode,
-      degraded: state.degraded,
-      effective: isDegraded(state) ? 'degraded' : 'normal',
-      reason: state.reason,
-      changedBy: state.changedBy,
-      changedAt: state.changedAt,
-      version: state.version,
-    });
-  }
-  const lines = [
-    ...(done === undefined ? [] : [done]),
-    `degrade switch ${path} (ZooKeeper ${invocation.zk})`,
-    `  effective:  ${isDegraded(state) ? 'DEGRADED: traffic goes to Redis' : 'normal: RabbitMQ'}`,
-    `  mode:       ${MODE_TEXT[state.mode]}`,
-    `  degraded:   ${state.degraded} (automation's verdict; decides only in auto mode)`,
-    `  reason:     ${state.reason ?? '-'}`,
-    `  changed by: ${state.changedBy}`,
-    `  changed at: ${state.changedAt}`,
-    `  version:    ${state.version}`,
-  ];
-  return lines.join('\n');
+  const [group, ...rest] = positionals;
+  if (group === undefined) throw new UsageError('missing command');
+  if (group === 'degrade') return { kind: 'degrade', degrade: parseDegrade(rest, values, timeoutMs) };
+  if (group !== 'messages' && group !== 'stats') throw new UsageError(`unknown command '${group}'`);
+  const command: ApiCommand = group === 'stats' ? { kind: 'stats' } : parseMessages(rest, values);
+  if (group === 'stats' && rest.length > 0) throw new UsageError(`unexpected argument '${rest[0]}'`);
+  const url = values.url ?? process.env['RMS_URL'] ?? 'http://127.0.0.1:8080';
+  if (!/^https?:\/\/[^/]/.test(url)) throw new UsageError(`--url must be an http(s) URL, got '${url}'`);
+  return { kind: 'api', command, url, token: adminToken(values['token-file']), timeoutMs, json: values.json };
 }
 
 async function run(argv: string[]): Promise<number> {
-  let invocation: Invocation | 'help';
+  let invocation: Invocation;
   try {
     invocation = parse(argv);
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    process.stderr.write(`rms-admin: ${error.message}\n\n${USAGE}\n`);
-    return EXIT_USAGE;
+    output.err(`rms-admin: ${error.message}\n\n${USAGE}`);
+    return EXIT.USAGE;
   }
   if (invocation === 'help') {
-    process.stdout.write(`${USAGE}\n`);
-    return EXIT_OK;
+    output.out(USAGE);
+    return EXIT.OK;
   }
-
-  const degrade = new ZooKeeperDegradeSwitch({
-    connect: invocation.zk,
-    root: invocation.root,
-    connectTimeoutMs: invocation.timeoutMs,
-    requestTimeoutMs: invocation.timeoutMs,
-  });
-  try {
-    await degrade.start();
-    if (!degrade.connected) {
-      process.stderr.write(`rms-admin: cannot reach ZooKeeper at ${invocation.zk} within ${invocation.timeoutMs} ms\n`);
-      return EXIT_UNAVAILABLE;
-    }
-    let state: DegradeState;
-    let done: string | undefined;
-    if (invocation.command === 'status') {
-      state = await degrade.refresh();
-    } else {
-      const reason = invocation.reason ?? 'mode set back to auto';
-      state = await degrade.setMode(invocation.command, reason, invocation.by);
-      done = `mode set to ${invocation.command}.`;
-    }
-    process.stdout.write(`${render(state, invocation, degrade.path, done)}\n`);
-    return EXIT_OK;
-  } catch (error) {
-    if (!(error instanceof DegradeSwitchError)) throw error;
-    process.stderr.write(`rms-admin: ${error.message}\n`);
-    return EXIT_UNAVAILABLE;
-  } finally {
-    await degrade.close();
+  if (invocation === 'version') {
+    output.out(`rms-admin ${SDK_VERSION}`);
+    return EXIT.OK;
   }
+  if (invocation.kind === 'degrade') return runDegrade(invocation.degrade, output);
+  return runApiCommand(invocation.command, invocation, output);
 }
 
 let code: number;
@@ -197,7 +152,7 @@ try {
   code = await run(process.argv.slice(2));
 } catch (error) {
   process.stderr.write(`rms-admin: ${error instanceof Error ? error.message : String(error)}\n`);
-  code = EXIT_UNAVAILABLE;
+  code = EXIT.FAILED;
 }
 // A command line exits when it is done, whatever sockets the ZooKeeper client still holds.
 process.exit(code);

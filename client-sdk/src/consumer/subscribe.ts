@@ -9,9 +9,11 @@
  *    one another worker is running is acked to the broker and left to that worker;
  * 2. the handler runs, with a heartbeat to RMS pushing the ack deadline out while it does;
  * 3. on success: idempotency `complete`, a batched ack to RMS, and only then the broker ack;
- * 4. on failure: idempotency `abandon`, and the broker delivery is rejected **without
- *    requeue**. RMS, not the broker, owns redelivery: it publishes the message again once
- *    its ack deadline passes, on its own schedule, with `x-rms-attempt` counting up. That is
+ * 4. on failure: the failure is logged and reported to RMS (a nack carrying the error's
+ *    message, so the message's history and `lastError` say why), idempotency `abandon`,
+ *    and the broker delivery is rejected **without requeue**. RMS, not the broker, owns
+ *    redelivery: it publishes the message again (at once after a nack, or after the ack
+ *    deadline if the nack was lost), with `x-rms-attempt` counting up. That is
  *    why a failing handler causes no requeue storm (a requeued delivery would come straight
  *    back, again and again, as fast as the handler can fail).
  *
@@ -21,7 +23,7 @@
 import { SpanKind, inSpan } from '../tracing/spans.js';
 import type { RedisClient } from '../redis-client.js';
 import { RmsHttpClient, type RmsHttpClientOptions } from '../http/rms-http-client.js';
-import { type SdkLogger, silentLogger } from '../logger.js';
+import { type SdkLogger, stderrWarningLogger } from '../logger.js';
 import type { QueueType } from '../transport/queue-type.js';
 import { RabbitMqConsumer } from '../transport/rabbitmq-consumer.js';
 import { DEFAULT_GROUP } from '../transport/group-routing.js';
@@ -125,10 +127,33 @@ export interface SubscribeOptions {
     popBatch?: number;
   };
   /**
-   * Receives the consumer's log lines (a pino logger fits).
-   * @defaultValue a logger that drops everything
+   * Receives the consumer's log lines (a pino logger fits). Handler failures are logged
+   * as warnings.
+   * @defaultValue warnings and errors as JSON lines on stderr, nothing else
    */
   logger?: SdkLogger;
+}
+
+/** Longest failure reason sent to RMS; RMS refuses longer ones. */
+export const MAX_FAILURE_REASON_LENGTH = 1000;
+
+/**
+ * What a handler's failure is reported to RMS as: the error's name and message, cut to
+ * {@link MAX_FAILURE_REASON_LENGTH} characters.
+ */
+export function failureReason(error: unknown): string {
+  const text = error instanceof Error ? `${error.name}: ${error.message}` : `thrown: ${String(error)}`;
+  const reason = text.trim() === '' ? 'handler failed without a message' : text;
+  return reason.length <= MAX_FAILURE_REASON_LENGTH ? reason : `${reason.slice(0, MAX_FAILURE_REASON_LENGTH - 1)}…`;
+}
+
+/**
+ * How soon a handler's failure asks to be delivered again: an error with a numeric
+ * `retryAfterMs` property (0 to one day) asks for that pause; any other means at once.
+ */
+function retryAfterOf(error: unknown): number | undefined {
+  const value = (error as { retryAfterMs?: unknown } | null)?.retryAfterMs;
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 86_400_000 ? value : undefined;
 }
 
 /** What a subscription has done so far. */
@@ -162,9 +187,9 @@ export interface Subscription {
 
 /** What a {@link DeliveryProcessor} needs. */
 export interface DeliveryProcessorOptions {
-  /** RMS, for heartbeats. */
-  client: Pick<RmsHttpClient, 'heartbeat'>;
-  /** The consumer group whose delivery heartbeats extend; none lets RMS take the app's group. */
+  /** RMS, for heartbeats and failure reports. */
+  client: Pick<RmsHttpClient, 'heartbeat' | 'nack'>;
+  /** The consumer group whose delivery heartbeats extend and nacks report; none lets RMS take the app's group. */
   group?: string | undefined;
   /** Sends acks to RMS. */
   acks: Pick<AckBatcher, 'ack'>;
@@ -292,7 +317,8 @@ export class DeliveryProcessor<T = unknown> {
     } catch (error) {
       stopHeartbeat();
       this.#stats.failed += 1;
-      logger.warn({ err: error, id, attempt: delivery.attempt }, 'handler failed; RMS will redeliver the message after its ack deadline');
+      logger.warn({ err: error, id, topic: delivery.topic, attempt: delivery.attempt }, 'handler failed; reporting it to RMS, which will redeliver the message');
+      await this.#reportFailure(delivery, error);
       if (idempotency !== undefined) {
         try {
           await idempotency.abandon(id);
@@ -315,6 +341,21 @@ export class DeliveryProcessor<T = unknown> {
       }
     }
     await this.#ackToRms(delivery, settlement);
+  }
+
+  /** Tells RMS why the handler failed (a nack); if that fails too, RMS redelivers after the ack deadline anyway. */
+  async #reportFailure(delivery: Delivery<T>, error: unknown): Promise<void> {
+    try {
+      const retryAfterMs = retryAfterOf(error);
+      const { group } = this.#options;
+      await this.#options.client.nack(delivery.id, failureReason(error), {
+        attempt: delivery.attempt,
+        ...(retryAfterMs !== undefined && { retryAfterMs }),
+        ...(group !== undefined && { group }),
+      });
+    } catch (nackError) {
+      this.#options.logger.warn({ err: nackError, id: delivery.id }, 'could not report the failure to RMS; it redelivers after the ack deadline');
+    }
   }
 
   /** Acks to RMS, then to the source; a failed RMS ack rejects the delivery (RMS redelivers, idempotency absorbs it). */
@@ -399,7 +440,7 @@ export async function subscribe<T = unknown>(target: string | SubscriptionTarget
   }
   if (!Number.isFinite(heartbeatIntervalMs) || heartbeatIntervalMs < 0) throw new RangeError(`heartbeatIntervalMs must be at least 0, got ${heartbeatIntervalMs}`);
   if (!Number.isFinite(closeTimeoutMs) || closeTimeoutMs < 0) throw new RangeError(`closeTimeoutMs must be at least 0, got ${closeTimeoutMs}`);
-  const logger = options.logger ?? silentLogger;
+  const logger = options.logger ?? stderrWarningLogger;
   const client = new RmsHttpClient(options.rms);
   const acks = new AckBatcher({
     client,

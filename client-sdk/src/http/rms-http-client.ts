@@ -83,6 +83,56 @@ export type AckResult =
   | { id: string; status: MessageStatus; group?: string; delivery?: RmsDelivery['status'] }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
+/** One entry of a message's history, as `GET /v1/messages/:id/history` returns it. */
+export interface RmsMessageEvent {
+  at: string;
+  type: 'prepared' | 'confirmed' | 'cancelled' | 'check-back' | 'delivery' | 'consumer-failure' | 'heartbeat' | 'acked' | 'dead' | 'resent';
+  actor: 'producer' | 'consumer' | 'admin' | 'check-back' | 'rms';
+  app: string | null;
+  group: string | null;
+  attempt: number | null;
+  transport: 'rabbitmq' | 'redis' | null;
+  outcome: string | null;
+  durationMs: number | null;
+  reason: string | null;
+  nextAttemptAt: string | null;
+}
+
+/** Filters of the admin message search; every field narrows it. */
+export interface MessageSearch {
+  status?: MessageStatus;
+  topic?: string;
+  /** The producer app. */
+  producer?: string;
+  /** The producer's own key. */
+  messageId?: string;
+  /** Created at or after (ISO 8601). */
+  from?: string;
+  /** Created before (ISO 8601). */
+  to?: string;
+}
+
+/** What `POST /v1/resends` did (or, on a dry run, would do). */
+export interface BulkResendResult {
+  matched: number;
+  resendable: number;
+  resent: string[];
+  dryRun: boolean;
+}
+
+/** What `GET /v1/stats` answers. */
+export interface RmsStats {
+  /** When the counts were read (they are cached for a few seconds). */
+  at: string;
+  totals: Record<MessageStatus, number>;
+  counts: { status: MessageStatus; topic: string; count: number }[];
+  oldestWaiting: (RmsMessage & { waitingSeconds: number })[];
+  /** The failover transport's state, or `null` when RMS runs without one. */
+  failover: Record<string, unknown> | null;
+  /** The degrade switch's state, or `null` when RMS runs without one. */
+  degrade: Record<string, unknown> | null;
+}
+
 /** One element's answer in a batch request: the HTTP status and body the single call would have answered. */
 export interface BatchItemAnswer {
   status: number;
@@ -205,6 +255,49 @@ export class RmsHttpClient {
       ...(extendMs !== undefined && { extendMs }),
       ...(group !== undefined && { group }),
     });
+  }
+
+  /**
+   * `POST /v1/messages/:id/nack`: this consumer failed to handle the message. RMS records
+   * `reason` (at most 1000 characters) and delivers again at once, or after `retryAfterMs`.
+   * `attempt` is the delivery's `x-rms-attempt`, so the round counts even when the consumer
+   * fails it before RMS has recorded it; `group` names the consumer's group when the app
+   * reads the topic in several.
+   */
+  nack(id: string, reason: string, options: { retryAfterMs?: number; attempt?: number; group?: string } = {}): Promise<ConsumerAnswer> {
+    return this.request<ConsumerAnswer>('POST', `/v1/messages/${encodeURIComponent(id)}/nack`, { reason, ...options });
+  }
+
+  /** `POST /v1/nacks`: per-id results, in the order given. */
+  async nackMany(nacks: readonly { id: string; reason: string; retryAfterMs?: number; attempt?: number }[], group?: string): Promise<AckResult[]> {
+    return (await this.request<{ results: AckResult[] }>('POST', '/v1/nacks', { nacks, ...(group !== undefined && { group }) })).results;
+  }
+
+  /** `GET /v1/messages` (admin): newest first, one page; pass `nextCursor` back as `cursor` for the next. */
+  listMessages(search: MessageSearch & { limit?: number; cursor?: string } = {}): Promise<{ messages: RmsMessage[]; nextCursor: string | null }> {
+    const query = new URLSearchParams(Object.entries(search).flatMap(([key, value]): [string, string][] => (value === undefined ? [] : [[key, String(value)]])));
+    const suffix = query.size > 0 ? `?${query.toString()}` : '';
+    return this.request('GET', `/v1/messages${suffix}`);
+  }
+
+  /** `GET /v1/messages/:id/history` (owner or admin): the message's events, oldest first. */
+  history(id: string): Promise<{ id: string; status: MessageStatus; events: RmsMessageEvent[] }> {
+    return this.request('GET', `/v1/messages/${encodeURIComponent(id)}/history`);
+  }
+
+  /** `POST /v1/messages/:id/resend` (admin). */
+  resend(id: string): Promise<RmsMessage> {
+    return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/resend`);
+  }
+
+  /** `POST /v1/resends` (admin): resends the DEAD messages matching `filter`, or with `dryRun` counts them. */
+  resendMatching(filter: Omit<MessageSearch, 'status'>, options: { dryRun?: boolean; limit?: number } = {}): Promise<BulkResendResult> {
+    return this.request<BulkResendResult>('POST', '/v1/resends', { filter, ...options });
+  }
+
+  /** `GET /v1/stats` (admin): messages by status and topic, the oldest waiting, the failover state. */
+  stats(): Promise<RmsStats> {
+    return this.request<RmsStats>('GET', '/v1/stats');
   }
 
   /** The RMS URL calls go to now. */

@@ -1,12 +1,24 @@
 /**
  * The message service's public surface, for tests and embedding.
  */
-export { MessageService, type Caller, type PrepareInput, type AckResult } from './application/message-service.js';
+export {
+  MessageService,
+  type Caller,
+  type PrepareInput,
+  type AckResult,
+  type NackInput,
+  type NackResult,
+  type MessageFilter,
+  type BulkResendResult,
+} from './application/message-service.js';
+export { HistoryRecorder, type HistoryRecorderOptions } from './application/history-recorder.js';
+export { MessageStats, type MessageStatsOptions, type MessageStatsSnapshot } from './application/message-stats.js';
 export { AppRegistry, parseAppRegistry, type AppRegistration, type Role, type Subscription } from './config/app-registry.js';
 export { CONFIG_VARIABLES, DEFAULT_MAX_HEARTBEAT_EXTEND_MS, loadConfig, type RmsConfig } from './config/config.js';
 export { OPERATIONS, buildOpenApiDocument, expressPath, type OpenApiOptions, type OperationSpec } from './http/openapi.js';
 export * from './domain/errors.js';
 export * from './domain/message.js';
+export * from './domain/message-event.js';
 export {
   decide,
   decideDeliveries,

@@ -19,6 +19,9 @@ import type { NotificationSink } from './alerts/notifier.js';
 import { WebhookSink } from './alerts/webhook-sink.js';
 import { CheckBackWorker } from './application/check-back.js';
 import { Dispatcher } from './application/dispatcher.js';
+import { HistoryRecorder } from './application/history-recorder.js';
+import { MessageStats } from './application/message-stats.js';
+import { reportDead } from './application/report-dead.js';
 import { DueLoop } from './application/due-loop.js';
 import { MessageService } from './application/message-service.js';
 import { RetentionSweeper } from './application/retention.js';
@@ -149,6 +152,7 @@ export class RmsServer {
       loops: DueLoop[];
       retention: RetentionSweeper;
       notifier: AlertBatcher;
+      history: HistoryRecorder;
     },
     private readonly logger: Logger,
     private readonly shutdownGraceMs: number,
@@ -191,7 +195,8 @@ export class RmsServer {
       logger: logger.child({ part: 'alerts' }),
     });
     const scheduleFor = deliveryScheduleResolver(config.delivery, config.topicSchedules);
-    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, logger: logger.child({ part: 'dispatcher' }) });
+    const history = new HistoryRecorder({ store, logger: logger.child({ part: 'history' }) });
+    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, history, logger: logger.child({ part: 'dispatcher' }) });
     const checkBack = new CheckBackWorker({
       store,
       client: options.checkBackClient ?? new HttpCheckBackClient({ timeoutMs: config.checkTimeoutMs }),
@@ -201,6 +206,7 @@ export class RmsServer {
       dispatchLeaseMs: config.loops.leaseMs,
       notifier,
       metrics,
+      history,
       logger: logger.child({ part: 'check-back' }),
     });
     const loopOptions = {
@@ -229,9 +235,12 @@ export class RmsServer {
       dispatcher,
       dispatchLeaseMs: config.loops.leaseMs,
       ackTimeoutFor: (topic, group) => scheduleFor(topic, group).ackTimeoutMs,
+      scheduleFor,
       subscriptions: registry,
       maxDelayMs: config.maxDelayMs,
       metrics: metrics.delivery,
+      history,
+      onDead: (message, groups, consumerApp) => reportDead(message, { notifier, metrics, history }, groups, { actor: 'consumer', app: consumerApp }),
     });
     const app = createHttpApp({
       service,
@@ -241,6 +250,9 @@ export class RmsServer {
       maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
       logger,
       metrics,
+      stats: new MessageStats({ store }),
+      degradeSwitch: failover?.degradeSwitch,
+      failoverStatus: failover ? () => failoverDetails(failover.transport) : undefined,
       readinessChecks: [
         {
           name: 'store',
@@ -279,7 +291,7 @@ export class RmsServer {
     const server = new RmsServer(
       http,
       drain,
-      { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier },
+      { store, transport, degradeSwitch: failover?.degradeSwitch, dispatcher, loops, retention, notifier, history },
       logger,
       config.shutdownGraceMs,
     );
@@ -296,10 +308,11 @@ export class RmsServer {
    */
   stop(): Promise<void> {
     this.stopping ??= (async () => {
-      const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier } = this.parts;
+      const { store, transport, degradeSwitch, dispatcher, loops, retention, notifier, history } = this.parts;
       this.logger.info({ graceMs: this.shutdownGraceMs }, 'RMS shutting down');
       await Promise.all([this.drain.drain(this.shutdownGraceMs), ...loops.map((loop) => loop.stop()), retention.stop()]);
       await dispatcher.close();
+      await history.flush();
       await notifier.flush();
       await transport.close();
       await degradeSwitch?.close();

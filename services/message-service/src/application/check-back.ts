@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyCommand } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
+import type { HistoryRecorder } from './history-recorder.js';
 import { reportDead } from './report-dead.js';
 
 /** Dependencies of the check-back worker. */
@@ -30,6 +31,8 @@ export interface CheckBackWorkerOptions {
   notifier: Notifier;
   metrics: Metrics;
   logger: Logger;
+  /** Where each check-back and its verdict are recorded. */
+  history: HistoryRecorder;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -47,7 +50,8 @@ export class CheckBackWorker {
     const { store, client, registry, metrics, logger } = this.options;
     const attempt = message.checkAttempts + 1;
     const app = registry.findByName(message.producer);
-    const startedAt = performance.now();
+    const startedAt = this.now();
+    const startedAtMs = performance.now();
     const stored = traceOf(message);
     const answer = await inSpan({ name: 'rms.check-back', kind: SpanKind.CLIENT, parent: stored, attributes: { ...messageSpanAttributes(message), 'rms.attempt': attempt } }, async (span) => {
       const trace = traceContextOf(span, stored);
@@ -70,8 +74,20 @@ export class CheckBackWorker {
       return verdict;
     });
     metrics.delivery.checkBacks.inc({ topic: message.topic, verdict: answer.verdict });
-    metrics.delivery.checkBackDuration.observe({ verdict: answer.verdict }, (performance.now() - startedAt) / 1000);
+    metrics.delivery.checkBackDuration.observe({ verdict: answer.verdict }, (performance.now() - startedAtMs) / 1000);
     const now = this.now();
+    const { history } = this.options;
+    history.record({
+      messageId: message.id,
+      at: startedAt,
+      type: 'check-back',
+      actor: 'rms',
+      app: message.producer,
+      attempt,
+      outcome: answer.verdict,
+      durationMs: now.getTime() - startedAt.getTime(),
+      reason: answer.detail ?? null,
+    });
     const fence = { nextAttemptAt: message.nextAttemptAt };
     const counted = { checkAttempts: attempt };
 
@@ -83,12 +99,16 @@ export class CheckBackWorker {
         dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
         groups: registry.groupsFor(message.topic),
       });
-      if (applied.kind === 'moved') this.options.dispatcher.dispatchSoon(applied.message);
+      if (applied.kind === 'moved') {
+        history.record({ messageId: message.id, at: now, type: 'confirmed', actor: 'check-back', app: message.producer, attempt });
+        this.options.dispatcher.dispatchSoon(applied.message);
+      }
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: COMMIT');
       return;
     }
     if (answer.verdict === 'ROLLBACK') {
       const applied = await applyCommand(store, message, { type: 'check-rollback' }, { at: now, set: counted, fence });
+      if (applied.kind === 'moved') history.record({ messageId: message.id, at: now, type: 'cancelled', actor: 'check-back', app: message.producer, attempt });
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: ROLLBACK');
       return;
     }

@@ -21,6 +21,7 @@ import { messageSpanAttributes, traceOf } from '../observability/message-trace.j
 import type { Metrics } from '../observability/metrics.js';
 import type { MessageStore } from '../store/message-store.js';
 import { applyToDeliveries } from './apply-command.js';
+import type { HistoryRecorder } from './history-recorder.js';
 import { reportDead } from './report-dead.js';
 
 /** Dependencies of the dispatcher. */
@@ -32,6 +33,8 @@ export interface DispatcherOptions {
   notifier: Notifier;
   logger: Logger;
   metrics: Metrics;
+  /** Where each delivery round is recorded, per group. */
+  history: HistoryRecorder;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -130,6 +133,7 @@ export class Dispatcher {
     metrics.delivery.deliveryRounds.inc({ topic: message.topic, kind: round === 1 ? 'first' : 'redelivery' }, deliveries.length);
     let carrier: TransportName | undefined;
     let lastError: string | null = null;
+    const startedAt = this.now();
     const stored = traceOf(message);
     const attributes = { ...messageSpanAttributes(message), 'rms.attempt': round, 'rms.groups': deliveries.map((delivery) => delivery.group).join(',') };
     await inSpan({ name: 'rms.publish', kind: SpanKind.PRODUCER, parent: stored, attributes }, async (span) => {
@@ -151,6 +155,21 @@ export class Dispatcher {
     if (!published && lastError === null) return { commands: [] };
     const now = this.now();
     if (published && round === 1 && message.confirmedAt) metrics.delivery.confirmToFirstPublish.observe(secondsBetween(message.confirmedAt, now));
+    for (const delivery of deliveries) {
+      // Stamped with the round's start: a consumer may receive (and nack) it before the publish confirm returns.
+      this.options.history.record({
+        messageId: message.id,
+        at: startedAt,
+        type: 'delivery',
+        actor: 'rms',
+        ...(message.deliveries.length > 0 && { group: delivery.group }),
+        attempt: round,
+        transport: carrier ?? null,
+        outcome: published ? 'published' : 'failed',
+        durationMs: now.getTime() - startedAt.getTime(),
+        reason: lastError,
+      });
+    }
     const commands = deliveries.map((delivery): GroupCommand => {
       const previousRoundFailed = delivery.attempts > 0 && delivery.lastError !== null;
       const next = afterDeliveryRound(this.scheduleOf(message, delivery), round, published, previousRoundFailed, now);

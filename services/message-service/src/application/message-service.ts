@@ -1,5 +1,6 @@
 /**
- * The use cases behind the HTTP API: prepare, confirm, cancel, ack, get, list, resend.
+ * The use cases behind the HTTP API: prepare, confirm, cancel, ack, nack, heartbeat, get,
+ * list, history and resend. Every change a call makes is recorded in the message's history.
  *
  * Producers write only the topics the registry allows them; a confirmed message gets one
  * delivery per consumer group subscribed to its topic, and a consumer acks (heartbeats)
@@ -16,12 +17,15 @@ import { v7 as uuidv7 } from 'uuid';
 import type { AppRegistration, AppRegistry, Role } from '../config/app-registry.js';
 import { ForbiddenError, InvalidRequestError, NotFoundError, RmsError, StateConflictError } from '../domain/errors.js';
 import { DEFAULT_GROUP, type DeliveryStatus, type JsonValue, type Message, type MessageHeaders, type MessageStatus } from '../domain/message.js';
+import type { MessageEvent, NewMessageEvent } from '../domain/message-event.js';
+import { type DeliverySchedule, afterConsumerFailure } from '../domain/schedule.js';
 import { type Actor, type Command, type DeliveryCommand, deliveriesOf } from '../domain/state-machine.js';
 import { type AppliedToDeliveries, applyCommand, applyToDeliveries } from './apply-command.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { TraceContext } from '@rms/client-sdk';
 import { type DeliveryMetrics, secondsBetween } from '../observability/delivery-metrics.js';
-import type { ListCursor, MessagePage, MessageStore } from '../store/message-store.js';
+import type { HistoryRecorder } from './history-recorder.js';
+import type { ListCursor, ListQuery, MessagePage, MessageStore } from '../store/message-store.js';
 
 /** The authenticated app making a call. */
 export type Caller = Pick<AppRegistration, 'app' | 'roles'>;
@@ -53,6 +57,42 @@ export type AckResult =
   | { id: string; status: MessageStatus; group: string; delivery: DeliveryStatus }
   | { id: string; error: { code: string; message: string; status?: MessageStatus } };
 
+/** A consumer's report that it failed to handle a message. */
+export interface NackInput {
+  /** Why, in the consumer's words (at most 1000 characters). */
+  reason: string;
+  /** Deliver again this long from now rather than at once. */
+  retryAfterMs?: number;
+  /** The delivery round that failed (the `x-rms-attempt` the consumer got): counted even if RMS has not recorded it yet. */
+  attempt?: number;
+}
+
+/** One entry of a batch nack's answer: as a batch ack's. */
+export type NackResult = AckResult;
+
+/** Which messages a search or a bulk resend is about; every field narrows it. */
+export type MessageFilter = Omit<ListQuery, 'limit' | 'after'>;
+
+/** What a bulk resend did, or with `dryRun`, would do. */
+export interface BulkResendResult {
+  /** DEAD messages matching the filter (up to the limit looked at). */
+  matched: number;
+  /** How many of them can be resent (delivery exhausted; check-exhausted ones need a confirm or cancel). */
+  resendable: number;
+  /** The ids resent; empty on a dry run. */
+  resent: string[];
+  dryRun: boolean;
+}
+
+/** The delivery schedule of the design, used when the service is given none. */
+const DESIGN_DELIVERY_SCHEDULE: DeliverySchedule = {
+  ackTimeoutMs: 240_000,
+  retryImmediate: 3,
+  retryFirstDelayMs: 240_000,
+  retryIntervalMs: 60_000,
+  retryMax: 50,
+};
+
 /** Settings of the message service. */
 export interface MessageServiceOptions {
   store: MessageStore;
@@ -68,6 +108,12 @@ export interface MessageServiceOptions {
   ackTimeoutFor?: (topic: string, group: string) => number;
   /** Topic permissions and consumer groups. @defaultValue any producer writes any topic; one default group per topic */
   subscriptions?: Subscriptions;
+  /** The delivery schedule of a topic's group: its round limit is what a nack counts against. @defaultValue the design's (50 rounds) */
+  scheduleFor?: (topic: string, group: string) => DeliverySchedule;
+  /** Records what happens to messages. @defaultValue nothing is recorded */
+  history?: HistoryRecorder;
+  /** Told of a message whose delivery to `groups` a consumer's failure report made DEAD, to count and alert it. @defaultValue nothing */
+  onDead?: (message: Message, groups: string[], consumerApp: string) => void;
   /** The latest a delayed message may go, from its prepare. @defaultValue 30 days */
   maxDelayMs?: number;
   /**
@@ -99,6 +145,9 @@ export class MessageService {
   private readonly subscriptions: Subscriptions;
   private readonly maxDelayMs: number;
   private readonly metrics: DeliveryMetrics | undefined;
+  private readonly scheduleFor: (topic: string, group: string) => DeliverySchedule;
+  private readonly history: HistoryRecorder | undefined;
+  private readonly onDead: (message: Message, groups: string[], consumerApp: string) => void;
 
   constructor(options: MessageServiceOptions) {
     this.store = options.store;
@@ -111,6 +160,9 @@ export class MessageService {
     this.subscriptions = options.subscriptions ?? OPEN_SUBSCRIPTIONS;
     this.maxDelayMs = options.maxDelayMs ?? 30 * 24 * 3600 * 1000;
     this.metrics = options.metrics;
+    this.scheduleFor = options.scheduleFor ?? (() => DESIGN_DELIVERY_SCHEDULE);
+    this.history = options.history;
+    this.onDead = options.onDead ?? (() => undefined);
   }
 
   /**
@@ -137,7 +189,9 @@ export class MessageService {
       traceparent: input.trace?.traceparent ?? null,
       tracestate: input.trace?.tracestate ?? null,
     });
-    if (!result.created) {
+    if (result.created) {
+      this.record({ messageId: result.message.id, at: createdAt, type: 'prepared', actor: 'producer', app: caller.app });
+    } else {
       const stored = result.message;
       const same =
         stored.topic === input.topic &&
@@ -174,12 +228,14 @@ export class MessageService {
    * not get it). A delayed message waits until its `deliverAt`.
    */
   confirm(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'confirm', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
+    const actor = this.settlingActor(caller);
+    return this.apply(id, { type: 'confirm', actor }, (message) => this.requireVisibleTo(caller, message), { type: 'confirmed', actor, app: caller.app });
   }
 
   /** The producer's local transaction rolled back: the message becomes `CANCELLED` and is never delivered. */
   cancel(caller: Caller, id: string): Promise<Message> {
-    return this.apply(id, { type: 'cancel', actor: this.settlingActor(caller) }, (message) => this.requireVisibleTo(caller, message));
+    const actor = this.settlingActor(caller);
+    return this.apply(id, { type: 'cancel', actor }, (message) => this.requireVisibleTo(caller, message), { type: 'cancelled', actor, app: caller.app });
   }
 
   /**
@@ -189,6 +245,61 @@ export class MessageService {
    */
   async ack(caller: Caller, id: string, group?: string): Promise<Message> {
     return (await this.applyToGroup(caller, id, group, () => ({ type: 'ack' }))).message;
+  }
+
+  /**
+   * A consumer failed to handle the message (`reason`): its group's round counts as
+   * spent, the next one is due at once (or after `retryAfterMs`), or with no rounds left
+   * the group's delivery becomes DEAD now. `lastError` and the history carry the reason.
+   * A failure reported after the group acked it (another consumer of the group) or after
+   * its delivery went DEAD changes nothing but is still recorded.
+   */
+  async nack(caller: Caller, id: string, input: NackInput, group?: string): Promise<Message> {
+    const lastError = `consumer ${caller.app}: ${input.reason}`;
+    let nextAttemptAt: Date | null = null;
+    let rounds: number | null = null;
+    let failedAt = this.now();
+    const failed = await this.applyToGroup(caller, id, group, (message, own, now): DeliveryCommand => {
+      failedAt = now;
+      const delivery = deliveriesOf(message, DEFAULT_GROUP).find((candidate) => candidate.group === own);
+      const recorded = delivery?.attempts ?? message.deliveryAttempts;
+      const next = afterConsumerFailure(this.scheduleFor(message.topic, own), recorded, input.attempt, input.retryAfterMs, now);
+      rounds = next.rounds;
+      nextAttemptAt = next.kind === 'retry' ? next.at : null;
+      return { type: 'nack', attempts: next.rounds, retryAt: nextAttemptAt, lastError };
+    });
+    this.record({
+      messageId: id,
+      at: failedAt,
+      type: 'consumer-failure',
+      actor: 'consumer',
+      app: caller.app,
+      ...(failed.message.deliveries.length > 0 && { group: failed.group }),
+      attempt: rounds,
+      reason: input.reason,
+      nextAttemptAt: failed.moved ? nextAttemptAt : null,
+    });
+    this.metrics?.nacks.inc({ topic: failed.message.topic });
+    if (failed.moved && failed.deadGroups.length > 0) this.onDead(failed.message, failed.deadGroups, caller.app);
+    return failed.message;
+  }
+
+  /** Reports many failed handlings (of one group); one refusal does not fail the others. */
+  nackMany(caller: Caller, items: readonly ({ id: string } & NackInput)[], group?: string): Promise<NackResult[]> {
+    return Promise.all(
+      items.map(async ({ id, ...input }): Promise<NackResult> => {
+        try {
+          const message = await this.nack(caller, id, input, group);
+          const own = deliveriesOf(message, DEFAULT_GROUP);
+          const delivery = own.find((candidate) => candidate.group === (group ?? own[0]?.group));
+          return { id, status: message.status, group: delivery?.group ?? DEFAULT_GROUP, delivery: delivery?.status ?? 'SENDING' };
+        } catch (error) {
+          if (!(error instanceof RmsError) || error.code === 'DEPENDENCY_UNAVAILABLE') throw error;
+          const status = error instanceof StateConflictError ? { status: error.status } : {};
+          return { id, error: { code: error.code, message: error.message, ...status } };
+        }
+      }),
+    );
   }
 
   /** Acks many messages (of one group); one failure does not fail the others. */
@@ -212,7 +323,7 @@ export class MessageService {
    * An admin asks for a `DEAD` delivery to go out again, rounds reset: `group`'s, or every
    * DEAD delivery of the message when no group is named.
    */
-  async resend(_caller: Caller, id: string, group?: string): Promise<Message> {
+  async resend(caller: Caller, id: string, group?: string): Promise<Message> {
     const message = await this.store.findById(id);
     if (!message) throw new NotFoundError(id);
     const now = this.now();
@@ -225,8 +336,24 @@ export class MessageService {
       // do; COMPLETED, or never confirmed: refused).
       return [deliveriesOf(read, DEFAULT_GROUP)[0]?.group ?? DEFAULT_GROUP];
     };
-    const applied = await applyToDeliveries(this.store, message, (read) => groups(read).map((name) => ({ group: name, command })), { at: now, defaultGroup: DEFAULT_GROUP });
-    return this.settled(id, applied, true);
+    let resentGroups: string[] = [];
+    const applied = await applyToDeliveries(
+      this.store,
+      message,
+      (read) => {
+        resentGroups = groups(read);
+        return resentGroups.map((name) => ({ group: name, command }));
+      },
+      { at: now, defaultGroup: DEFAULT_GROUP },
+    );
+    const resent = this.settled(id, applied, true);
+    if (applied.kind === 'moved') {
+      // The history keeps the earlier rounds; this says who started the new ones.
+      for (const name of resentGroups) {
+        this.record({ messageId: id, at: now, type: 'resent', actor: 'admin', app: caller.app, ...(resent.deliveries.length > 0 && { group: name }), attempt: message.deliveryAttempts });
+      }
+    }
+    return resent;
   }
 
   /**
@@ -239,6 +366,19 @@ export class MessageService {
       type: 'heartbeat',
       until: new Date(now.getTime() + (extendMs ?? this.ackTimeoutFor(message.topic, own))),
     }));
+    if (beat.moved) {
+      const delivery = deliveriesOf(beat.message, DEFAULT_GROUP).find((candidate) => candidate.group === beat.group);
+      this.record({
+        messageId: id,
+        at: beat.message.updatedAt,
+        type: 'heartbeat',
+        actor: 'consumer',
+        app: caller.app,
+        ...(beat.message.deliveries.length > 0 && { group: beat.group }),
+        attempt: delivery?.attempts ?? beat.message.deliveryAttempts,
+        nextAttemptAt: delivery?.nextAttemptAt ?? beat.message.nextAttemptAt,
+      });
+    }
     return beat.message;
   }
 
@@ -273,24 +413,30 @@ export class MessageService {
     id: string,
     group: string | undefined,
     command: (message: Message, group: string, now: Date) => DeliveryCommand,
-  ): Promise<{ message: Message; group: string }> {
+  ): Promise<{ message: Message; group: string; moved: boolean; deadGroups: string[] }> {
     const message = await this.store.findById(id);
     if (!message) throw new NotFoundError(id);
     const own = this.consumerGroup(caller, message, group);
     const now = this.now();
-    let decided: DeliveryCommand['type'] | undefined;
+    let type: DeliveryCommand['type'] | undefined;
     const applied = await applyToDeliveries(
       this.store,
       message,
       (read) => {
-        const groupCommand = command(read, own, now);
-        decided = groupCommand.type;
-        return [{ group: own, command: groupCommand }];
+        const decided = command(read, own, now);
+        type = decided.type;
+        return [{ group: own, command: decided }];
       },
       { at: now, defaultGroup: DEFAULT_GROUP },
     );
-    if (applied.kind === 'moved' && decided === 'ack') this.countAck(applied.message, own, now);
-    return { message: this.settled(id, applied, false), group: own };
+    const settled = this.settled(id, applied, false);
+    const moved = applied.kind === 'moved';
+    if (moved && type === 'ack') {
+      this.countAck(applied.message, own, now);
+      const delivery = deliveriesOf(settled, DEFAULT_GROUP).find((candidate) => candidate.group === own);
+      this.record({ messageId: id, at: now, type: 'acked', actor: 'consumer', app: caller.app, ...(settled.deliveries.length > 0 && { group: own }), attempt: delivery?.attempts ?? settled.deliveryAttempts });
+    }
+    return { message: settled, group: own, moved, deadGroups: applied.kind === 'moved' ? applied.deadGroups : [] };
   }
 
   /** Counts an ack, and the time from the message's last publish to it. */
@@ -337,20 +483,32 @@ export class MessageService {
   }
 
   /**
-   * Resends the DEAD (delivery exhausted) messages of a topic, oldest pages last, at most
-   * `limit` of them; returns the ids resent. Messages that moved meanwhile are skipped.
+   * Resends the DEAD (delivery exhausted) messages of a topic, newest first, looking at
+   * most at `limit` DEAD messages; returns the ids resent (every DEAD delivery of each;
+   * its other groups' are left as they are). Messages that moved meanwhile are skipped.
    */
   async resendTopic(caller: Caller, topic: string, limit: number): Promise<string[]> {
-    const resent: string[] = [];
+    return (await this.resendMatching(caller, { topic }, { limit, dryRun: false })).resent;
+  }
+
+  /**
+   * Resends the DEAD messages matching `filter`, newest first, looking at most at `limit`
+   * of them; with `dryRun`, only counts what it would resend. Messages that moved
+   * meanwhile are skipped.
+   */
+  async resendMatching(caller: Caller, filter: MessageFilter, options: { limit: number; dryRun: boolean }): Promise<BulkResendResult> {
+    const result: BulkResendResult = { matched: 0, resendable: 0, resent: [], dryRun: options.dryRun };
     let after: ListCursor | undefined;
-    while (resent.length < limit) {
-      const page = await this.store.list({ status: 'DEAD', topic, limit: Math.min(100, limit - resent.length), ...(after && { after }) });
+    while (result.matched < options.limit) {
+      const page = await this.store.list({ ...filter, status: 'DEAD', limit: Math.min(100, options.limit - result.matched), ...(after && { after }) });
       for (const message of page.messages) {
+        result.matched++;
         if (message.deadReason !== 'DELIVERY_EXHAUSTED') continue;
-        // Every DEAD delivery of the message (its other groups' are left as they are).
+        result.resendable++;
+        if (options.dryRun) continue;
         try {
           await this.resend(caller, message.id);
-          resent.push(message.id);
+          result.resent.push(message.id);
         } catch (error) {
           if (!(error instanceof StateConflictError)) throw error;
         }
@@ -358,7 +516,7 @@ export class MessageService {
       if (!page.next) break;
       after = page.next;
     }
-    return resent;
+    return result;
   }
 
   /** The message, if the caller owns it or is an admin; `NotFoundError` otherwise. */
@@ -370,11 +528,21 @@ export class MessageService {
   }
 
   /** Messages newest first, filtered and cursor-paged (admins). */
-  list(query: { status?: MessageStatus; topic?: string; limit: number; after?: ListCursor }): Promise<MessagePage> {
+  list(query: ListQuery): Promise<MessagePage> {
     return this.store.list(query);
   }
 
-  private settlingActor(caller: Caller): Actor {
+  /** The history of a message, oldest first, if the caller owns it or is an admin. */
+  async historyOf(caller: Caller, id: string): Promise<{ message: Message; events: MessageEvent[] }> {
+    const message = await this.get(caller, id);
+    return { message, events: this.history ? await this.history.history(id) : [] };
+  }
+
+  private record(event: NewMessageEvent): void {
+    this.history?.record(event);
+  }
+
+  private settlingActor(caller: Caller): Extract<Actor, 'producer' | 'admin'> {
     return hasRole(caller, 'admin') ? 'admin' : 'producer';
   }
 
@@ -388,8 +556,8 @@ export class MessageService {
     }
   }
 
-  /** Reads the message, decides, writes conditionally; decides again if the write lost. */
-  private async apply(id: string, command: Command, authorize: (message: Message) => void): Promise<Message> {
+  /** Reads the message, decides, writes conditionally (recording `event` when it moved); decides again if the write lost. */
+  private async apply(id: string, command: Command, authorize: (message: Message) => void, event: Omit<NewMessageEvent, 'messageId' | 'at'>): Promise<Message> {
     let message = await this.store.findById(id);
     for (let round = 0; round < MAX_DECISION_ROUNDS; round++) {
       if (!message) throw new NotFoundError(id);
@@ -406,6 +574,7 @@ export class MessageService {
         case 'refused':
           throw new StateConflictError(applied.reason, applied.message.status);
         case 'moved':
+          this.record({ ...event, messageId: id, at: applied.message.updatedAt });
           if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
           return applied.message;
         case 'lost':

@@ -70,3 +70,31 @@ export function afterDeliveryRound(
 export function deliveryExhausted(schedule: DeliverySchedule, roundsMade: number): boolean {
   return roundsMade >= schedule.retryMax;
 }
+
+/** What to do after a consumer reported a failed handling (a nack), and how many rounds now count as made. */
+export type AfterConsumerFailure = { kind: 'retry'; at: Date; rounds: number } | { kind: 'exhausted'; rounds: number };
+
+/**
+ * After a consumer reported that it failed to handle a delivery: that round counts as a
+ * spent attempt, so with no rounds left the message is out of rounds at once; otherwise
+ * the next round is brought forward to now, or set `retryAfterMs` from now when the
+ * consumer asked for a pause.
+ *
+ * A fast consumer can fail (and report) a round before RMS has recorded it: the
+ * `failedRound` it names (its `x-rms-attempt`) then counts, but never more than the one
+ * round that can be in flight unrecorded, so a consumer cannot spend rounds never made.
+ *
+ * @param recordedRounds the delivery rounds the store holds as made.
+ * @param failedRound the round the consumer names, if it does.
+ */
+export function afterConsumerFailure(
+  schedule: DeliverySchedule,
+  recordedRounds: number,
+  failedRound: number | undefined,
+  retryAfterMs: number | undefined,
+  now: Date,
+): AfterConsumerFailure {
+  const rounds = failedRound === undefined ? recordedRounds : Math.min(Math.max(recordedRounds, failedRound), recordedRounds + 1);
+  if (deliveryExhausted(schedule, rounds)) return { kind: 'exhausted', rounds };
+  return { kind: 'retry', at: new Date(now.getTime() + (retryAfterMs ?? 0)), rounds };
+}

@@ -177,7 +177,13 @@ export type DeliveryCommand =
    */
   | { type: 'delivery-recorded'; afterAttempts: number; record: RoundRecord }
   /** The group's last allowed round went unacked (or failed): its delivery is DEAD. */
-  | { type: 'delivery-exhausted'; afterAttempts: number; record?: RoundRecord };
+  | { type: 'delivery-exhausted'; afterAttempts: number; record?: RoundRecord }
+  /**
+   * The group's consumer failed to handle the message (a nack): the rounds made become
+   * `attempts` and the reason `lastError`; the next round is due at `retryAt`, or, with
+   * `retryAt` null (no rounds left, see `afterConsumerFailure`), the delivery is DEAD.
+   */
+  | { type: 'nack'; attempts: number; retryAt: Date | null; lastError: string };
 
 /** A command for one group's delivery. */
 export interface GroupCommand {
@@ -219,6 +225,11 @@ function nextDelivery(delivery: Delivery, command: DeliveryCommand, now: Date): 
     case 'delivery-exhausted':
       if (status !== 'SENDING' || delivery.attempts !== command.afterAttempts) return undefined;
       return { ...delivery, ...command.record, status: 'DEAD', nextAttemptAt: null };
+    case 'nack':
+      // Acked by another consumer of the group, or out of rounds already: the failure changes nothing.
+      if (status !== 'SENDING') return undefined;
+      if (command.retryAt === null) return { ...delivery, attempts: command.attempts, lastError: command.lastError, status: 'DEAD', nextAttemptAt: null };
+      return { ...delivery, attempts: command.attempts, lastError: command.lastError, nextAttemptAt: command.retryAt };
   }
 }
 

@@ -5,7 +5,9 @@
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
+import type { DegradeSwitch } from '@rms/client-sdk';
 import type { MessageService } from '../application/message-service.js';
+import type { MessageStats } from '../application/message-stats.js';
 import type { AppRegistry } from '../config/app-registry.js';
 import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -14,7 +16,9 @@ import { toHttpError } from './error-mapping.js';
 import { buildOpenApiDocument } from './openapi.js';
 import { assignRequestId, requestLogger } from './request-id.js';
 import { healthRoutes, type ReadinessCheck } from './routes/health-routes.js';
+import { dashboardRoutes } from './routes/dashboard-routes.js';
 import { messageRoutes } from './routes/message-routes.js';
+import { operationsRoutes } from './routes/operations-routes.js';
 
 /** Dependencies of the HTTP application. */
 export interface HttpAppOptions {
@@ -29,6 +33,12 @@ export interface HttpAppOptions {
   maxHeartbeatExtendMs: number;
   logger: Logger;
   metrics: Metrics;
+  /** The counts behind `/v1/stats` and the dashboard. */
+  stats: MessageStats;
+  /** The degrade switch the dashboard shows and forces; absent when RMS runs with a transport of its own. */
+  degradeSwitch?: DegradeSwitch | undefined;
+  /** The failover transport's state for `/v1/stats`; absent without one. */
+  failoverStatus?: (() => Record<string, unknown>) | undefined;
 }
 
 /** A route of an express application: its method (lower case) and path pattern. */
@@ -67,6 +77,7 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   app.get('/metrics', async (_request, response) => {
     response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
   });
+  app.use(dashboardRoutes());
   app.use('/v1', authenticate(options.registry));
   app.use(
     messageRoutes({
@@ -76,6 +87,7 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
       maxHeartbeatExtendMs: options.maxHeartbeatExtendMs,
     }),
   );
+  app.use(operationsRoutes({ stats: options.stats, degradeSwitch: options.degradeSwitch, failoverStatus: options.failoverStatus }));
   app.use((request: Request) => {
     throw new RmsError('NOT_FOUND', `no route ${request.method} ${request.path}`);
   });

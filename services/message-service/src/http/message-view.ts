@@ -4,6 +4,7 @@
  */
 import type { ConsumerAnswer, RmsMessage } from '@rms/client-sdk';
 import { DEFAULT_GROUP, type Message } from '../domain/message.js';
+import type { MessageEvent } from '../domain/message-event.js';
 import { deliveriesOf } from '../domain/state-machine.js';
 
 /** A message as the HTTP API returns it: the SDK's `RmsMessage`, so client and server share one definition of the wire. */
@@ -63,5 +64,25 @@ export function toDeliveryStatusView(message: Message): DeliveryStatusView {
       attempts: delivery.attempts,
       nextAttemptAt: iso(delivery.nextAttemptAt),
     })),
+  };
+}
+
+/** A history event as the HTTP API returns it: the stored event with ISO dates. */
+export type MessageEventView = Omit<MessageEvent, 'messageId' | 'at' | 'nextAttemptAt'> & { at: string; nextAttemptAt: string | null };
+
+/** The wire form of a history event (the message id is the resource's, so it is left out). */
+export function toEventView(event: MessageEvent): MessageEventView {
+  return {
+    at: event.at.toISOString(),
+    type: event.type,
+    actor: event.actor,
+    app: event.app,
+    group: event.group,
+    attempt: event.attempt,
+    transport: event.transport,
+    outcome: event.outcome,
+    durationMs: event.durationMs,
+    reason: event.reason,
+    nextAttemptAt: iso(event.nextAttemptAt),
   };
 }

@@ -11,11 +11,15 @@ import type { Role } from '../config/app-registry.js';
 import {
   batchAckBodySchema,
   batchConfirmBodySchema,
+  batchNackBodySchema,
   batchPrepareBodySchema,
+  bulkResendBodySchema,
+  degradeBodySchema,
   groupBodySchema,
   heartbeatBodySchema,
   listQuerySchema,
   messageIdSchema,
+  nackBodySchema,
   prepareBodySchema,
   resendTopicBodySchema,
   topicSchema,
@@ -23,13 +27,17 @@ import {
 import {
   ackResultsSchema,
   batchResultsSchema,
+  bulkResendAnswerSchema,
+  degradeViewSchema,
   deliveryStatusViewSchema,
   errorBodySchema,
   healthAnswerSchema,
+  historyAnswerSchema,
   messagePageSchema,
   messageViewSchema,
   readinessAnswerSchema,
   resendTopicAnswerSchema,
+  statsAnswerSchema,
 } from './response-schemas.js';
 
 /** What the document depends on besides the schemas: the limits set by configuration. */
@@ -49,7 +57,7 @@ interface AnswerSpec {
 
 /** One documented operation. */
 export interface OperationSpec {
-  method: 'get' | 'post' | 'delete';
+  method: 'get' | 'post' | 'put' | 'delete';
   /** OpenAPI path, parameters in braces: `/v1/messages/{id}`. */
   path: string;
   operationId: string;
@@ -194,6 +202,66 @@ export const OPERATIONS: readonly OperationSpec[] = [
     body: { schema: 'GroupBody', optional: true },
     answers: { '200': json('MessageView', 'resent') },
   },
+  {
+    method: 'post',
+    path: '/v1/messages/{id}/nack',
+    operationId: 'nackMessage',
+    summary: "A consumer failed to handle its group's delivery: the round counts, the next is due now or after retryAfterMs",
+    access: ['consumer'],
+    body: { schema: 'NackBody' },
+    answers: { '200': json('DeliveryStatusView', 'when the next round is due') },
+  },
+  {
+    method: 'post',
+    path: '/v1/nacks',
+    operationId: 'nackMessages',
+    summary: 'Report many failed handlings at once',
+    access: ['consumer'],
+    body: { schema: 'BatchNackBody' },
+    answers: { '200': json('AckResults', 'one result per id, in the order given') },
+  },
+  {
+    method: 'get',
+    path: '/v1/messages/{id}/history',
+    operationId: 'messageHistory',
+    summary: 'Every transition and attempt of a message, oldest first',
+    access: 'any',
+    answers: { '200': json('HistoryAnswer', 'the history') },
+  },
+  {
+    method: 'post',
+    path: '/v1/resends',
+    operationId: 'resendMatching',
+    summary: 'Resend the DEAD messages matching a filter (or count them, with dryRun)',
+    access: ['admin'],
+    body: { schema: 'BulkResendBody' },
+    answers: { '200': json('BulkResendAnswer', 'what was (or would be) resent') },
+  },
+  {
+    method: 'get',
+    path: '/v1/stats',
+    operationId: 'stats',
+    summary: 'Counts by status and topic, the oldest waiting messages, the failover state',
+    access: ['admin'],
+    answers: { '200': json('StatsAnswer', 'the counts') },
+  },
+  {
+    method: 'get',
+    path: '/v1/degrade',
+    operationId: 'readDegradeSwitch',
+    summary: 'The degrade switch as this instance sees it',
+    access: ['admin'],
+    answers: { '200': json('DegradeView', 'the switch') },
+  },
+  {
+    method: 'put',
+    path: '/v1/degrade',
+    operationId: 'setDegradeSwitch',
+    summary: 'Force the degrade switch on or off, or hand it back to automation',
+    access: ['admin'],
+    body: { schema: 'DegradeBody' },
+    answers: { '200': json('DegradeView', 'the switch after the write') },
+  },
 ];
 
 /** The express route path of an OpenAPI path: `/v1/messages/{id}` → `/v1/messages/:id`. */
@@ -237,6 +305,10 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
         HeartbeatBody: heartbeatBodySchema(options.maxHeartbeatExtendMs).unwrap(),
         ResendTopicBody: resendTopicBodySchema.unwrap(),
         GroupBody: groupBodySchema.unwrap(),
+        NackBody: nackBodySchema,
+        BatchNackBody: batchNackBodySchema,
+        BulkResendBody: bulkResendBodySchema,
+        DegradeBody: degradeBodySchema,
       },
       'input',
     ),
@@ -251,6 +323,10 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
         ResendTopicAnswer: resendTopicAnswerSchema,
         HealthAnswer: healthAnswerSchema,
         ReadinessAnswer: readinessAnswerSchema,
+        HistoryAnswer: historyAnswerSchema,
+        BulkResendAnswer: bulkResendAnswerSchema,
+        StatsAnswer: statsAnswerSchema,
+        DegradeView: degradeViewSchema,
       },
       'output',
     ),

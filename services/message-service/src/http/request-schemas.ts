@@ -102,12 +102,79 @@ export const resendTopicBodySchema = z
 /** A topic in a path. */
 export const topicSchema = z.string().regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}');
 
-/** `GET /v1/messages` query. */
-export const listQuerySchema = z.strictObject({
+/** An ISO 8601 date-time with a time zone (`2026-12-01T10:00:00Z`), in the years cursors allow. */
+const isoTimeSchema = z
+  .string({ error: 'must be an ISO 8601 date-time' })
+  .datetime({ offset: true, error: 'must be an ISO 8601 date-time with a time zone, such as 2026-12-01T10:00:00Z' })
+  .transform((text) => new Date(text));
+
+/** The filters of a message search: every field narrows it. */
+const messageFilterShape = {
   status: z.enum(MESSAGE_STATUSES, { error: `must be one of ${MESSAGE_STATUSES.join(', ')}` }).optional(),
   topic: z.string().regex(TOPIC_PATTERN, 'must match [A-Za-z0-9._-]{1,128}').optional(),
-  limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(500, 'must be at most 500').default(50),
-  cursor: z.string().min(1, 'must not be empty').max(512, 'must be at most 512 characters').optional(),
+  producer: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/, 'must be an app name, [A-Za-z0-9._-]{1,128}').optional(),
+  messageId: storableText('', 256).min(1, 'must not be empty').optional(),
+  from: isoTimeSchema.optional(),
+  to: isoTimeSchema.optional(),
+};
+
+/** Refuses a time range that ends before it starts. */
+const orderedRange = <T extends { from?: Date | undefined; to?: Date | undefined }>(filter: T) => !(filter.from && filter.to && filter.from > filter.to);
+const ORDERED_RANGE_ERROR = { error: 'from must not be later than to', path: ['from'] };
+
+/** `GET /v1/messages` query. */
+export const listQuerySchema = z
+  .strictObject({
+    ...messageFilterShape,
+    limit: z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(500, 'must be at most 500').default(50),
+    cursor: z.string().min(1, 'must not be empty').max(512, 'must be at most 512 characters').optional(),
+  })
+  .refine(orderedRange, ORDERED_RANGE_ERROR);
+
+/** `POST /v1/resends`: resend the DEAD messages matching a filter (the status is DEAD by definition). */
+export const bulkResendBodySchema = z.strictObject({
+  filter: z
+    .strictObject({ topic: messageFilterShape.topic, producer: messageFilterShape.producer, messageId: messageFilterShape.messageId, from: messageFilterShape.from, to: messageFilterShape.to }, { error: 'must be an object of filters' })
+    .refine(orderedRange, ORDERED_RANGE_ERROR)
+    .default({}),
+  dryRun: z.boolean({ error: 'must be true or false' }).default(false),
+  limit: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(10_000, 'must be at most 10000').default(1000),
+});
+
+/** Longest failure reason a consumer may send; the SDK cuts its error messages to fit. */
+export const MAX_NACK_REASON_LENGTH = 1000;
+
+/** Longest pause a consumer may ask for before the next delivery: one day. */
+export const MAX_RETRY_AFTER_MS = 86_400_000;
+
+const nackFields = {
+  reason: storableText('', MAX_NACK_REASON_LENGTH).min(1, 'must not be empty'),
+  retryAfterMs: z
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(0, 'must be at least 0')
+    .max(MAX_RETRY_AFTER_MS, `must be at most ${MAX_RETRY_AFTER_MS}`)
+    .optional(),
+  attempt: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1').max(1_000_000, 'must be at most 1000000').optional(),
+};
+
+/** `POST /v1/messages/:id/nack`: `group` names the consumer's group when it reads the topic in several. */
+export const nackBodySchema = z.strictObject({ ...nackFields, group: groupSchema.optional() });
+
+/** `POST /v1/nacks`. */
+export const batchNackBodySchema = z.strictObject({
+  group: groupSchema.optional(),
+  nacks: z
+    .array(z.strictObject({ id: messageIdSchema, ...nackFields }), { error: 'must be an array of {id, reason, retryAfterMs?, attempt?}' })
+    .min(1, 'must hold at least one nack')
+    .max(MAX_BATCH_ITEMS, `at most ${MAX_BATCH_ITEMS} nacks`)
+    .refine((nacks) => new Set(nacks.map((nack) => nack.id.toLowerCase())).size === nacks.length, 'must not name a message twice'),
+});
+
+/** `PUT /v1/degrade`: an SRE's write of the degrade switch's mode. */
+export const degradeBodySchema = z.strictObject({
+  mode: z.enum(['auto', 'on', 'off'], { error: 'must be one of auto, on, off' }),
+  reason: storableText('', 500).min(1, 'must not be empty'),
 });
 
 /**

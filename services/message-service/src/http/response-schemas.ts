@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { DEAD_REASONS, DELIVERY_STATUSES, MESSAGE_STATUSES } from '../domain/message.js';
+import { MESSAGE_EVENT_TYPES } from '../domain/message-event.js';
 
 const timestamp = z.iso.datetime();
 const transport = z.enum(['rabbitmq', 'redis']);
@@ -100,4 +101,56 @@ export const healthAnswerSchema = z.strictObject({ status: z.literal('ok') });
 export const readinessAnswerSchema = z.strictObject({
   status: z.enum(['ready', 'not ready']),
   dependencies: z.record(z.string(), z.looseObject({ status: z.enum(['up', 'down']) })),
+});
+
+/** One event of a message's history (`toEventView`). */
+const messageEventViewSchema = z.strictObject({
+  at: timestamp,
+  type: z.enum(MESSAGE_EVENT_TYPES),
+  actor: z.string(),
+  app: z.string().nullable(),
+  group: z.string().nullable(),
+  attempt: z.int().nullable(),
+  transport: transport.nullable(),
+  outcome: z.string().nullable(),
+  durationMs: z.number().nullable(),
+  reason: z.string().nullable(),
+  nextAttemptAt: timestamp.nullable(),
+});
+
+/** `GET /v1/messages/{id}/history`. */
+export const historyAnswerSchema = z.strictObject({
+  id: z.string(),
+  status: z.enum(MESSAGE_STATUSES),
+  events: z.array(messageEventViewSchema).describe('oldest first'),
+});
+
+/** `POST /v1/resends`. */
+export const bulkResendAnswerSchema = z.strictObject({
+  matched: z.int().min(0),
+  resendable: z.int().min(0),
+  resent: z.array(z.string()).describe('empty on a dry run'),
+  dryRun: z.boolean(),
+});
+
+/** `GET` and `PUT /v1/degrade`: the switch's state as this instance sees it. */
+export const degradeViewSchema = z.object({
+  mode: z.enum(['auto', 'on', 'off']),
+  degraded: z.boolean(),
+  reason: z.string().nullable(),
+  changedAt: z.string(),
+  changedBy: z.string(),
+  version: z.int(),
+  effective: z.enum(['degraded', 'normal']),
+  connected: z.boolean(),
+});
+
+/** `GET /v1/stats`: counts by status and topic, the oldest waiting messages, failover state. */
+export const statsAnswerSchema = z.object({
+  at: timestamp,
+  totals: z.record(z.string(), z.number()),
+  counts: z.array(z.object({ status: z.enum(MESSAGE_STATUSES), topic: z.string(), count: z.int().min(0) })),
+  oldestWaiting: z.array(messageViewSchema.extend({ waitingSeconds: z.int().min(0) })),
+  failover: z.record(z.string(), z.unknown()).nullable(),
+  degrade: degradeViewSchema.nullable(),
 });

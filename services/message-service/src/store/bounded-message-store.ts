@@ -18,7 +18,8 @@
  */
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from './message-store.js';
+import type { MessageEvent } from '../domain/message-event.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
 
 /** The bounds of a `BoundedMessageStore`. */
 export interface StoreBounds {
@@ -95,6 +96,22 @@ export class BoundedMessageStore implements MessageStore {
 
   backlogByTopic(): Promise<TopicBacklog[]> {
     return this.#bounded(1, () => this.store.backlogByTopic());
+  }
+
+  appendEvents(events: readonly MessageEvent[]): Promise<void> {
+    return this.#bounded(1, () => this.store.appendEvents(events));
+  }
+
+  history(messageId: string, limit: number): Promise<MessageEvent[]> {
+    return this.#bounded(1, () => this.store.history(messageId, limit));
+  }
+
+  countByStatusAndTopic(): Promise<StatusTopicCount[]> {
+    return this.#bounded(1, () => this.store.countByStatusAndTopic());
+  }
+
+  oldestWaiting(limit: number): Promise<Message[]> {
+    return this.#bounded(1, () => this.store.oldestWaiting(limit));
   }
 
   /** Runs `call` if there is room, and settles with it or with a 503 at the deadline, whichever is first. */

@@ -15,7 +15,8 @@
 import { MicroBatcher, settleBatch } from '@rms/client-sdk';
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from './message-store.js';
+import type { MessageEvent } from '../domain/message-event.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
 
 /** How the decorator batches. */
 export interface CoalescingOptions {
@@ -121,5 +122,21 @@ export class CoalescingMessageStore implements MessageStore {
 
   backlogByTopic(): Promise<TopicBacklog[]> {
     return this.store.backlogByTopic();
+  }
+
+  appendEvents(events: readonly MessageEvent[]): Promise<void> {
+    return this.store.appendEvents(events);
+  }
+
+  history(messageId: string, limit: number): Promise<MessageEvent[]> {
+    return this.store.history(messageId, limit);
+  }
+
+  countByStatusAndTopic(): Promise<StatusTopicCount[]> {
+    return this.store.countByStatusAndTopic();
+  }
+
+  oldestWaiting(limit: number): Promise<Message[]> {
+    return this.store.oldestWaiting(limit);
   }
 }

@@ -14,6 +14,7 @@ import type {
   MessageStatus,
   NewMessage,
 } from '../domain/message.js';
+import type { MessageEvent } from '../domain/message-event.js';
 
 export type { MessagePatch } from '../domain/message.js';
 
@@ -81,6 +82,14 @@ export interface ListCursor {
 export interface ListQuery {
   status?: MessageStatus;
   topic?: string;
+  /** The producer app. */
+  producer?: string;
+  /** The producer's own key (`messageId` on the wire). */
+  producerMessageId?: string;
+  /** Created at or after this time. */
+  createdFrom?: Date;
+  /** Created before this time. */
+  createdBefore?: Date;
   /** Page size, at least 1. */
   limit: number;
   /** Continue after this position. */
@@ -107,6 +116,13 @@ export interface TopicBacklog {
   oldestPendingCreatedAt: Date | null;
   /** When the oldest SENDING message was confirmed; `null` when none is SENDING. */
   oldestSendingConfirmedAt: Date | null;
+}
+
+/** How many messages are in one status of one topic. */
+export interface StatusTopicCount {
+  status: MessageStatus;
+  topic: string;
+  count: number;
 }
 
 /** Durable storage of messages. */
@@ -161,6 +177,17 @@ export interface MessageStore {
    * (COMPLETED and CANCELLED messages, which retention prunes, are not counted).
    */
   backlogByTopic(): Promise<TopicBacklog[]>;
-  /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`; returns how many. */
+  /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`, with their history; returns how many. */
   deleteFinished(before: Date, limit: number): Promise<number>;
+  /**
+   * Appends events to their messages' histories. Events of a message that does not exist
+   * (any more) may be dropped; an event is never attached to another message.
+   */
+  appendEvents(events: readonly MessageEvent[]): Promise<void>;
+  /** The history of a message, oldest first, at most `limit` events (the first ones). */
+  history(messageId: string, limit: number): Promise<MessageEvent[]>;
+  /** How many messages are in each (status, topic) pair that has any. */
+  countByStatusAndTopic(): Promise<StatusTopicCount[]>;
+  /** The `limit` PENDING or SENDING messages created longest ago, oldest first. */
+  oldestWaiting(limit: number): Promise<Message[]>;
 }

@@ -1,22 +1,26 @@
 /**
  * The message API of design section 4: prepare, confirm, cancel, ack, batch ack, get,
- * list and resend.
+ * list and resend; and the operator's additions of issue 12: history, nack (single and
+ * batch), search filters and bulk resend by filter.
  */
 import { SpanKind, type TraceContext, inSpan, recordSpan, startSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
 import type { Span } from '@opentelemetry/api';
 import { Router } from 'express';
-import type { MessageService, PrepareInput } from '../../application/message-service.js';
+import type { MessageFilter, MessageService, PrepareInput } from '../../application/message-service.js';
 import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
 import { findJsonValueProblem } from '../../validation/json-value-limits.js';
 import { callerOf, requireRole } from '../authentication.js';
 import { BATCH_BODY_LIMIT_BYTES, ENVELOPE_ALLOWANCE_BYTES, ID_LIST_BODY_LIMIT_BYTES, SMALL_BODY_LIMIT_BYTES, jsonBody } from '../json-body.js';
-import { toDeliveryStatusView, toMessageView } from '../message-view.js';
+import { toDeliveryStatusView, toEventView, toMessageView } from '../message-view.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
 import { messageSpanAttributes, traceOf } from '../../observability/message-trace.js';
 import {
   batchAckBodySchema,
   batchConfirmBodySchema,
+  batchNackBodySchema,
+  bulkResendBodySchema,
+  nackBodySchema,
   batchPrepareBodySchema,
   groupBodySchema,
   decodeCursor,
@@ -64,7 +68,18 @@ function recordConfirmSpan(message: Message, startTime: Date): void {
   recordSpan({ name: 'rms.confirm', kind: SpanKind.SERVER, parent: traceOf(message), attributes: messageSpanAttributes(message), startTime });
 }
 
-/** The `/v1/messages`, `/v1/confirms` and `/v1/acks` routes. Mount after `authenticate`. */
+/** The store's filter for the wire's filter fields (`messageId` is the producer's key, `from`/`to` the creation time). */
+function messageFilterOf(filter: { topic?: string | undefined; producer?: string | undefined; messageId?: string | undefined; from?: Date | undefined; to?: Date | undefined }): MessageFilter {
+  return {
+    ...(filter.topic && { topic: filter.topic }),
+    ...(filter.producer && { producer: filter.producer }),
+    ...(filter.messageId && { producerMessageId: filter.messageId }),
+    ...(filter.from && { createdFrom: filter.from }),
+    ...(filter.to && { createdBefore: filter.to }),
+  };
+}
+
+/** The `/v1/messages`, `/v1/confirms`, `/v1/acks`, `/v1/nacks` and `/v1/resends` routes. Mount after `authenticate`. */
 export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHeartbeatExtendMs }: MessageRoutesOptions): Router {
   const router = Router();
   const heartbeatBody = heartbeatBodySchema(maxHeartbeatExtendMs);
@@ -72,6 +87,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
   const batchPrepareBody = jsonBody(Math.max(maxPayloadBytes + ENVELOPE_ALLOWANCE_BYTES, BATCH_BODY_LIMIT_BYTES));
   const idListBody = jsonBody(ID_LIST_BODY_LIMIT_BYTES);
   const smallBody = jsonBody(SMALL_BODY_LIMIT_BYTES);
+  const batchNackBody = jsonBody(BATCH_BODY_LIMIT_BYTES);
   const idOf = (params: Record<string, string | string[] | undefined>): string => parseOrThrow(messageIdSchema, params['id'], 'id');
 
   /**
@@ -187,6 +203,33 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     response.json({ results: await service.ackMany(callerOf(response), ids, group) });
   });
 
+  router.post('/v1/messages/:id/nack', requireRole('consumer'), smallBody, async (request, response) => {
+    const id = idOf(request.params);
+    const body = parseOrThrow(nackBodySchema, request.body);
+    const input = {
+      reason: body.reason,
+      ...(body.retryAfterMs !== undefined && { retryAfterMs: body.retryAfterMs }),
+      ...(body.attempt !== undefined && { attempt: body.attempt }),
+    };
+    response.json(toDeliveryStatusView(await service.nack(callerOf(response), id, input, body.group)));
+  });
+
+  router.post('/v1/nacks', requireRole('consumer'), batchNackBody, async (request, response) => {
+    const { nacks, group } = parseOrThrow(batchNackBodySchema, request.body);
+    const items = nacks.map(({ id, reason, retryAfterMs, attempt }) => ({
+      id,
+      reason,
+      ...(retryAfterMs !== undefined && { retryAfterMs }),
+      ...(attempt !== undefined && { attempt }),
+    }));
+    response.json({ results: await service.nackMany(callerOf(response), items, group) });
+  });
+
+  router.get('/v1/messages/:id/history', async (request, response) => {
+    const { message, events } = await service.historyOf(callerOf(response), idOf(request.params));
+    response.json({ id: message.id, status: message.status, events: events.map(toEventView) });
+  });
+
   router.get('/v1/messages/:id', async (request, response) => {
     response.json(toMessageView(await service.get(callerOf(response), idOf(request.params))));
   });
@@ -195,8 +238,8 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     const query = parseOrThrow(listQuerySchema, request.query, 'query');
     const page = await service.list({
       limit: query.limit,
+      ...messageFilterOf(query),
       ...(query.status && { status: query.status }),
-      ...(query.topic && { topic: query.topic }),
       ...(query.cursor && { after: decodeCursor(query.cursor) }),
     });
     response.json({ messages: page.messages.map(toMessageView), nextCursor: page.next ? encodeCursor(page.next) : null });
@@ -212,6 +255,12 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     const body = parseOrThrow(resendTopicBodySchema, request.body);
     const ids = await service.resendTopic(callerOf(response), topic, body?.limit ?? 1000);
     response.json({ topic, resent: ids.length, ids });
+  });
+
+  router.post('/v1/resends', requireRole('admin'), smallBody, async (request, response) => {
+    const body = parseOrThrow(bulkResendBodySchema, request.body);
+    const result = await service.resendMatching(callerOf(response), messageFilterOf(body.filter), { limit: body.limit, dryRun: body.dryRun });
+    response.json(result);
   });
 
   router.post('/v1/messages/:id/resend', requireRole('admin'), smallBody, async (request, response) => {

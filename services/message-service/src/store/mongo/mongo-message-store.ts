@@ -17,7 +17,8 @@ import {
   type MessageStatus,
   type NewMessage,
 } from '../../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from '../message-store.js';
+import { MESSAGE_EVENT_TYPES, type MessageEvent, completeEvent } from '../../domain/message-event.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 
@@ -79,7 +80,39 @@ const INDEXES: mongoose.mongo.IndexDescription[] = [
   { key: { topic: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_topic_created' },
   // The retention sweep: finished messages, oldest first.
   { key: { status: 1, updatedAt: 1 }, name: 'rms_messages_finished' },
+  // Operators look a message up by the producer's own key, usually without the producer.
+  { key: { producerMessageId: 1 }, name: 'rms_messages_producer_message_id', partialFilterExpression: { producerMessageId: { $type: 'string' } } },
 ];
+
+/** The history collection's one index: a message's events in order. */
+const EVENT_INDEXES: mongoose.mongo.IndexDescription[] = [{ key: { messageId: 1, at: 1, _id: 1 }, name: 'rms_message_events_message' }];
+
+/** A stored history event; `_id` (an ObjectId) orders events appended in the same millisecond. */
+type EventDocument = MessageEvent;
+
+const eventSchema = new mongoose.Schema<EventDocument>(
+  {
+    messageId: { type: String },
+    at: { type: Date },
+    type: { type: String, enum: MESSAGE_EVENT_TYPES },
+    actor: { type: String },
+    app: { type: String },
+    group: { type: String },
+    attempt: { type: Number },
+    transport: { type: String },
+    outcome: { type: String },
+    durationMs: { type: Number },
+    reason: { type: String },
+    nextAttemptAt: { type: Date },
+  },
+  { timestamps: false, versionKey: false, bufferCommands: false, autoIndex: false, autoCreate: false },
+);
+
+/** A stored event as the port returns it: absent optional fields read as `null`, MongoDB's `_id` left out. */
+function toEvent(document: EventDocument & { _id?: unknown }): MessageEvent {
+  const { _id, ...event } = document;
+  return completeEvent(event);
+}
 
 /**
  * A stored message: `Message` with the RMS id as `_id`. The payload is `unknown` here
@@ -317,6 +350,7 @@ export class MongoMessageStore implements MessageStore {
   private readonly operationTimeoutMs: number;
   private readonly connection: mongoose.Connection;
   private readonly model: mongoose.Model<MessageDocument>;
+  private readonly events: mongoose.Model<EventDocument>;
   /** The connection attempt under way, shared by concurrent callers; cleared when it fails so the next call retries. */
   private opening: Promise<void> | undefined;
   /** The index creation under way, shared by concurrent `init` calls. */
@@ -340,6 +374,7 @@ export class MongoMessageStore implements MessageStore {
     // process. The driver reconnects by itself and each call reports its own failure.
     this.connection.on('error', () => undefined);
     this.model = this.connection.model<MessageDocument>('RmsMessage', messageSchema, collection);
+    this.events = this.connection.model<EventDocument>('RmsMessageEvent', eventSchema, `${collection}_events`);
   }
 
   async init(): Promise<void> {
@@ -553,6 +588,12 @@ export class MongoMessageStore implements MessageStore {
         .deleteMany({ ...filter, _id: { $in: ids.map((document) => document._id) } })
         .maxTimeMS(this.operationTimeoutMs)
         .exec();
+      // Not atomic with the messages: a sweep that dies here leaves events of deleted
+      // messages, which no read reaches (histories are read by message id).
+      await this.events
+        .deleteMany({ messageId: { $in: ids.map((document) => document._id) } })
+        .maxTimeMS(this.operationTimeoutMs)
+        .exec();
       return result.deletedCount;
     });
   }
@@ -592,13 +633,19 @@ export class MongoMessageStore implements MessageStore {
       const filter: mongoose.QueryFilter<MessageDocument> = {};
       if (query.status) filter.status = query.status;
       if (query.topic) filter.topic = query.topic;
+      if (query.producer) filter.producer = query.producer;
+      if (query.producerMessageId) filter.producerMessageId = query.producerMessageId;
+      const createdAt: { $gte?: Date; $lt?: Date; $lte?: Date } = {};
+      if (query.createdFrom) createdAt.$gte = query.createdFrom;
+      if (query.createdBefore) createdAt.$lt = query.createdBefore;
       if (query.after) {
-        const { createdAt, id } = query.after;
+        const { id } = query.after;
         // (createdAt, _id) < (c, id), written so that the `createdAt <= c` bound limits the
         // index scan and the `$or` only sorts out the few messages created at exactly `c`.
-        filter.createdAt = { $lte: createdAt };
-        filter.$or = [{ createdAt: { $lt: createdAt } }, { _id: { $lt: id } }];
+        createdAt.$lte = query.after.createdAt;
+        filter.$or = [{ createdAt: { $lt: query.after.createdAt } }, { _id: { $lt: id } }];
       }
+      if (Object.keys(createdAt).length > 0) filter.createdAt = createdAt;
       const documents = await this.model
         .find(filter)
         .sort({ createdAt: -1, _id: -1 })
@@ -610,6 +657,53 @@ export class MongoMessageStore implements MessageStore {
       const last = messages.at(-1);
       const next = documents.length > query.limit && last ? { createdAt: last.createdAt, id: last.id } : null;
       return { messages, next };
+    });
+  }
+
+  async appendEvents(events: readonly MessageEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.run(async () => {
+      await this.events.collection.insertMany(events.map((event) => ({ ...event })), { ordered: false });
+    });
+  }
+
+  async history(messageId: string, limit: number): Promise<MessageEvent[]> {
+    return this.run(async () => {
+      const documents = await this.events
+        .find({ messageId })
+        .sort({ at: 1, _id: 1 })
+        .limit(limit)
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<EventDocument[]>()
+        .exec();
+      return documents.map(toEvent);
+    });
+  }
+
+  async countByStatusAndTopic(): Promise<StatusTopicCount[]> {
+    return this.run(async () => {
+      const groups = await this.model
+        .aggregate<{ _id: { status: MessageStatus; topic: string }; count: number }>([
+          { $group: { _id: { status: '$status', topic: '$topic' }, count: { $sum: 1 } } },
+          { $sort: { '_id.topic': 1, '_id.status': 1 } },
+        ])
+        .option({ maxTimeMS: this.operationTimeoutMs })
+        .exec();
+      return groups.map((group) => ({ status: group._id.status, topic: group._id.topic, count: group.count }));
+    });
+  }
+
+  async oldestWaiting(limit: number): Promise<Message[]> {
+    return this.run(async () => {
+      const waiting: MessageStatus[] = ['PENDING', 'SENDING'];
+      const documents = await this.model
+        .find({ status: { $in: waiting } })
+        .sort({ createdAt: 1, _id: 1 })
+        .limit(limit)
+        .maxTimeMS(this.operationTimeoutMs)
+        .lean<MessageDocument[]>()
+        .exec();
+      return documents.map(toMessage);
     });
   }
 
@@ -645,6 +739,7 @@ export class MongoMessageStore implements MessageStore {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.model.collection.createIndexes(INDEXES);
+        await this.events.collection.createIndexes(EVENT_INDEXES);
         return;
       } catch (error) {
         const code = (error as { code?: unknown } | null)?.code;

@@ -8,7 +8,8 @@ import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
 import type { Delivery, Message, MessagePatch, NewMessage } from '../../domain/message.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, TopicBacklog, Transition } from '../message-store.js';
+import type { MessageEvent, MessageEventType, EventActor } from '../../domain/message-event.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
@@ -221,6 +222,39 @@ function toMessage(row: MessageRow): Message {
   };
 }
 
+/** A row of `rms_message_events`. */
+interface EventRow {
+  message_id: string;
+  at: Date;
+  type: MessageEventType;
+  actor: EventActor;
+  app: string | null;
+  consumer_group: string | null;
+  attempt: number | null;
+  transport: MessageEvent['transport'];
+  outcome: string | null;
+  duration_ms: number | null;
+  reason: string | null;
+  next_attempt_at: Date | null;
+}
+
+function toEvent(row: EventRow): MessageEvent {
+  return {
+    messageId: row.message_id,
+    at: row.at,
+    type: row.type,
+    actor: row.actor,
+    app: row.app,
+    group: row.consumer_group,
+    attempt: row.attempt,
+    transport: row.transport,
+    outcome: row.outcome,
+    durationMs: row.duration_ms,
+    reason: row.reason,
+    nextAttemptAt: row.next_attempt_at,
+  };
+}
+
 /**
  * SQLSTATEs that mean "the database cannot serve this now", not "your query is wrong":
  * connection exceptions (08), insufficient resources (53), operator intervention (57:
@@ -264,6 +298,7 @@ export class PostgresMessageStore implements MessageStore {
   readonly kind = 'postgres';
   private readonly pool: pg.Pool;
   private readonly table: string;
+  private readonly eventsTable: string;
   private readonly schema: string;
 
   constructor(options: PostgresStoreOptions) {
@@ -271,6 +306,7 @@ export class PostgresMessageStore implements MessageStore {
     const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs;
     this.schema = schema;
     this.table = `"${schema}".rms_messages`;
+    this.eventsTable = `"${schema}".rms_message_events`;
     this.pool = new pg.Pool({
       connectionString,
       max: options.poolSize ?? DEFAULTS.poolSize,
@@ -574,15 +610,72 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async deleteFinished(before: Date, limit: number): Promise<number> {
-    const { rowCount } = await this.query(
-      `DELETE FROM ${this.table} WHERE id IN (
-         SELECT id FROM ${this.table}
-         WHERE status IN ('COMPLETED', 'CANCELLED') AND updated_at < $1
-         LIMIT $2
-       )`,
+    const { rows } = await this.query<{ deleted: string }>(
+      `WITH gone AS (
+         DELETE FROM ${this.table} WHERE id IN (
+           SELECT id FROM ${this.table}
+           WHERE status IN ('COMPLETED', 'CANCELLED') AND updated_at < $1
+           LIMIT $2
+         ) RETURNING id
+       ), history AS (
+         DELETE FROM ${this.eventsTable} WHERE message_id IN (SELECT id FROM gone)
+       )
+       SELECT count(*) AS deleted FROM gone`,
       [before, limit],
     );
-    return rowCount ?? 0;
+    return Number(rows[0]?.deleted ?? 0);
+  }
+
+  async appendEvents(events: readonly MessageEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const column = <T>(pick: (event: MessageEvent) => T): T[] => events.map(pick);
+    await this.query(
+      `INSERT INTO ${this.eventsTable}
+         (message_id, at, type, actor, app, consumer_group, attempt, transport, outcome, duration_ms, reason, next_attempt_at)
+       SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[],
+                            $8::text[], $9::text[], $10::integer[], $11::text[], $12::timestamptz[])`,
+      [
+        column((e) => e.messageId),
+        column((e) => e.at),
+        column((e) => e.type),
+        column((e) => e.actor),
+        column((e) => e.app),
+        column((e) => e.group),
+        column((e) => e.attempt),
+        column((e) => e.transport),
+        column((e) => e.outcome),
+        column((e) => (e.durationMs === null ? null : Math.round(e.durationMs))),
+        column((e) => e.reason),
+        column((e) => e.nextAttemptAt),
+      ],
+    );
+  }
+
+  async history(messageId: string, limit: number): Promise<MessageEvent[]> {
+    const { rows } = await this.query<EventRow>(
+      `SELECT * FROM ${this.eventsTable} WHERE message_id = $1 ORDER BY at, seq LIMIT $2`,
+      [messageId, limit],
+    );
+    return rows.map(toEvent);
+  }
+
+  async countByStatusAndTopic(): Promise<StatusTopicCount[]> {
+    const { rows } = await this.query<{ status: Message['status']; topic: string; count: string }>(
+      `SELECT status, topic, count(*) AS count FROM ${this.table} GROUP BY status, topic ORDER BY topic, status`,
+    );
+    return rows.map((row) => ({ status: row.status, topic: row.topic, count: Number(row.count) }));
+  }
+
+  async oldestWaiting(limit: number): Promise<Message[]> {
+    const { rows } = await this.query<MessageRow>(
+      // The subquery fence (OFFSET 0) makes PostgreSQL read the waiting messages through the
+      // partial due index (a waiting message always has something due) and sort them, rather than walk the creation-time index from the
+      // oldest end through every finished message still retained (150 ms at a million rows).
+      `SELECT * FROM (SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL OFFSET 0) AS waiting
+       ORDER BY created_at, id LIMIT $1`,
+      [limit],
+    );
+    return rows.map(toMessage);
   }
 
   async backlogByTopic(): Promise<TopicBacklog[]> {
@@ -612,6 +705,22 @@ export class PostgresMessageStore implements MessageStore {
     if (query.topic) {
       values.push(query.topic);
       conditions.push(`topic = $${values.length}`);
+    }
+    if (query.producer) {
+      values.push(query.producer);
+      conditions.push(`producer = $${values.length}`);
+    }
+    if (query.producerMessageId) {
+      values.push(query.producerMessageId);
+      conditions.push(`producer_message_id = $${values.length}`);
+    }
+    if (query.createdFrom) {
+      values.push(query.createdFrom);
+      conditions.push(`created_at >= $${values.length}`);
+    }
+    if (query.createdBefore) {
+      values.push(query.createdBefore);
+      conditions.push(`created_at < $${values.length}`);
     }
     if (query.after) {
       values.push(query.after.createdAt, query.after.id);

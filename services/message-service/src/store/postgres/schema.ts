@@ -113,4 +113,34 @@ export const MIGRATIONS: readonly Migration[] = [
         ADD COLUMN IF NOT EXISTS tracestate text;
     `,
   },
+  {
+    version: 6,
+    description: 'message history events; finding messages by the producer key',
+    sql: `
+      -- One row per event of a message's life (issue 12): append-only, read per message in
+      -- order. No foreign key: appends stay one cheap statement, and the retention sweep
+      -- deletes a message's events in the statement that deletes the message.
+      CREATE TABLE $schema.rms_message_events (
+        seq             bigserial   PRIMARY KEY,
+        message_id      uuid        NOT NULL,
+        at              timestamptz NOT NULL,
+        type            text        NOT NULL,
+        actor           text        NOT NULL,
+        app             text,
+        consumer_group  text,
+        attempt         integer,
+        transport       text,
+        outcome         text,
+        duration_ms     integer,
+        reason          text,
+        next_attempt_at timestamptz
+      );
+      CREATE INDEX rms_message_events_message ON $schema.rms_message_events (message_id, at, seq);
+      -- Operators look a message up by the producer's own key, usually without the producer:
+      -- the unique (producer, producer_message_id) index cannot serve that. Messages without
+      -- a key stay out of this one.
+      CREATE INDEX rms_messages_producer_message_id ON $schema.rms_messages (producer_message_id)
+        WHERE producer_message_id IS NOT NULL;
+    `,
+  },
 ];
