@@ -11,6 +11,7 @@ import { type Delivery, type Subscription, groupQueueName, subscribe } from '@rm
 import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { TEST_APPS, startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
+import { FAST_DELIVERY_ENV } from '../support/delivery-env.js';
 
 const GROUPS = ['stock', 'points', 'shipping'] as const;
 type Group = (typeof GROUPS)[number];
@@ -19,16 +20,11 @@ type Group = (typeof GROUPS)[number];
 const DEAD_END_TOPIC = `groups.deadend${randomUUID().slice(0, 8)}`;
 
 const ENV = {
-  RMS_POLL_INTERVAL_MS: '20',
-  RMS_ACK_TIMEOUT_MS: '300',
+  ...FAST_DELIVERY_ENV,
+  // Redeliveries here come from nacks (due at once), not from missed deadlines: a deadline
+  // long enough that a loaded machine's slow ack is never taken for a missing one.
+  RMS_ACK_TIMEOUT_MS: '3000',
   RMS_RETRY_MAX: '10',
-  RMS_RETRY_IMMEDIATE: '1',
-  RMS_RETRY_FIRST_DELAY_MS: '100',
-  RMS_RETRY_INTERVAL_MS: '100',
-  RMS_PUBLISH_TIMEOUT_MS: '1000',
-  RMS_LEASE_MS: '3000',
-  RMS_CHECK_TIMEOUT_MS: '500',
-  RMS_CHECK_DELAY_MS: '60000',
   RMS_TOPIC_SCHEDULES: JSON.stringify({ [DEAD_END_TOPIC]: { groups: { points: { retryMax: 2, ackTimeoutMs: 150 } } } }),
 };
 

@@ -5,19 +5,13 @@ import { type Notification, PostgresMessageStore } from '@rms/message-service';
 import { QueueWatcher, type SeenDelivery } from '../support/rabbitmq.js';
 import { startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
+import { FAST_DELIVERY_ENV } from '../support/delivery-env.js';
 
 // Real PostgreSQL and RabbitMQ; the schedules are the real ones, in milliseconds.
 const ENV = {
-  RMS_POLL_INTERVAL_MS: '20',
+  ...FAST_DELIVERY_ENV,
   RMS_ACK_TIMEOUT_MS: '150',
   RMS_RETRY_MAX: '3',
-  RMS_RETRY_IMMEDIATE: '1',
-  RMS_RETRY_FIRST_DELAY_MS: '100',
-  RMS_RETRY_INTERVAL_MS: '100',
-  RMS_PUBLISH_TIMEOUT_MS: '1000',
-  RMS_LEASE_MS: '3000',
-  RMS_CHECK_TIMEOUT_MS: '500',
-  RMS_CHECK_DELAY_MS: '60000',
   RMS_ALERT_WINDOW_MS: '1500',
 };
 
