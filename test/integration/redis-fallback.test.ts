@@ -27,7 +27,7 @@ import {
   type SdkLogger,
 } from '@rms/client-sdk';
 import { succeeds } from '../support/failover-env.js';
-import { FaultProxy } from '../support/fault-proxy.js';
+import { proxyInFrontOf } from '../support/fault-proxy.js';
 import { waitUntil } from '../support/wait.js';
 
 const REDIS_URL = process.env['TEST_REDIS_URL'] ?? process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
@@ -139,15 +139,7 @@ function newSource(t: TestContext, options: Partial<RedisListSourceOptions> & { 
 }
 
 /** A fault proxy in front of Redis, closed when the test ends, and the Redis URL through it. */
-async function newProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
-  const target = new URL(REDIS_URL);
-  const proxy = await FaultProxy.start({ targetHost: target.hostname, targetPort: Number(target.port || 6379) });
-  t.after(() => proxy.close());
-  const url = new URL(REDIS_URL);
-  url.hostname = proxy.host;
-  url.port = String(proxy.port);
-  return { proxy, url: url.toString() };
-}
+const newProxy = (t: TestContext) => proxyInFrontOf(t, REDIS_URL, 6379);
 
 /** How long `promise` takes to reject, and with what. */
 async function rejection(promise: Promise<unknown>): Promise<{ error: unknown; ms: number }> {

@@ -12,8 +12,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import amqp, { type ChannelModel } from 'amqplib';
 import { Redis } from 'ioredis';
 import { type Delivery, RmsHttpClient, rabbitMqQueueName, type SdkLogger, type SubscribeOptions, type Subscription, subscribe } from '@rms/client-sdk';
-import { FaultProxy } from '../support/fault-proxy.js';
-import { TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
+import { brokerBehindProxy, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { startTestServer, TEST_APPS, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
@@ -430,12 +429,7 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
 
   test('a cut RabbitMQ connection: the consumer reconnects by itself and keeps consuming, without crashing', async (t: TestContext) => {
     const topicName = patient.cut;
-    const broker = new URL(TEST_RABBITMQ_URL);
-    const proxy = await FaultProxy.start({ targetHost: broker.hostname, targetPort: Number(broker.port || 5672) });
-    t.after(() => proxy.close());
-    const through = new URL(TEST_RABBITMQ_URL);
-    through.hostname = proxy.host;
-    through.port = String(proxy.port);
+    const { proxy, url: throughUrl } = await brokerBehindProxy(t);
     const logger = recordingLogger();
     const handled = new Map<string, number>();
     const gate: { release?: () => void } = {};
@@ -448,7 +442,7 @@ describe('subscribe: handling, acking and redelivery against a real RMS', { time
           await new Promise<void>((resolve) => (gate.release = resolve));
         }
       },
-      { amqpUrl: through.toString(), logger },
+      { amqpUrl: throughUrl, logger },
     );
     const first = await produce(topicName, { n: 0 });
     await completed(first);

@@ -7,6 +7,7 @@
  *
  * It works on bytes, not on any protocol, so it fits every backend the same way.
  */
+import type { TestContext } from 'node:test';
 import net from 'node:net';
 
 /** Options for {@link FaultProxy.start}. */
@@ -354,3 +355,15 @@ export class FaultProxy {
     for (const pipe of connection.pipes) pipe.resume();
   }
 }
+
+/**
+ * A fault proxy in front of the service at `serviceUrl` (closed when the test ends), and
+ * the same URL routed through it: a node of that service whose network the test controls.
+ */
+export async function proxyInFrontOf(t: TestContext, serviceUrl: string, defaultPort: number): Promise<{ proxy: FaultProxy; url: string }> {
+  const target = new URL(serviceUrl);
+  const proxy = await FaultProxy.start({ targetHost: target.hostname, targetPort: Number(target.port || defaultPort) });
+  t.after(() => proxy.close());
+  return { proxy, url: proxy.route(serviceUrl) };
+}
+

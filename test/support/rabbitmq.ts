@@ -4,7 +4,7 @@
  */
 import type { TestContext } from 'node:test';
 import amqp, { type Channel, type ChannelModel, type Message } from 'amqplib';
-import { FaultProxy } from './fault-proxy.js';
+import { type FaultProxy, proxyInFrontOf } from './fault-proxy.js';
 
 /** The broker the tests use. @defaultValue amqp://guest:guest@127.0.0.1:5672 */
 export const TEST_RABBITMQ_URL = process.env['TEST_RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -13,14 +13,8 @@ export const TEST_RABBITMQ_URL = process.env['TEST_RABBITMQ_URL'] ?? 'amqp://gue
  * A fault proxy in front of the test broker, closed when the test ends, and the AMQP URL
  * that goes through it (a broker "node" whose network the test controls).
  */
-export async function brokerBehindProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
-  const broker = new URL(TEST_RABBITMQ_URL);
-  const proxy = await FaultProxy.start({ targetHost: broker.hostname, targetPort: Number(broker.port || 5672) });
-  t.after(() => proxy.close());
-  const url = new URL(TEST_RABBITMQ_URL);
-  url.hostname = proxy.host;
-  url.port = String(proxy.port);
-  return { proxy, url: url.toString() };
+export function brokerBehindProxy(t: TestContext): Promise<{ proxy: FaultProxy; url: string }> {
+  return proxyInFrontOf(t, TEST_RABBITMQ_URL, 5672);
 }
 
 /** One delivery as a consumer sees it. */
