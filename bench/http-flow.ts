@@ -71,6 +71,15 @@ export interface PerMessageHttpFlowOptions extends HttpLoadOptions {
   consumerConcurrency?: number;
   /** Longest wait for the consumer to ack everything confirmed in the window. @defaultValue 60000 */
   drainTimeoutMs?: number;
+  /**
+   * Open loop: start this many messages per second, whatever RMS answers (at most
+   * `connections` under way; a message due while all are busy waits in the client). For
+   * latency at a given rate, for comparing CPU per message at equal rates (batching in the
+   * store and in acks depends on the rate), and for overload (a rate above capacity, with
+   * more connections than RMS admits requests). Without it, each connection sends its next
+   * message as soon as its last confirm is answered.
+   */
+  ratePerSecond?: number;
 }
 
 /** The per-message flow's figures. */
@@ -95,6 +104,8 @@ export interface PerMessageHttpFlowResult {
   refused: number;
   ackRequests: number;
   connections: number;
+  /** The open loop's rate, when one was set. */
+  ratePerSecond?: number;
 }
 
 const DEFAULT_CONNECTIONS = 64;
@@ -111,6 +122,24 @@ async function loadFor(ms: number, connections: number, worker: () => Promise<vo
       while (nowMs() < deadline) await worker();
     }),
   );
+}
+
+/** Starts `worker` `ratePerSecond` times a second for `ms`, at most `maxInFlight` at once; resolves when all are done. */
+async function loadAtRate(ms: number, ratePerSecond: number, maxInFlight: number, worker: () => Promise<void>): Promise<void> {
+  const startedAt = nowMs();
+  const running = new Set<Promise<void>>();
+  let started = 0;
+  while (nowMs() - startedAt < ms) {
+    // Catch up with the schedule on every tick (timers are coarse), never past maxInFlight.
+    const due = Math.floor(((nowMs() - startedAt) * ratePerSecond) / 1000);
+    while (started < due && running.size < maxInFlight) {
+      started += 1;
+      const one: Promise<void> = worker().finally(() => running.delete(one));
+      running.add(one);
+    }
+    await sleep(1);
+  }
+  await Promise.all(running);
 }
 
 /** `p` (0–1) of an ascending list. */
@@ -218,8 +247,10 @@ export async function runPerMessageHttpFlow(options: PerMessageHttpFlowOptions):
     while (acked() < target && Date.now() < deadline) await sleep(5);
     return nowMs();
   };
+  const load = (ms: number) =>
+    options.ratePerSecond === undefined ? loadFor(ms, connections, sendOne) : loadAtRate(ms, options.ratePerSecond, connections, sendOne);
   try {
-    await loadFor(options.warmupMs, connections, sendOne);
+    await load(options.warmupMs);
     await waitAcked(confirmed);
     const ackedBefore = acked();
     const ackRequestsBefore = subscription.stats().ackRequests;
@@ -231,7 +262,7 @@ export async function runPerMessageHttpFlow(options: PerMessageHttpFlowOptions):
     const clientBefore = process.cpuUsage();
     sampler.start();
     const startedAt = nowMs();
-    await loadFor(options.durationMs, connections, sendOne);
+    await load(options.durationMs);
     const loadSeconds = (nowMs() - startedAt) / 1000;
     const endedAt = await waitAcked(ackedBefore + confirmed);
     const seconds = (endedAt - startedAt) / 1000;
@@ -252,6 +283,7 @@ export async function runPerMessageHttpFlow(options: PerMessageHttpFlowOptions):
       refused,
       ackRequests: subscription.stats().ackRequests - ackRequestsBefore,
       connections,
+      ...(options.ratePerSecond !== undefined && { ratePerSecond: options.ratePerSecond }),
     };
   } finally {
     await subscription.close();
@@ -272,8 +304,9 @@ function numberSetting(name: string, fallback: number): number {
  * own, runs the `/healthz` baseline and the per-message flow, prints their figures as
  * JSON, and removes the schema and queue. Settings: BENCH_POSTGRES_URL (or
  * TEST_POSTGRES_URL), RABBITMQ_URL, REDIS_URL, ZK_CONNECT, BENCH_HTTP_MS (measured window
- * per phase, 10000), BENCH_WARMUP_MS (2000), BENCH_HTTP_CONNECTIONS (64), and any RMS_*
- * setting, passed to RMS.
+ * per phase, 10000), BENCH_WARMUP_MS (2000), BENCH_HTTP_CONNECTIONS (64),
+ * BENCH_HTTP_RATE (the per-message flow at this open-loop rate instead of saturating), BENCH_IDLE_MS (3000, RMS's CPU at rest is measured first), BENCH_CPU_PROFILE_DIR (RMS runs under `--cpu-prof`, writing there), and any RMS_* setting,
+ * passed to RMS.
  */
 async function main(): Promise<void> {
   const runId = randomUUID().slice(0, 8);
@@ -292,6 +325,7 @@ async function main(): Promise<void> {
   const rms = await RmsProcess.start({
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     logFile: join('/tmp', `rms-http-flow-${runId}.log`),
+    ...(process.env['BENCH_CPU_PROFILE_DIR'] && { cpuProfileDir: process.env['BENCH_CPU_PROFILE_DIR'] }),
     env: {
       STORE_URL: storeUrl.toString(),
       RABBITMQ_URL: urls.amqp,
@@ -316,6 +350,12 @@ async function main(): Promise<void> {
     durationMs: numberSetting('BENCH_HTTP_MS', 10_000),
   };
   try {
+    // What RMS burns with no request at all (its loops' polls, metrics): on a busy box the
+    // figures per request are also given net of it.
+    const idle = new ProcessSampler(rms.pid);
+    idle.start();
+    await sleep(numberSetting('BENCH_IDLE_MS', 3000));
+    const idleCpuMsPerSecond = (idle.stop().cpuSeconds * 1000) / (numberSetting('BENCH_IDLE_MS', 3000) / 1000);
     const healthz = await runHealthzBaseline(load);
     const perMessage = await runPerMessageHttpFlow({
       ...load,
@@ -324,6 +364,7 @@ async function main(): Promise<void> {
       amqpUrl: urls.amqp,
       topic,
       payload: benchPayload(),
+      ...(process.env['BENCH_HTTP_RATE'] && { ratePerSecond: numberSetting('BENCH_HTTP_RATE', 1) }),
     });
     process.stdout.write(
       `${JSON.stringify(
@@ -332,6 +373,11 @@ async function main(): Promise<void> {
           perMessage,
           ratioToHealthz: perMessage.messagesPerSecond / healthz.requestsPerSecond,
           rmsCpuMsPerRequest: { healthz: healthz.rmsCpuMsPerRequest, perMessageFlow: perMessage.rmsCpuMsPerMessage / 2 },
+          idleCpuMsPerSecond,
+          netOfIdle: {
+            healthzCpuMsPerRequest: (healthz.rms.cpuSeconds * 1000 - idleCpuMsPerSecond * healthz.seconds) / Math.max(1, healthz.requests),
+            perMessageCpuMs: (perMessage.rms.cpuSeconds * 1000 - idleCpuMsPerSecond * perMessage.seconds) / Math.max(1, perMessage.messages),
+          },
         },
         null,
         2,

@@ -120,6 +120,17 @@ export interface RmsConfig {
    */
   storeAdmission: { deadlineMs: number; maxPending: number };
   /**
+   * `RMS_MAX_INFLIGHT_REQUESTS`: most API requests (`/v1/...`) handled at once. A request
+   * arriving past it is answered 503 `OVERLOADED` with `Retry-After: 1` at once, before
+   * its body is read, and nothing of it is done; health, readiness, metrics and the
+   * dashboard are never refused. It bounds the memory and the latency an overload can
+   * cost: the admitted requests queue behind at most this many, and a sustained 2×
+   * overload of the per-message HTTP flow keeps RMS under 250 MB. Raise it only for
+   * clients that keep more requests in flight and a store fast enough to serve them.
+   * @defaultValue 512
+   */
+  maxInFlightRequests: number;
+  /**
    * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
    * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
    * statements of one kind running at once (calls arriving meanwhile join the next one).
@@ -191,6 +202,7 @@ const envSchema = z.object({
   RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(DEFAULT_MAX_HEARTBEAT_EXTEND_MS),
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
+  RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(512),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
   RMS_MAX_DELAY_MS: integer(1).default(30 * 24 * 3600 * 1000),
@@ -290,6 +302,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     maxPayloadDepth: e.RMS_MAX_PAYLOAD_DEPTH,
     maxHeartbeatExtendMs: e.RMS_MAX_HEARTBEAT_EXTEND_MS,
     storeAdmission: { deadlineMs: e.RMS_STORE_DEADLINE_MS, maxPending: e.RMS_STORE_MAX_PENDING },
+    maxInFlightRequests: e.RMS_MAX_INFLIGHT_REQUESTS,
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,
