@@ -7,8 +7,14 @@
  * HTTP layer costs, free of the store's batching, which makes the full flow's CPU per
  * message depend on its rate. Run: `node --conditions=rms-source --import tsx
  * bench/http-path.ts` (BENCH_HTTP_MS, 5000, per phase; BENCH_HTTP_CONNECTIONS, 64).
+ *
+ * CPU time per request moves with whatever else runs on the machine. With
+ * BENCH_CALLGRIND=<count> the child runs under valgrind's callgrind instead, instrumented
+ * only while exactly <count> requests (pairs, for prepare and confirm) of each phase run
+ * after a warm-up, and the figure is instructions per request: the same on a busy box.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -71,6 +77,9 @@ async function serve(): Promise<void> {
     metrics: new Metrics(),
   });
   const server = app.listen(0, '127.0.0.1');
+  // Under valgrind a pause between phases outlasts node's 5 s default, and the client would
+  // send on a socket the server is closing.
+  server.keepAliveTimeout = 600_000;
   await once(server, 'listening');
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
 }
@@ -90,10 +99,39 @@ async function loop(ms: number, connections: number, worker: () => Promise<void>
   return count;
 }
 
+/** `count` runs of `worker` over `connections` loops. */
+async function runCount(count: number, connections: number, worker: () => Promise<void>): Promise<void> {
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: connections }, async () => {
+      while (started < count) {
+        started += 1;
+        await worker();
+      }
+    }),
+  );
+}
+
+/** Instructions callgrind counted in the child between `-z` and `-d`: the `totals:` line of the newest dump. */
+function callgrindDump(pid: number, outFile: string): number {
+  execFileSync('callgrind_control', ['-d', String(pid)], { stdio: 'ignore' });
+  const dir = outFile.slice(0, outFile.lastIndexOf('/'));
+  const base = outFile.slice(outFile.lastIndexOf('/') + 1);
+  const dumps = readdirSync(dir).filter((name) => name.startsWith(`${base}.`)).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
+  const text = readFileSync(`${dir}/${dumps.at(-1)}`, 'utf8');
+  return Number(/^totals: (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+}
+
 async function main(): Promise<void> {
   const durationMs = Number(process.env['BENCH_HTTP_MS'] ?? 5000);
   const connections = Number(process.env['BENCH_HTTP_CONNECTIONS'] ?? 64);
-  const child = spawn(process.execPath, ['--conditions=rms-source', '--import', 'tsx', fileURLToPath(import.meta.url), 'serve'], {
+  const callgrindCount = Number(process.env['BENCH_CALLGRIND'] ?? 0);
+  const callgrindOut = `/tmp/rms-http-path-${process.pid}.callgrind`;
+  const nodeArgs = ['--conditions=rms-source', '--import', 'tsx', fileURLToPath(import.meta.url), 'serve'];
+  const [command, args] = callgrindCount
+    ? ['valgrind', ['--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${callgrindOut}`, process.execPath, ...nodeArgs]]
+    : [process.execPath, nodeArgs];
+  const child = spawn(command, args as string[], {
     cwd: fileURLToPath(new URL('..', import.meta.url)),
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -120,8 +158,21 @@ async function main(): Promise<void> {
       check(confirmed.statusCode, 200, 'confirm');
     },
   };
-  const results: Record<string, { requests: number; requestsPerSecond: number; cpuMsPerRequest: number }> = {};
+  const results: Record<string, { requests: number; requestsPerSecond: number; cpuMsPerRequest: number } | { requests: number; instructionsPerRequest: number }> = {};
   try {
+    if (callgrindCount) {
+      for (const [name, worker] of Object.entries(phases)) {
+        await runCount(callgrindCount, connections, worker);
+        execFileSync('callgrind_control', ['-z', String(pid)], { stdio: 'ignore' });
+        execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' });
+        await runCount(callgrindCount, connections, worker);
+        execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' });
+        const requests = name === 'prepareConfirm' ? 2 * callgrindCount : callgrindCount;
+        results[name] = { requests, instructionsPerRequest: Math.round(callgrindDump(pid, callgrindOut) / requests) };
+      }
+      process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
+      return;
+    }
     for (const [name, worker] of Object.entries(phases)) {
       await loop(Math.min(2000, durationMs), connections, worker);
       const cpuBefore = cpuSecondsOf(pid) ?? 0;
