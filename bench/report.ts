@@ -44,6 +44,13 @@ export interface BenchResults {
 
 const fixed = (value: number | undefined, digits = 1) => (value === undefined || Number.isNaN(value) ? '—' : value.toFixed(digits));
 
+/** `name value, …` with at most three decimals (a median of rounded figures can carry float noise). */
+function countersText(counters: Record<string, number>): string {
+  return Object.entries(counters)
+    .map(([name, value]) => `${name} ${Number.isFinite(value) ? Number(value.toFixed(3)) : '—'}`)
+    .join(', ');
+}
+
 /** The phases as rows of cells, in {@link HEADER}'s order. */
 function rows(results: BenchResults): string[][] {
   return results.phases.map((phase) => [
@@ -118,7 +125,7 @@ export function phaseNotes(results: BenchResults): string[] {
     if (phase.requests) {
       const r = phase.requests;
       out.push(
-        `${phase.phase}: ${r.requests.toLocaleString('en-US')} HTTP requests${phase.offeredPerSecond === undefined ? '' : ` at ${Math.round(phase.offeredPerSecond).toLocaleString('en-US')} msgs/s offered`}; answers ${Object.entries(r.byStatus).map(([status, count]) => `${status} × ${count}`).join(', ')}; 503 with Retry-After ${r.rejectedWithRetryAfter} of ${r.rejected}; admitted p50 ${fixed(r.admitted.p50, 1)} / p99 ${fixed(r.admitted.p99, 1)} / max ${fixed(r.admitted.max, 1)} ms${runs}`,
+        `${phase.phase}: ${r.requests.toLocaleString('en-US')} HTTP requests${phase.offeredPerSecond === undefined ? '' : ` at ${Math.round(phase.offeredPerSecond).toLocaleString('en-US')} msgs/s offered`}; answers ${Object.entries(r.byStatus).map(([status, count]) => `${status} × ${Math.round(count).toLocaleString('en-US')}`).join(', ')}; 503 with Retry-After ${r.rejectedWithRetryAfter} of ${r.rejected}; admitted p50 ${fixed(r.admitted.p50, 1)} / p99 ${fixed(r.admitted.p99, 1)} / max ${fixed(r.admitted.max, 1)} ms${runs}`,
       );
     }
   }
@@ -150,7 +157,7 @@ export function formatTable(results: BenchResults): string {
     out.push('', 'PostgreSQL work per delivered message (database-wide counters):');
     for (const phase of withPostgres) {
       const counters = phase.postgresPerMessage ?? {};
-      out.push(`  ${phase.phase.padEnd(12)} ${Object.entries(counters).map(([name, value]) => `${name} ${value}`).join(', ')}`);
+      out.push(`  ${phase.phase.padEnd(12)} ${countersText(counters)}`);
     }
   }
   out.push('', 'CPU over each load window, % of one core (200 % = the whole box):');
@@ -225,7 +232,7 @@ export function renderSummary(results: BenchResults): string {
     '',
     ...results.phases
       .filter((phase) => phase.postgresPerMessage)
-      .map((phase) => `- ${phase.phase}: ${Object.entries(phase.postgresPerMessage ?? {}).map(([name, value]) => `${name} ${value}`).join(', ')}`),
+      .map((phase) => `- ${phase.phase}: ${countersText(phase.postgresPerMessage ?? {})}`),
     '',
     'CPU over each load window, % of one core (200 % = the whole box):',
     '',
@@ -334,6 +341,12 @@ export function renderChart(results: BenchResults): string {
     parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot * 0.7).toFixed(1)}" height="${(baseline - y).toFixed(1)}" fill="${colour}"/>`);
     text(x + slot * 0.35, y - 4, Math.round(phase.messagesPerSecond).toLocaleString('en-US'), 'font-size="10" text-anchor="middle"');
     text(x + slot * 0.35, baseline + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+    if (phase.healthz) {
+      // The per-message target: 0.4 × the same server's /healthz rate, across this bar only.
+      const mark = yRate(0.4 * phase.healthz.requestsPerSecond);
+      parts.push(`<line x1="${(x - slot * 0.1).toFixed(1)}" x2="${(x + slot * 0.8).toFixed(1)}" y1="${mark.toFixed(1)}" y2="${mark.toFixed(1)}" stroke="#8c564b" stroke-width="2"/>`);
+      text(x + slot * 0.35, mark - 4, '0.4 × /healthz', 'font-size="9" text-anchor="middle" fill="#8c564b"');
+    }
   });
   const target = yRate(5000);
   parts.push(`<line x1="${left.x}" x2="${left.x + left.w}" y1="${target}" y2="${target}" stroke="#2ca02c" stroke-dasharray="6 4"/>`);
@@ -408,7 +421,7 @@ export function renderChart(results: BenchResults): string {
   });
   const rmsTarget = yCpu(0.1);
   parts.push(`<line x1="${cpu.x}" x2="${cpu.x + cpu.w}" y1="${rmsTarget}" y2="${rmsTarget}" stroke="#1f77b4" stroke-dasharray="6 4"/>`);
-  text(cpu.x + cpu.w, rmsTarget - 4, 'RMS target 0.1 ms (SDK path)', 'font-size="10" text-anchor="end" fill="#1f77b4"');
+  text(cpu.x + cpu.w + 6, rmsTarget + 4, 'RMS target 0.1 ms', 'font-size="10" fill="#1f77b4"');
   CPU_SEGMENTS.forEach((segment, j) => {
     const y = cpuTop + 10 + j * 18;
     parts.push(`<rect x="${cpu.x + cpu.w + 30}" y="${y}" width="12" height="12" fill="${segment.colour}"/>`);

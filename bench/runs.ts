@@ -19,12 +19,13 @@ export class RunsSettingError extends Error {
  * @throws {@link RunsSettingError} for anything but a positive integer.
  */
 export function runsSetting(argv: readonly string[], environment: string | undefined): number {
-  let value = environment;
+  let value = environment === '' ? undefined : environment;
   argv.forEach((argument, index) => {
+    // A bare `--runs` (nothing after it) is a mistake, not "the default".
     if (argument === '--runs') value = argv[index + 1] ?? '';
     else if (argument.startsWith('--runs=')) value = argument.slice('--runs='.length);
   });
-  if (value === undefined || value === '') return 1;
+  if (value === undefined) return 1;
   const runs = Number(value);
   if (!Number.isInteger(runs) || runs < 1) throw new RunsSettingError(value);
   return runs;

@@ -31,10 +31,11 @@ export function evaluateTargets(results: Pick<BenchResults, 'phases' | 'runs' | 
   const runs = results.runs && results.runs.length > 0 ? results.runs : [results.phases];
   const by = (name: string) => results.phases.find((phase) => phase.phase === name);
   /** A figure's median over the runs (the phase's own figure with one run), and the per-run list when there were several. */
-  const figure = (name: string, pick: (phase: PhaseResult) => number | undefined) => {
+  const figure = (name: string, pick: (phase: PhaseResult) => number | undefined, format: (value: number) => string = whole) => {
     const values = perRun(runs, name, pick);
-    return { value: median(values), list: values.length > 1 ? ` (median of ${values.length} runs: ${values.map((value) => (Math.abs(value) >= 100 ? whole(value) : decimals(value, 3))).join(', ')})` : '' };
+    return { value: median(values), list: values.length > 1 ? ` (median of ${values.length} runs: ${values.map(format).join(', ')})` : '' };
   };
+  const ratioFormat = (value: number) => decimals(value, 3);
   const checks: TargetCheck[] = [];
   const push = (target: string, measured: string, met: boolean) => checks.push({ target, measured, met });
 
@@ -43,10 +44,10 @@ export function evaluateTargets(results: Pick<BenchResults, 'phases' | 'runs' | 
     const rate = figure('reliable', (phase) => phase.messagesPerSecond);
     push('SDK flow (reliable) ≥ 5,000 msgs/s', `${whole(rate.value)} msgs/s${rate.list}`, rate.value >= 5000);
     if (raw) {
-      const ratio = figure('reliable', (phase) => phase.ratios?.toRaw);
+      const ratio = figure('reliable', (phase) => phase.ratios?.toRaw, ratioFormat);
       push('SDK flow ≥ 0.25 × raw amqplib (ratio within each run)', `${decimals(ratio.value, 3)} × raw (raw ${whole(figure('raw', (phase) => phase.messagesPerSecond).value)} msgs/s)${ratio.list}`, ratio.value >= 0.25);
     }
-    const rmsCpu = figure('reliable', (phase) => phase.efficiency?.rmsCpuMs);
+    const rmsCpu = figure('reliable', (phase) => phase.efficiency?.rmsCpuMs, ratioFormat);
     push(
       'RMS CPU per message ≤ 0.1 ms on the SDK path (≥ 10,000 msgs/s per dedicated RMS core)',
       `${decimals(rmsCpu.value, 3)} ms (${whole(1000 / rmsCpu.value)} msgs/s per RMS core)${rmsCpu.list}`,
@@ -62,7 +63,7 @@ export function evaluateTargets(results: Pick<BenchResults, 'phases' | 'runs' | 
     const rate = figure('per-message', (phase) => phase.messagesPerSecond);
     push('per-message HTTP flow ≥ 1,000 msgs/s (undici, 64 connections)', `${whole(rate.value)} msgs/s${rate.list}`, rate.value >= 1000);
     if (perMessage.healthz) {
-      const ratio = figure('per-message', (phase) => phase.ratios?.toHealthz);
+      const ratio = figure('per-message', (phase) => phase.ratios?.toHealthz, ratioFormat);
       const healthz = figure('per-message', (phase) => phase.healthz?.requestsPerSecond);
       push(
         'per-message flow ≥ 0.4 × GET /healthz req/s on the same server (ratio within each run)',
@@ -103,7 +104,7 @@ export function evaluateTargets(results: Pick<BenchResults, 'phases' | 'runs' | 
     const ratio = figure('degraded', (phase) => {
       const sameRun = runs.find((phases) => phases.includes(phase))?.find((candidate) => candidate.phase === 'reliable');
       return sameRun ? phase.messagesPerSecond / sameRun.messagesPerSecond : undefined;
-    });
+    }, ratioFormat);
     push('degraded ≥ normal (ratio within each run)', `${whole(degraded.messagesPerSecond)} vs ${whole(reliable.messagesPerSecond)} msgs/s (${decimals(ratio.value, 2)} ×)${ratio.list}`, ratio.value >= 1);
   }
   if (results.dueScan && results.dueScan.points.length > 1) {
