@@ -158,7 +158,10 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
   let unconfirmed = 0;
   let confirmed = 0;
   let sent = 0;
+  /** Sends started in the measured window: under a steady load, below the schedule when `maxInFlight` held it back. */
+  let started = 0;
   const sendOne = async (sender: MessageSender) => {
+    started += 1;
     try {
       // The local transaction is empty; its end is the moment send() calls confirm.
       const answer = await sender.send(options.topic, options.payload, (id) => clock.confirmCalled(id));
@@ -185,12 +188,12 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     const { ratePerSecond, maxInFlight } = options.load;
     const startedAt = nowMs();
     const running = new Set<Promise<void>>();
-    let started = 0;
+    let scheduled = 0;
     while (nowMs() < deadline) {
       // Catch up to the schedule on every tick (timers are coarse), never past maxInFlight.
       const due = Math.floor(((nowMs() - startedAt) * ratePerSecond) / 1000);
-      while (started < due && running.size < maxInFlight) {
-        started += 1;
+      while (scheduled < due && running.size < maxInFlight) {
+        scheduled += 1;
         const sending: Promise<void> = sendOne(nextSender()).finally(() => running.delete(sending));
         running.add(sending);
       }
@@ -221,6 +224,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     confirmed = 0;
     unconfirmed = 0;
     errors = 0;
+    started = 0;
     for (const key of Object.keys(transports)) delete transports[key];
     // Backends report their counters about once a second: let the warm-up's arrive first.
     await sleep(STATS_SETTLE_MS);
@@ -274,6 +278,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
           : { ratePerSecond: options.load.ratePerSecond, maxInFlight: options.load.maxInFlight }),
         consumerConcurrency: options.consumerConcurrency,
         ...(options.fallback && { redisWorkers: options.fallback.workers, redisPopBatch: options.fallback.popBatch }),
+        sendsStartedPerSecond: Math.round(started / loadSeconds),
         ackRequests,
         acksPerRequest: Math.round((messages / Math.max(1, ackRequests)) * 10) / 10,
         groups: options.groups.length,
