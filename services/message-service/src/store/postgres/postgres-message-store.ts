@@ -398,6 +398,14 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   /**
+   * Creates the day partitions (messages' and history's) for every day from `from` to `to`:
+   * for loading finished messages straight into the table (a benchmark, an import).
+   */
+  async createDayPartitions(from: Date, to: Date): Promise<void> {
+    await this.partitions.ensureDays(from, to);
+  }
+
+  /**
    * Runs `write` once the partitions of `table` for `dates` exist; if it still finds one
    * missing (another instance's retention dropped it, or it was never made), creates it and
    * runs `write` again. A statement refused for a missing partition wrote nothing.
