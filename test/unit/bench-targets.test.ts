@@ -3,6 +3,7 @@ import { describe, test } from 'node:test';
 import { efficiencyOf, withRatios } from '../../bench/efficiency.js';
 import { medianPhases } from '../../bench/runs.js';
 import { evaluateTargets } from '../../bench/targets.js';
+import type { DueScanPoint } from '../../bench/due-scan.js';
 import type { HealthzBaseline, PhaseResult, RequestSummary } from '../../bench/workload.js';
 import { phase } from './bench-fixtures.js';
 
@@ -122,5 +123,28 @@ describe('bench: the targets of issue 15', () => {
     assert.equal(byTarget(evaluateTargets({ phases: [slow] }), 'p99 confirm').met, false);
     const fast = phase('steady-1000', { messagesPerSecond: 990, latency: { ...phase('x').latency, p99: 10 } });
     assert.equal(byTarget(evaluateTargets({ phases: [fast] }), 'p99 confirm').met, true);
+  });
+
+  test('the due-scan, the per-operation latencies and the retention drop keep their bounds (1.5 ×, 1.5 ×, 1 s)', () => {
+    const point = (storedMessages: number, medianMs: number, p50: number): DueScanPoint => ({
+      storedMessages,
+      dueMessages: 1000,
+      medianMs,
+      passesMs: [medianMs],
+      explainExecutionMs: medianMs,
+      plan: [],
+      loadSeconds: 1,
+      operations: { prepare: { p50, p99: p50 }, confirm: { p50, p99: p50 }, ack: { p50, p99: p50 } },
+    });
+    const within = evaluateTargets({ phases: [], dueScan: { points: [point(10_000, 40, 1), point(1_000_000, 56, 1.4)], ratio: 1.4, retention: { messages: 100_000, ms: 300 } } });
+    assert.deepEqual(
+      within.map((check) => check.met),
+      [true, true, true],
+    );
+    const beyond = evaluateTargets({ phases: [], dueScan: { points: [point(10_000, 40, 1), point(1_000_000, 64, 1.6)], ratio: 1.6, retention: { messages: 100_000, ms: 1200 } } });
+    assert.deepEqual(
+      beyond.map((check) => check.met),
+      [false, false, false],
+    );
   });
 });
