@@ -15,6 +15,14 @@ import type { HealthzBaseline, MessageSender, RequestSummary } from './workload.
 /** A request that took longer than this failed (it counts as a network error). */
 const REQUEST_TIMEOUT_MS = 30_000;
 
+/**
+ * The plain HTTP client to one RMS: an `undici` pool of `connections` keep-alive
+ * connections, one request in flight on each (no pipelining, as most HTTP clients).
+ */
+export function perMessagePool(url: string, connections: number): Pool {
+  return new Pool(url, { connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
+}
+
 /** The answers of a plain HTTP client's requests: by status, and the latency of those admitted. */
 export class RequestLedger {
   #byStatus: Record<string, number> = {};
@@ -54,12 +62,10 @@ export class RequestLedger {
 
 /** How to reach one RMS with the plain HTTP client. */
 export interface PerMessageSenderOptions {
-  /** RMS's base URL (origin only). */
-  url: string;
+  /** The client: a {@link perMessagePool}; the sender does not close it. */
+  pool: Pool;
   /** The producer app's bearer token. */
   token: string;
-  /** Keep-alive connections of the pool (one request in flight on each). */
-  connections: number;
   /** Where each request's answer is recorded. */
   ledger: RequestLedger;
 }
@@ -85,7 +91,7 @@ export class PerMessageHttpSender implements MessageSender {
   readonly #authorization: string;
 
   constructor(private readonly options: PerMessageSenderOptions) {
-    this.#pool = new Pool(options.url, { connections: options.connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
+    this.#pool = options.pool;
     this.#authorization = `Bearer ${options.token}`;
   }
 
@@ -126,17 +132,17 @@ export class PerMessageHttpSender implements MessageSender {
     return body === undefined ? undefined : parsed;
   }
 
-  close(): Promise<void> {
-    return this.#pool.close();
-  }
+  /** Nothing to close: the pool is its owner's. */
+  async close(): Promise<void> {}
 }
 
 /** How the `GET /healthz` baseline runs. */
 export interface HealthzBaselineOptions {
-  url: string;
+  /** The client (a {@link perMessagePool}), left open for the per-message flow that follows. */
+  pool: Pool;
   /** RMS's pid, for its CPU. */
   pid: number;
-  /** Keep-alive connections, each with one request at a time, back to back. */
+  /** Requests in flight: the pool's connections, each with one request at a time, back to back. */
   connections: number;
   warmupMs: number;
   durationMs: number;
@@ -147,7 +153,7 @@ export interface HealthzBaselineOptions {
  * RMS's cheapest route with this client, and RMS's and the client's CPU per request.
  */
 export async function runHealthzBaseline(options: HealthzBaselineOptions): Promise<HealthzBaseline> {
-  const pool = new Pool(options.url, { connections: options.connections, pipelining: 1, headersTimeout: REQUEST_TIMEOUT_MS, bodyTimeout: REQUEST_TIMEOUT_MS });
+  const { pool } = options;
   let ok = 0;
   let errors = 0;
   let samples: number[] = [];
@@ -171,30 +177,26 @@ export async function runHealthzBaseline(options: HealthzBaselineOptions): Promi
       }),
     );
   };
-  try {
-    await load(options.warmupMs);
-    ok = 0;
-    errors = 0;
-    samples = [];
-    const sampler = new ProcessSampler(options.pid);
-    const clientBefore = process.cpuUsage();
-    sampler.start();
-    const startedAt = nowMs();
-    await load(options.durationMs);
-    const seconds = (nowMs() - startedAt) / 1000;
-    const rms = sampler.stop();
-    const client = process.cpuUsage(clientBefore);
-    return {
-      connections: options.connections,
-      requests: ok,
-      seconds,
-      requestsPerSecond: ok / seconds,
-      rmsCpuMs: (rms.cpuSeconds * 1000) / Math.max(1, ok),
-      clientCpuMs: (client.user + client.system) / 1000 / Math.max(1, ok),
-      latency: percentiles(samples),
-      errors,
-    };
-  } finally {
-    await pool.close();
-  }
+  await load(options.warmupMs);
+  ok = 0;
+  errors = 0;
+  samples = [];
+  const sampler = new ProcessSampler(options.pid);
+  const clientBefore = process.cpuUsage();
+  sampler.start();
+  const startedAt = nowMs();
+  await load(options.durationMs);
+  const seconds = (nowMs() - startedAt) / 1000;
+  const rms = sampler.stop();
+  const client = process.cpuUsage(clientBefore);
+  return {
+    connections: options.connections,
+    requests: ok,
+    seconds,
+    requestsPerSecond: ok / seconds,
+    rmsCpuMs: (rms.cpuSeconds * 1000) / Math.max(1, ok),
+    clientCpuMs: (client.user + client.system) / 1000 / Math.max(1, ok),
+    latency: percentiles(samples),
+    errors,
+  };
 }

@@ -9,6 +9,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createProducer, type DegradeSwitch, type SdkLogger, subscribe } from '@rms/client-sdk';
+import type { Pool } from 'undici';
 import { ConfirmToHandlerClock, nowMs } from './latency.js';
 import { PerMessageHttpSender, type RequestLedger } from './per-message-flow.js';
 import { perMessage, readPostgresCounters } from './postgres-stats.js';
@@ -26,8 +27,12 @@ export type Load =
 export type ProducerClient =
   /** The SDK's producer (batching concurrent sends), one per RMS process. */
   | { kind: 'sdk' }
-  /** The plain HTTP client: an `undici` pool of `connections` per RMS process, a request pair per message. */
-  | { kind: 'per-message'; connections: number; ledger: RequestLedger };
+  /**
+   * The plain HTTP client, a request pair per message: `pools[i]` (a `perMessagePool`) to
+   * RMS process `i`, owned and closed by the caller, so the same client can measure
+   * `GET /healthz` first.
+   */
+  | { kind: 'per-message'; pools: readonly Pool[]; ledger: RequestLedger };
 
 /** One RMS phase. */
 export interface RmsPhaseOptions {
@@ -106,7 +111,11 @@ function rotated(urls: readonly string[], start: number): string[] {
 /** One sender per RMS process, of the kind `client` asks for. */
 function createSenders(client: ProducerClient, urls: readonly string[], token: string, logger: SdkLogger): MessageSender[] {
   return urls.map((url, index) => {
-    if (client.kind === 'per-message') return new PerMessageHttpSender({ url, token, connections: client.connections, ledger: client.ledger });
+    if (client.kind === 'per-message') {
+      const pool = client.pools[index];
+      if (!pool) throw new TypeError(`no per-message pool for RMS process ${index + 1} (${url})`);
+      return new PerMessageHttpSender({ pool, token, ledger: client.ledger });
+    }
     const producer = createProducer({ url: rotated(urls, index), token, logger });
     return {
       send: async (topic, payload, confirming) => {
@@ -269,7 +278,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
       transports: { ...transports },
       ...(requests && { requests }),
       settings: {
-        client: client.kind === 'sdk' ? 'sdk' : `undici, ${client.connections} connections per RMS`,
+        client: client.kind === 'sdk' ? 'sdk' : `undici, ${options.load.kind === 'saturate' ? options.load.producers : options.load.maxInFlight} requests in flight at most`,
         rmsProcesses: options.rms.length,
         warmupMs: options.warmupMs,
         durationMs: options.durationMs,

@@ -42,6 +42,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Pool } from 'undici';
 import { ZooKeeperDegradeSwitch, fallbackStreamName, groupQueueName } from '@rms/client-sdk';
 import { summarizeCpuProfile } from './cpu-profile.js';
 import { runDelayedScan, runDueScan } from './due-scan.js';
@@ -49,7 +50,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { cleanUp, installedVersion, serverVersions, type RunLeftovers } from './environment.js';
 import { nowMs } from './latency.js';
 import { efficiencyOf, withRatios } from './efficiency.js';
-import { RequestLedger, runHealthzBaseline } from './per-message-flow.js';
+import { perMessagePool, RequestLedger, runHealthzBaseline } from './per-message-flow.js';
 import { cpuBreakdown, cpuSnapshot } from './proc-usage.js';
 import { runRawPhase } from './raw-amqp.js';
 import { formatTable, renderChart, renderSummary, type BenchResults } from './report.js';
@@ -176,10 +177,12 @@ interface RmsPhaseExtra {
   groups?: readonly string[];
   /** RMS processes on the phase's store, started one after the other. @defaultValue 1 */
   processes?: number;
-  /** @defaultValue the SDK */
-  client?: ProducerClient;
-  /** Measure `GET /healthz` on the same RMS with the per-message client's connections first. */
-  healthz?: boolean;
+  /**
+   * Producers on the plain HTTP client (a request pair per message) instead of the SDK: an
+   * undici pool of `connections` per RMS process; with `healthz`, that same pool first
+   * measures `GET /healthz` on the first process.
+   */
+  perMessage?: { connections: number; healthz: boolean };
   /** Which run of the flow phases (names the schema and topic apart). @defaultValue 1 */
   run?: number;
 }
@@ -196,6 +199,7 @@ async function rmsPhase(phase: string, description: string, load: Load, duration
     leftovers.redisTopics.push(fallbackStreamName(topic, group));
   }
   const started: RmsProcess[] = [];
+  const pools: Pool[] = [];
   try {
     for (let index = 0; index < (extra.processes ?? 1); index++) {
       const startedAt = nowMs();
@@ -212,16 +216,22 @@ async function rmsPhase(phase: string, description: string, load: Load, duration
     }
     const first = started[0] as RmsProcess;
     let healthz: PhaseResult['healthz'];
-    if (extra.healthz) {
-      log(`${key}: GET /healthz over ${settings.httpConnections} connections for ${settings.healthzMs / 1000} s`);
-      healthz = await runHealthzBaseline({ url: first.url, pid: first.pid, connections: settings.httpConnections, warmupMs: settings.warmupMs, durationMs: settings.healthzMs });
+    let client: ProducerClient | undefined;
+    if (extra.perMessage) {
+      const { connections } = extra.perMessage;
+      pools.push(...started.map((rms) => perMessagePool(rms.url, connections)));
+      client = { kind: 'per-message', pools, ledger: new RequestLedger() };
+      if (extra.perMessage.healthz) {
+        log(`${key}: GET /healthz over ${connections} connections for ${settings.healthzMs / 1000} s`);
+        healthz = await runHealthzBaseline({ pool: pools[0] as Pool, pid: first.pid, connections, warmupMs: settings.warmupMs, durationMs: settings.healthzMs });
+      }
     }
     log(`${key}: loading for ${durationMs / 1000} s`);
     const result = await runRmsPhase({
       phase,
       description,
       rms: started.map((rms) => ({ url: rms.url, pid: rms.pid })),
-      ...(extra.client && { client: extra.client }),
+      ...(client && { client }),
       producerToken: tokens.producer,
       consumerToken: tokens.consumer,
       amqpUrl: settings.amqpUrl,
@@ -241,6 +251,7 @@ async function rmsPhase(phase: string, description: string, load: Load, duration
     log(`${key}: ${Math.round(figures.messagesPerSecond)} msgs/s`);
     return { ...figures, ...(healthz && { healthz }) };
   } finally {
+    for (const pool of pools) await pool.close();
     for (const rms of started) {
       const code = await rms.stop();
       currentRms.delete(rms);
@@ -308,7 +319,7 @@ async function flowPhases(run: number): Promise<PhaseResult[]> {
         `plain HTTP over an undici pool of ${settings.httpConnections} connections: POST /v1/messages then POST /v1/messages/:id/confirm per message; the SDK consumer acks in batches`,
         { kind: 'saturate', producers: settings.httpConnections },
         settings.loadMs,
-        { client: { kind: 'per-message', connections: settings.httpConnections, ledger: new RequestLedger() }, healthz: true, run },
+        { perMessage: { connections: settings.httpConnections, healthz: true }, run },
       ),
     );
   }
@@ -391,7 +402,7 @@ async function main(): Promise<void> {
       `the per-message flow offered ${rate} msgs/s (twice the per-message phase's rate), open loop, at most ${settings.overloadConnections} messages unanswered over as many connections`,
       { kind: 'steady', ratePerSecond: rate, maxInFlight: settings.overloadConnections },
       settings.overloadMs,
-      { client: { kind: 'per-message', connections: settings.overloadConnections, ledger: new RequestLedger() } },
+      { perMessage: { connections: settings.overloadConnections, healthz: false } },
     );
     phases.push({ ...finished(overload), offeredPerSecond: rate });
   }
