@@ -313,13 +313,16 @@ const CPU_SEGMENTS: { name: string; colour: string; pick: (e: NonNullable<PhaseR
  */
 export function renderChart(results: BenchResults): string {
   const width = 1000;
-  const height = 680;
+  const height = 760;
   const panelTop = 60;
   const panelHeight = 240;
   const baseline = panelTop + panelHeight;
   const parts: string[] = [];
   const text = (x: number, y: number, content: string, attrs = '') =>
     parts.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${attrs}>${escapeXml(content)}</text>`);
+  /** A phase's name under its bar, slanted so that ten phases' names fit side by side. */
+  const phaseLabel = (x: number, y: number, name: string) =>
+    parts.push(`<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" font-size="10" text-anchor="end" transform="rotate(-35 ${x.toFixed(1)} ${y.toFixed(1)})">${escapeXml(name)}</text>`);
   parts.push(`<rect width="${width}" height="${height}" fill="#ffffff"/>`);
   text(20, 28, `RMS benchmark ${results.date.slice(0, 10)}: ${results.machine.cores} cores, node ${results.versions['node'] ?? ''}`, 'font-size="15" font-weight="bold"');
 
@@ -340,7 +343,7 @@ export function renderChart(results: BenchResults): string {
     const colour = phase.phase === 'raw' ? '#7f7f7f' : phase.phase === 'degraded' ? '#d62728' : '#1f77b4';
     parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot * 0.7).toFixed(1)}" height="${(baseline - y).toFixed(1)}" fill="${colour}"/>`);
     text(x + slot * 0.35, y - 4, Math.round(phase.messagesPerSecond).toLocaleString('en-US'), 'font-size="10" text-anchor="middle"');
-    text(x + slot * 0.35, baseline + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+    phaseLabel(x + slot * 0.35, baseline + 12, phase.phase);
     if (phase.healthz) {
       // The per-message target: 0.4 × the same server's /healthz rate, across this bar only.
       const mark = yRate(0.4 * phase.healthz.requestsPerSecond);
@@ -387,7 +390,7 @@ export function renderChart(results: BenchResults): string {
       parts.push(`<rect x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${barWidth.toFixed(1)}" height="${(baseline - y).toFixed(1)}" fill="${shades[j]}"/>`);
     });
     text(right.x + i * latencySlot + latencySlot * 0.5, yLat(phase.latency.p99) - 4, phase.latency.p99.toFixed(1), 'font-size="9" text-anchor="middle"');
-    text(right.x + i * latencySlot + latencySlot * 0.5, baseline + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+    phaseLabel(right.x + i * latencySlot + latencySlot * 0.5, baseline + 12, phase.phase);
   });
   const latencyTarget = yLat(25);
   parts.push(`<line x1="${right.x}" x2="${right.x + right.w}" y1="${latencyTarget}" y2="${latencyTarget}" stroke="#2ca02c" stroke-dasharray="6 4"/>`);
@@ -395,7 +398,7 @@ export function renderChart(results: BenchResults): string {
 
   // Bottom panel: CPU per delivered message, stacked by process.
   const withCpu = phases.filter((phase) => phase.efficiency);
-  const cpuTop = 380;
+  const cpuTop = 420;
   const cpuHeight = 200;
   const cpuBase = cpuTop + cpuHeight;
   const cpu = { x: 70, w: 700 };
@@ -417,7 +420,7 @@ export function renderChart(results: BenchResults): string {
       bottom = top;
     });
     text(x + cpuSlot * 0.3, bottom - 4, (stackOf(phase).reduce((sum, value) => sum + value, 0)).toFixed(2), 'font-size="10" text-anchor="middle"');
-    text(x + cpuSlot * 0.3, cpuBase + 14, phase.phase, 'font-size="10" text-anchor="middle"');
+    phaseLabel(x + cpuSlot * 0.3, cpuBase + 12, phase.phase);
   });
   const rmsTarget = yCpu(0.1);
   parts.push(`<line x1="${cpu.x}" x2="${cpu.x + cpu.w}" y1="${rmsTarget}" y2="${rmsTarget}" stroke="#1f77b4" stroke-dasharray="6 4"/>`);
