@@ -102,7 +102,6 @@ function describeContext(context: object): string {
   return error instanceof Error ? `(${error.message})` : '';
 }
 
-/** Runs one RMS phase against an RMS process that is already up. */
 /** `urls` starting at index `start`: the SDK tries them in this order. */
 function rotated(urls: readonly string[], start: number): string[] {
   return urls.map((_, index) => urls[(start + index) % urls.length] as string);
