@@ -81,6 +81,8 @@ async function serve(): Promise<void> {
   // send on a socket the server is closing.
   server.keepAliveTimeout = 600_000;
   await once(server, 'listening');
+  // A normal exit, so that `--cpu-prof` writes its profile.
+  process.once('SIGINT', () => process.exit(0));
   process.stdout.write(`${(server.address() as AddressInfo).port}\n`);
 }
 
@@ -127,7 +129,9 @@ async function main(): Promise<void> {
   const connections = Number(process.env['BENCH_HTTP_CONNECTIONS'] ?? 64);
   const callgrindCount = Number(process.env['BENCH_CALLGRIND'] ?? 0);
   const callgrindOut = `/tmp/rms-http-path-${process.pid}.callgrind`;
-  const nodeArgs = ['--conditions=rms-source', '--import', 'tsx', fileURLToPath(import.meta.url), 'serve'];
+  // BENCH_CHILD_NODE_OPTIONS: extra flags for the child's node, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`.
+  const extraNodeArgs = (process.env['BENCH_CHILD_NODE_OPTIONS'] ?? '').split(' ').filter(Boolean);
+  const nodeArgs = ['--conditions=rms-source', '--import', 'tsx', ...extraNodeArgs, fileURLToPath(import.meta.url), 'serve'];
   const [command, args] = callgrindCount
     ? ['valgrind', ['--tool=callgrind', '--instr-atstart=no', '--smc-check=all-non-file', `--callgrind-out-file=${callgrindOut}`, process.execPath, ...nodeArgs]]
     : [process.execPath, nodeArgs];
@@ -185,7 +189,8 @@ async function main(): Promise<void> {
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
   } finally {
     await pool.close();
-    child.kill('SIGTERM');
+    child.kill('SIGINT');
+    await once(child, 'exit');
   }
 }
 

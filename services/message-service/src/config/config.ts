@@ -123,10 +123,12 @@ export interface RmsConfig {
    * `RMS_MAX_INFLIGHT_REQUESTS`: most API requests (`/v1/...`) handled at once. A request
    * arriving past it is answered 503 `OVERLOADED` with `Retry-After: 1` at once, before
    * its body is read, and nothing of it is done; health, readiness, metrics and the
-   * dashboard are never refused. It bounds the memory and the latency an overload can
-   * cost: the admitted requests queue behind at most this many, and a sustained 2×
-   * overload of the per-message HTTP flow keeps RMS under 250 MB. Raise it only for
-   * clients that keep more requests in flight and a store fast enough to serve them.
+   * dashboard are never refused. It bounds what an overload can cost: an admitted request
+   * waits behind at most this many (at 1,000 requests/s, half a second), and RMS holds at
+   * most this many requests (about 25 KB each with its connection, for 200-byte payloads:
+   * `bench/admission-memory.ts`) instead of a queue that grows for as long as the overload
+   * lasts. Raise it only for clients that keep more requests in flight and a store fast
+   * enough to serve them.
    * @defaultValue 512
    */
   maxInFlightRequests: number;

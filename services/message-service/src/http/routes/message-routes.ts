@@ -5,13 +5,13 @@
  */
 import { SpanKind, type TraceContext, inSpan, recordSpan, startSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
 import type { Span } from '@opentelemetry/api';
-import { Router } from 'express';
+import { type Request, type Response, Router } from 'express';
 import type { MessageFilter, MessageService, PrepareInput } from '../../application/message-service.js';
 import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
 import { findJsonValueProblem } from '../../validation/json-value-limits.js';
 import { callerOf, requireRole } from '../authentication.js';
 import { BATCH_BODY_LIMIT_BYTES, ENVELOPE_ALLOWANCE_BYTES, ID_LIST_BODY_LIMIT_BYTES, SMALL_BODY_LIMIT_BYTES, jsonBody } from '../json-body.js';
-import { toDeliveryStatusView, toEventView, toMessageView } from '../message-view.js';
+import { type MessageReceipt, type MessageView, toDeliveryStatusView, toEventView, toMessageReceipt, toMessageView } from '../message-view.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
 import { sendJson } from '../json-answer.js';
@@ -62,6 +62,23 @@ function itemAnswer<T>(outcome: PromiseSettledResult<T>, view: (value: T) => unk
   const answer = toHttpError(outcome.reason);
   if (answer.status >= 500) throw outcome.reason;
   return { status: answer.status, body: answer.body };
+}
+
+/** RFC 7240's `Prefer: return=minimal`, among whatever else the caller prefers. */
+const RETURN_MINIMAL = /(?:^|[\s,;])return\s*=\s*"?minimal"?\s*(?:$|[,;])/i;
+
+/**
+ * How a prepare, confirm or cancel (single or batch) shows a message: whole, or, to a
+ * caller that prefers a minimal answer, as its receipt (id, key, status), saying so in
+ * `Preference-Applied`. A producer that sent the payload rarely needs it echoed back.
+ */
+function messageViewFor(request: Request, response: Response): (message: Message) => MessageView | MessageReceipt {
+  const prefer = request.headers['prefer'];
+  if (typeof prefer !== 'string' || !RETURN_MINIMAL.test(prefer)) return toMessageView;
+  return (message) => {
+    response.setHeader('Preference-Applied', 'return=minimal');
+    return toMessageReceipt(message);
+  };
 }
 
 /** Records the `rms.confirm` span of a confirmed message, under the trace it was prepared in. */
@@ -133,18 +150,18 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       return prepared;
     });
     response.setHeader('Location', `/v1/messages/${message.id}`);
-    sendJson(response, toMessageView(message), created ? 201 : 200);
+    sendJson(response, messageViewFor(request, response)(message), created ? 201 : 200);
   });
 
   router.post('/v1/messages/:id/confirm', requireRole('producer', 'admin'), async (request, response) => {
     const startTime = new Date();
     const message = await service.confirm(callerOf(response), idOf(request.params));
     recordConfirmSpan(message, startTime);
-    sendJson(response, toMessageView(message));
+    sendJson(response, messageViewFor(request, response)(message));
   });
 
   router.delete('/v1/messages/:id', requireRole('producer', 'admin'), async (request, response) => {
-    sendJson(response, toMessageView(await service.cancel(callerOf(response), idOf(request.params))));
+    sendJson(response, messageViewFor(request, response)(await service.cancel(callerOf(response), idOf(request.params))));
   });
 
   router.post('/v1/messages/:id/ack', requireRole('consumer'), smallBody, async (request, response) => {
@@ -189,11 +206,12 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       for (const span of spans) span.end();
     }
     let next = 0;
+    const view = messageViewFor(request, response);
     const results = inputs.map((input) => {
       if ('refused' in input) return itemAnswer({ status: 'rejected', reason: input.refused });
       const outcome = outcomes[next++] as PromiseSettledResult<{ message: Message; created: boolean }>;
       if (outcome.status === 'rejected') return itemAnswer(outcome);
-      return { status: outcome.value.created ? 201 : 200, body: toMessageView(outcome.value.message) };
+      return { status: outcome.value.created ? 201 : 200, body: view(outcome.value.message) };
     });
     sendJson(response, { results });
   });
@@ -203,7 +221,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     const startTime = new Date();
     const outcomes = await service.confirmMany(callerOf(response), ids);
     for (const outcome of outcomes) if (outcome.status === 'fulfilled') recordConfirmSpan(outcome.value, startTime);
-    sendJson(response, { results: outcomes.map((outcome) => itemAnswer(outcome, (message) => toMessageView(message))) });
+    sendJson(response, { results: outcomes.map((outcome) => itemAnswer(outcome, messageViewFor(request, response))) });
   });
 
   router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
