@@ -3,7 +3,7 @@
  * id, metrics, admission control, authentication, routing, body reading, validation,
  * spans, views, answers) in a child process whose message service answers at once with a
  * canned message, no store and no broker behind it. An undici pool drives `GET /healthz`
- * and prepare-then-confirm pairs; the child's CPU per request (from /proc) is what the
+ * and prepare-then-confirm pairs (answered whole, then with `Prefer: return=minimal`); the child's CPU per request (from /proc) is what the
  * HTTP layer costs, free of the store's batching, which makes the full flow's CPU per
  * message depend on its rate. Run: `node --conditions=rms-source --import tsx
  * bench/http-path.ts` (BENCH_HTTP_MS, 5000, per phase; BENCH_HTTP_CONNECTIONS, 64).
@@ -161,6 +161,14 @@ async function main(): Promise<void> {
       await confirmed.body.dump();
       check(confirmed.statusCode, 200, 'confirm');
     },
+    prepareConfirmMinimal: async () => {
+      const prepared = await pool.request({ method: 'POST', path: '/v1/messages', headers: { ...headers, prefer: 'return=minimal' }, body });
+      const { id } = (await prepared.body.json()) as { id: string };
+      check(prepared.statusCode, 201, 'prepare');
+      const confirmed = await pool.request({ method: 'POST', path: `/v1/messages/${id}/confirm`, headers: { authorization: headers.authorization, prefer: 'return=minimal' } });
+      await confirmed.body.dump();
+      check(confirmed.statusCode, 200, 'confirm');
+    },
   };
   const results: Record<string, { requests: number; requestsPerSecond: number; cpuMsPerRequest: number } | { requests: number; instructionsPerRequest: number }> = {};
   try {
@@ -171,7 +179,7 @@ async function main(): Promise<void> {
         execFileSync('callgrind_control', ['-i', 'on', String(pid)], { stdio: 'ignore' });
         await runCount(callgrindCount, connections, worker);
         execFileSync('callgrind_control', ['-i', 'off', String(pid)], { stdio: 'ignore' });
-        const requests = name === 'prepareConfirm' ? 2 * callgrindCount : callgrindCount;
+        const requests = name === 'healthz' ? callgrindCount : 2 * callgrindCount;
         results[name] = { requests, instructionsPerRequest: Math.round(callgrindDump(pid, callgrindOut) / requests) };
       }
       process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);
@@ -183,7 +191,7 @@ async function main(): Promise<void> {
       const startedAt = nowMs();
       const runs = await loop(durationMs, connections, worker);
       const seconds = (nowMs() - startedAt) / 1000;
-      const requests = name === 'prepareConfirm' ? 2 * runs : runs;
+      const requests = name === 'healthz' ? runs : 2 * runs;
       results[name] = { requests, requestsPerSecond: requests / seconds, cpuMsPerRequest: (((cpuSecondsOf(pid) ?? 0) - cpuBefore) * 1000) / requests };
     }
     process.stdout.write(`${JSON.stringify(results, null, 2)}\n`);

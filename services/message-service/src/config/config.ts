@@ -164,6 +164,9 @@ function hasValidSchemaParameter(url: string): boolean {
 const integer = (min: number) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
 
+/** The default of `RMS_MAX_INFLIGHT_REQUESTS`: admission control's bound on API requests in flight. */
+export const DEFAULT_MAX_INFLIGHT_REQUESTS = 512;
+
 /** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
 export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;
 
@@ -204,7 +207,7 @@ const envSchema = z.object({
   RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(DEFAULT_MAX_HEARTBEAT_EXTEND_MS),
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
-  RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(512),
+  RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(DEFAULT_MAX_INFLIGHT_REQUESTS),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
   RMS_MAX_DELAY_MS: integer(1).default(30 * 24 * 3600 * 1000),

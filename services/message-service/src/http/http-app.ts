@@ -17,6 +17,7 @@ import type { DegradeSwitch } from '@rms/client-sdk';
 import type { MessageService } from '../application/message-service.js';
 import type { MessageStats } from '../application/message-stats.js';
 import type { AppRegistry } from '../config/app-registry.js';
+import { DEFAULT_MAX_INFLIGHT_REQUESTS } from '../config/config.js';
 import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AdmissionControl } from './admission-control.js';
@@ -52,8 +53,6 @@ export interface HttpAppOptions {
   maxInFlightRequests?: number;
 }
 
-/** The default of {@link HttpAppOptions.maxInFlightRequests}, as `RMS_MAX_INFLIGHT_REQUESTS`'s. */
-export const DEFAULT_MAX_INFLIGHT_REQUESTS = 512;
 
 /** A route of an express application: its method (lower case) and path pattern. */
 export interface RouteEntry {
