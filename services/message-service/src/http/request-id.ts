@@ -27,7 +27,8 @@ export function requestIdFrom(header: string | string[] | undefined): string {
 
 /**
  * Middleware: assigns the request id and echoes it, and, once the answer is sent, observes
- * its duration in `metrics` and logs it at debug level. Mount first.
+ * its duration in `metrics` and logs it at debug level (whether `logger` logs at debug is
+ * read once, here: RMS sets its level at start-up only). Mount first.
  */
 export function assignRequestId(logger: Logger, metrics: HttpMetrics) {
   const logAnswers = logger.isLevelEnabled('debug');
