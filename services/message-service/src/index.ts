@@ -36,6 +36,7 @@ export { createLogger, type Logger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore } from './store/create-message-store.js';
 export type * from './store/message-store.js';
+export { movedMessage } from './store/message-store.js';
 export { PostgresMessageStore, type PostgresStoreOptions } from './store/postgres/postgres-message-store.js';
 export { MongoMessageStore, type MongoStoreOptions } from './store/mongo/mongo-message-store.js';
 export type { Alert, Notification, NotificationSink, Notifier } from './alerts/notifier.js';

@@ -1,0 +1,178 @@
+/**
+ * What one message costs the store and RMS: N messages through prepare → confirm →
+ * publish → ack over HTTP (one RMS child, its own schema), and per message:
+ * - statements RMS sent to PostgreSQL (counted inside RMS by `pg-query-counter.mjs`; each
+ *   is its own transaction, so this is also RMS's commits),
+ * - rows inserted and updated in `rms_messages` and `rms_message_events`, from
+ *   `pg_stat_user_tables` of the run's own schema (other users of the database do not show),
+ * - RMS's CPU (`utime + stime` of the child).
+ *
+ * Throughput is not reported: on a shared 2-core box it measures the neighbours.
+ *
+ * Usage: `node --conditions=rms-source --import tsx bench/store-writes.ts [N]` (N: 2000).
+ * Settings: BENCH_POSTGRES_URL (or TEST_POSTGRES_URL), RABBITMQ_URL, REDIS_URL, ZK_CONNECT,
+ * BENCH_CONCURRENCY (16 producers in flight).
+ */
+import { randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+import pg from 'pg';
+import { cpuSecondsOf } from './proc-usage.js';
+import { RmsProcess } from './rms-process.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const postgresUrl = process.env['BENCH_POSTGRES_URL'] ?? process.env['TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+const amqpUrl = process.env['RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+const total = Number(process.argv[2] ?? 2000);
+const warmup = Math.min(300, Math.ceil(total / 5));
+const concurrency = Number(process.env['BENCH_CONCURRENCY'] ?? 16);
+const runId = randomBytes(3).toString('hex');
+const schema = `bench_writes_${runId}`;
+const topic = `bench.writes.${runId}`;
+const tokens = { producer: `bench-producer-${runId}-0123456789`, consumer: `bench-consumer-${runId}-0123456789` };
+const countFile = join(tmpdir(), `rms-query-count-${runId}.json`);
+
+type TableCounters = Record<'inserted' | 'updated' | 'hotUpdated', number>;
+
+async function tableCounters(): Promise<Record<string, TableCounters>> {
+  const client = new pg.Client({ connectionString: postgresUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ relname: string; n_tup_ins: string; n_tup_upd: string; n_tup_hot_upd: string }>(
+      'SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1',
+      [schema],
+    );
+    return Object.fromEntries(rows.map((row) => [row.relname, { inserted: Number(row.n_tup_ins), updated: Number(row.n_tup_upd), hotUpdated: Number(row.n_tup_hot_upd) }]));
+  } finally {
+    await client.end();
+  }
+}
+
+async function statementsSoFar(rms: RmsProcess): Promise<number> {
+  rmSync(countFile, { force: true });
+  process.kill(rms.pid, 'SIGUSR2');
+  for (let i = 0; i < 50; i++) {
+    try {
+      return (JSON.parse(readFileSync(countFile, 'utf8')) as { statements: number }).statements;
+    } catch {
+      await sleep(20);
+    }
+  }
+  throw new Error('RMS did not report its statement count');
+}
+
+async function call(base: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
+  const response = await fetch(`${base}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+    ...(body !== undefined && { body: JSON.stringify(body) }),
+  });
+  const answer = await response.json();
+  if (response.status >= 300) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(answer)}`);
+  return answer;
+}
+
+async function main(): Promise<void> {
+  const storeUrl = new URL(postgresUrl);
+  storeUrl.searchParams.set('schema', schema);
+  const rms = await RmsProcess.start({
+    cwd: ROOT,
+    logFile: join(tmpdir(), `rms-store-writes-${runId}.log`),
+    env: {
+      STORE_URL: storeUrl.toString(),
+      RABBITMQ_URL: amqpUrl,
+      RMS_ZK_ROOT: `/rms-bench-writes-${runId}`,
+      NODE_OPTIONS: `--import=${join(ROOT, 'bench/pg-query-counter.mjs')}`,
+      RMS_QUERY_COUNT_FILE: countFile,
+      RMS_APPS: JSON.stringify([
+        { app: 'bench-producer', token: tokens.producer, roles: ['producer'], checkUrl: 'http://127.0.0.1:9/rms/check', secret: `bench-check-secret-${runId}` },
+        { app: 'bench-consumer', token: tokens.consumer, roles: ['consumer'] },
+      ]),
+      // Every message goes through once: no check-back, no redelivery during the run.
+      RMS_ACK_TIMEOUT_MS: '120000',
+      RMS_CHECK_DELAY_MS: '120000',
+      RMS_RETRY_FIRST_DELAY_MS: '120000',
+      RMS_SHUTDOWN_GRACE_MS: '3000',
+    },
+  });
+  const connection = await amqp.connect(amqpUrl);
+  const channel = await connection.createChannel();
+  const queue = `rms.${topic}`;
+  try {
+    await channel.assertQueue(queue, { durable: true });
+    await channel.prefetch(64);
+    let acked = 0;
+    await channel.consume(queue, (delivery) => {
+      if (!delivery) return;
+      const id = String(delivery.properties.messageId);
+      void call(rms.url, tokens.consumer, 'POST', `/v1/messages/${id}/ack`).then(
+        () => {
+          acked += 1;
+          channel.ack(delivery);
+        },
+        (error: unknown) => {
+          console.error(error);
+          channel.nack(delivery);
+        },
+      );
+    });
+    const send = async (count: number): Promise<void> => {
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: concurrency }, async () => {
+          while (next < count) {
+            next += 1;
+            const prepared = await call(rms.url, tokens.producer, 'POST', '/v1/messages', { topic, payload: { order: next, items: ['a', 'b'] } });
+            await call(rms.url, tokens.producer, 'POST', `/v1/messages/${prepared.id}/confirm`);
+          }
+        }),
+      );
+    };
+    const allAcked = async (count: number): Promise<void> => {
+      const deadline = Date.now() + 120_000;
+      while (acked < count) {
+        if (Date.now() > deadline) throw new Error(`only ${acked} of ${count} acked`);
+        await sleep(20);
+      }
+    };
+
+    await send(warmup);
+    await allAcked(warmup);
+    await sleep(1500); // the history recorder's batches and PostgreSQL's statistics settle
+    const before = { tables: await tableCounters(), statements: await statementsSoFar(rms), cpu: cpuSecondsOf(rms.pid) ?? Number.NaN };
+    await send(total);
+    await allAcked(warmup + total);
+    await sleep(1500);
+    const cpu = (cpuSecondsOf(rms.pid) ?? Number.NaN) - before.cpu;
+    const statements = (await statementsSoFar(rms)) - before.statements;
+    const after = await tableCounters();
+    const per = (value: number) => Math.round((value / total) * 100) / 100;
+    const tables = Object.fromEntries(
+      Object.entries(after).map(([table, counters]) => {
+        const earlier = before.tables[table] ?? { inserted: 0, updated: 0, hotUpdated: 0 };
+        return [table, { inserted: per(counters.inserted - earlier.inserted), updated: per(counters.updated - earlier.updated), hotUpdated: per(counters.hotUpdated - earlier.hotUpdated) }];
+      }),
+    );
+    const result = {
+      messages: total,
+      concurrency,
+      perMessage: { statements: per(statements), rmsCpuMs: Math.round((cpu / total) * 1e5) / 100, tables },
+    };
+    console.log(JSON.stringify(result, null, 2));
+  } finally {
+    await channel.deleteQueue(queue).catch(() => undefined);
+    await connection.close().catch(() => undefined);
+    await rms.stop();
+    const client = new pg.Client({ connectionString: postgresUrl });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await client.end();
+    rmSync(countFile, { force: true });
+  }
+}
+
+await main();
