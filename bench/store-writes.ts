@@ -35,6 +35,8 @@ const schema = `bench_writes_${runId}`;
 const topic = `bench.writes.${runId}`;
 const tokens = { producer: `bench-producer-${runId}-0123456789`, consumer: `bench-consumer-${runId}-0123456789` };
 const countFile = join(tmpdir(), `rms-query-count-${runId}.json`);
+/** Long enough for idle PostgreSQL backends to flush their statistics (PGSTAT_IDLE_INTERVAL is 10 s). */
+const SETTLE_MS = 11_000;
 
 type TableCounters = Record<'inserted' | 'updated' | 'hotUpdated', number>;
 
@@ -142,13 +144,16 @@ async function main(): Promise<void> {
 
     await send(warmup);
     await allAcked(warmup);
-    await sleep(1500); // the history recorder's batches and PostgreSQL's statistics settle
+    // The history recorder's batches land, and PostgreSQL's backends, idle now, flush their
+    // table statistics (a backend that flushed less than 1 s ago waits 10 s of idleness).
+    await sleep(SETTLE_MS);
     const before = { tables: await tableCounters(), statements: await statementsSoFar(rms), cpu: cpuSecondsOf(rms.pid) ?? Number.NaN };
     await send(total);
     await allAcked(warmup + total);
-    await sleep(1500);
+    await sleep(1000); // the last history batch
     const cpu = (cpuSecondsOf(rms.pid) ?? Number.NaN) - before.cpu;
     const statements = (await statementsSoFar(rms)) - before.statements;
+    await sleep(SETTLE_MS);
     const after = await tableCounters();
     const per = (value: number) => Math.round((value / total) * 100) / 100;
     const tables = Object.fromEntries(

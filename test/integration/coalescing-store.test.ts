@@ -310,6 +310,27 @@ describe('CoalescingMessageStore over PostgreSQL: concurrent calls share stateme
     }
   });
 
+  test('concurrent moves share one batch and answer only id and version; one that breaks the statement fails alone', async () => {
+    const messages = await Promise.all([newMessage(), newMessage(), newMessage()].map((message) => store.insert(message)));
+    const before = { batches: store.batches.moves, calls: { ...spy.calls } };
+
+    const outcomes = await Promise.allSettled([
+      store.move(confirmChange(messages[0]!.message.id)),
+      store.move(confirmChange('not-a-uuid')),
+      store.move(confirmChange(messages[1]!.message.id)),
+      store.move(confirmChange(messages[2]!.message.id)),
+    ]);
+
+    assert.equal(store.batches.moves - before.batches, 1, 'the four moves shared one batch');
+    assert.equal(spy.calls.moveMany - before.calls.moveMany, 1);
+    assert.equal(outcomes[1]?.status, 'rejected');
+    for (const [i, outcome] of [outcomes[0], outcomes[2], outcomes[3]].entries()) {
+      const { message } = messages[i]!;
+      assert.deepEqual(outcome, { status: 'fulfilled', value: { id: message.id, version: message.version + 1 } }, `good move ${i}`);
+      assert.equal((await postgres.findById(message.id))?.status, 'SENDING', `good move ${i} was written`);
+    }
+  });
+
   test(
     'a transition batched with a failing change of another shape answers the message it moved (each change is settled on its own)',
     async () => {

@@ -72,6 +72,34 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
     assert.equal(acked.body.status, 'COMPLETED');
   });
 
+  test('a first delivery costs one write: the confirm records round 1, the publish that goes as recorded writes nothing', async () => {
+    const t = topic('onewrite');
+    const seen: SeenDelivery[] = [];
+    await watcher.consume(t, (delivery) => void seen.push(delivery));
+    const id = await prepareAndConfirm(t);
+    const confirmed = await store.findById(id);
+    assert.ok(confirmed);
+    assert.equal(confirmed.version, 1, 'prepare and confirm: two writes');
+    assert.equal(confirmed.deliveryAttempts, 1, 'round 1 is recorded by the confirm');
+    assert.equal(confirmed.lastTransport, 'rabbitmq');
+    assert.deepEqual(confirmed.lastPublishedAt, confirmed.confirmedAt);
+    assert.ok(confirmed.nextAttemptAt && confirmed.confirmedAt);
+    // The ack deadline is at least the lease (3 s here) and the ack timeout after the confirm.
+    assert.ok(confirmed.nextAttemptAt.getTime() - confirmed.confirmedAt.getTime() >= 3000);
+    await waitUntil(() => seen.length >= 1, 'the message reaches the queue');
+    assert.equal(seen[0]?.attempt, 1);
+    const history = await waitUntil(async () => {
+      const events = await store.history(id, 20);
+      return events.some((event) => event.type === 'delivery') ? events : null;
+    }, 'the publish is in the history');
+    assert.deepEqual(history.find((event) => event.type === 'delivery')?.outcome, 'published');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(await store.findById(id), confirmed, 'the publish wrote nothing to the message');
+    const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
+    assert.equal(acked.body.status, 'COMPLETED');
+    assert.equal((await store.findById(id))?.version, 2, 'prepare, confirm, ack: three writes in all');
+  });
+
   test('a message never acked is redelivered on schedule with x-rms-attempt counting up, then DEAD', async () => {
     const t = topic('unacked');
     const seen: SeenDelivery[] = [];
