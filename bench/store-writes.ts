@@ -3,8 +3,9 @@
  * publish → ack over HTTP (one RMS child, its own schema), and per message:
  * - statements RMS sent to PostgreSQL (counted inside RMS by `pg-query-counter.mjs`; each
  *   is its own transaction, so this is also RMS's commits),
- * - rows inserted and updated in `rms_messages` and `rms_message_events`, from
- *   `pg_stat_user_tables` of the run's own schema (other users of the database do not show),
+ * - rows inserted, updated and deleted in `rms_messages` and `rms_message_events` (with
+ *   their partitions), from `pg_stat_user_tables` of the run's own schema (other users of
+ *   the database do not show),
  * - RMS's CPU (`utime + stime` of the child).
  *
  * Throughput is not reported: on a shared 2-core box it measures the neighbours.
@@ -38,17 +39,25 @@ const countFile = join(tmpdir(), `rms-query-count-${runId}.json`);
 /** Long enough for idle PostgreSQL backends to flush their statistics (PGSTAT_IDLE_INTERVAL is 10 s). */
 const SETTLE_MS = 11_000;
 
-type TableCounters = Record<'inserted' | 'updated' | 'hotUpdated', number>;
+type TableCounters = Record<'inserted' | 'updated' | 'deleted' | 'hotUpdated', number>;
 
+/**
+ * Row counters of the run's schema, summed per table with its partitions (an UPDATE that
+ * moves a row to another partition counts as a delete and an insert there).
+ */
 async function tableCounters(): Promise<Record<string, TableCounters>> {
   const client = new pg.Client({ connectionString: postgresUrl });
   await client.connect();
   try {
-    const { rows } = await client.query<{ relname: string; n_tup_ins: string; n_tup_upd: string; n_tup_hot_upd: string }>(
-      'SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE schemaname = $1',
+    const { rows } = await client.query<{ family: string; inserted: string; updated: string; deleted: string; hot_updated: string }>(
+      `SELECT CASE WHEN relname LIKE 'rms_message_events%' THEN 'rms_message_events' WHEN relname LIKE 'rms_messages%' THEN 'rms_messages' ELSE relname END AS family,
+              sum(n_tup_ins) AS inserted, sum(n_tup_upd) AS updated, sum(n_tup_del) AS deleted, sum(n_tup_hot_upd) AS hot_updated
+         FROM pg_stat_user_tables WHERE schemaname = $1 GROUP BY 1`,
       [schema],
     );
-    return Object.fromEntries(rows.map((row) => [row.relname, { inserted: Number(row.n_tup_ins), updated: Number(row.n_tup_upd), hotUpdated: Number(row.n_tup_hot_upd) }]));
+    return Object.fromEntries(
+      rows.map((row) => [row.family, { inserted: Number(row.inserted), updated: Number(row.updated), deleted: Number(row.deleted), hotUpdated: Number(row.hot_updated) }]),
+    );
   } finally {
     await client.end();
   }
@@ -158,8 +167,9 @@ async function main(): Promise<void> {
     const per = (value: number) => Math.round((value / total) * 100) / 100;
     const tables = Object.fromEntries(
       Object.entries(after).map(([table, counters]) => {
-        const earlier = before.tables[table] ?? { inserted: 0, updated: 0, hotUpdated: 0 };
-        return [table, { inserted: per(counters.inserted - earlier.inserted), updated: per(counters.updated - earlier.updated), hotUpdated: per(counters.hotUpdated - earlier.hotUpdated) }];
+        const earlier = before.tables[table] ?? { inserted: 0, updated: 0, deleted: 0, hotUpdated: 0 };
+        const delta = (key: keyof TableCounters) => per(counters[key] - earlier[key]);
+        return [table, { inserted: delta('inserted'), updated: delta('updated'), deleted: delta('deleted'), hotUpdated: delta('hotUpdated') }];
       }),
     );
     const result = {
