@@ -5,6 +5,7 @@
  * writes the count, as JSON, to the file named by `RMS_QUERY_COUNT_FILE`.
  */
 import { writeFileSync } from 'node:fs';
+import process from 'node:process';
 import pg from 'pg';
 
 let statements = 0;

@@ -76,13 +76,13 @@ async function statementsSoFar(rms: RmsProcess): Promise<number> {
   throw new Error('RMS did not report its statement count');
 }
 
-async function call(base: string, token: string, method: string, path: string, body?: unknown): Promise<any> {
+async function call(base: string, token: string, method: string, path: string, body?: unknown): Promise<{ id: string }> {
   const response = await fetch(`${base}${path}`, {
     method,
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
     ...(body !== undefined && { body: JSON.stringify(body) }),
   });
-  const answer = await response.json();
+  const answer = (await response.json()) as { id: string };
   if (response.status >= 300) throw new Error(`${method} ${path}: ${response.status} ${JSON.stringify(answer)}`);
   return answer;
 }

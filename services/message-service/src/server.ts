@@ -204,6 +204,7 @@ export class RmsServer {
       metrics,
       history,
       dispatchLeaseMs: config.loops.leaseMs,
+      firstRoundAtConfirm: config.firstRoundAtConfirm,
       logger: logger.child({ part: 'dispatcher' }),
     });
     const checkBack = new CheckBackWorker({

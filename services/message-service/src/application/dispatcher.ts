@@ -48,6 +48,11 @@ export interface DispatcherOptions {
    * @defaultValue 30000 (`RMS_LEASE_MS`)
    */
   dispatchLeaseMs?: number;
+  /**
+   * Whether a confirm's write records round 1 (`firstRound`); `false`: every round is
+   * recorded after its publish (`RMS_FIRST_ROUND_AT_CONFIRM`). @defaultValue true
+   */
+  firstRoundAtConfirm?: boolean;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
@@ -74,10 +79,11 @@ export class Dispatcher {
    * Round 1 for the confirm's write of a message of `topic` that this instance will publish
    * right after that write (`dispatchConfirmed`), confirmed at `at`: the transport it is
    * expected to go out on and each group's ack deadline (`firstRoundDeadline`; a group not
-   * listed starts at round 0). `undefined` once closing: nothing will be published.
+   * listed starts at round 0). `undefined` once closing (nothing will be published) or
+   * when `firstRoundAtConfirm` is off.
    */
   firstRound(topic: string, groups: readonly string[], at: Date): FirstRound | undefined {
-    if (this.closed) return undefined;
+    if (this.closed || this.options.firstRoundAtConfirm === false) return undefined;
     const deadlines = new Map<string, Date>();
     for (const group of groups) {
       const deadline = firstRoundDeadline(this.options.scheduleFor(topic, group), this.dispatchLeaseMs, at);
