@@ -22,17 +22,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import pg from 'pg';
+import { cleanUp } from './environment.js';
 import { cpuSecondsOf } from './proc-usage.js';
 import { RmsProcess } from './rms-process.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const postgresUrl = process.env['BENCH_POSTGRES_URL'] ?? process.env['TEST_POSTGRES_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const amqpUrl = process.env['RABBITMQ_URL'] ?? 'amqp://guest:guest@127.0.0.1:5672';
+const redisUrl = process.env['REDIS_URL'] ?? 'redis://127.0.0.1:6379';
+const zkConnect = process.env['ZK_CONNECT'] ?? '127.0.0.1:2181';
 const total = Number(process.argv[2] ?? 2000);
 const warmup = Math.min(300, Math.ceil(total / 5));
 const concurrency = Number(process.env['BENCH_CONCURRENCY'] ?? 16);
 const runId = randomBytes(3).toString('hex');
 const schema = `bench_writes_${runId}`;
+const zkRoot = `/rms-bench-writes-${runId}`;
 const topic = `bench.writes.${runId}`;
 const tokens = { producer: `bench-producer-${runId}-0123456789`, consumer: `bench-consumer-${runId}-0123456789` };
 const countFile = join(tmpdir(), `rms-query-count-${runId}.json`);
@@ -96,7 +100,9 @@ async function main(): Promise<void> {
     env: {
       STORE_URL: storeUrl.toString(),
       RABBITMQ_URL: amqpUrl,
-      RMS_ZK_ROOT: `/rms-bench-writes-${runId}`,
+      REDIS_URL: redisUrl,
+      ZK_CONNECT: zkConnect,
+      RMS_ZK_ROOT: zkRoot,
       NODE_OPTIONS: `--import=${join(ROOT, 'bench/pg-query-counter.mjs')}`,
       RMS_QUERY_COUNT_FILE: countFile,
       RMS_APPS: JSON.stringify([
@@ -179,14 +185,14 @@ async function main(): Promise<void> {
     };
     console.log(JSON.stringify(result, null, 2));
   } finally {
-    await channel.deleteQueue(queue).catch(() => undefined);
     await connection.close().catch(() => undefined);
     await rms.stop();
-    const client = new pg.Client({ connectionString: postgresUrl });
-    await client.connect();
-    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await client.end();
     rmSync(countFile, { force: true });
+    const problems = await cleanUp(
+      { postgres: postgresUrl, amqp: amqpUrl, redis: redisUrl, zk: zkConnect },
+      { queues: [queue], schemas: [schema], redisTopics: [topic], zkNodes: [`${zkRoot}/degrade`, zkRoot] },
+    );
+    for (const problem of problems) console.error(`clean-up: ${problem}`);
   }
 }
 
