@@ -7,12 +7,16 @@ import { startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 import { FAST_DELIVERY_ENV } from '../support/delivery-env.js';
 
+// A topic with an ack timeout longer than the lease (3 s): its round 1 is recorded by the confirm.
+const ONE_WRITE_TOPIC = `onewrite.${randomUUID().slice(0, 8)}`;
+
 // Real PostgreSQL and RabbitMQ; the schedules are the real ones, in milliseconds.
 const ENV = {
   ...FAST_DELIVERY_ENV,
   RMS_ACK_TIMEOUT_MS: '150',
   RMS_RETRY_MAX: '3',
   RMS_ALERT_WINDOW_MS: '1500',
+  RMS_TOPIC_SCHEDULES: JSON.stringify({ [ONE_WRITE_TOPIC]: { ackTimeoutMs: 60_000 } }),
 };
 
 describe('delivery: publish on confirm, redeliver until acked, DEAD and one alert when exhausted', { timeout: 120_000 }, () => {
@@ -73,7 +77,8 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
   });
 
   test('a first delivery costs one write: the confirm records round 1, the publish that goes as recorded writes nothing', async () => {
-    const t = topic('onewrite');
+    const t = ONE_WRITE_TOPIC;
+    topics.push(t);
     const seen: SeenDelivery[] = [];
     await watcher.consume(t, (delivery) => void seen.push(delivery));
     const id = await prepareAndConfirm(t);
@@ -84,8 +89,8 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
     assert.equal(confirmed.lastTransport, 'rabbitmq');
     assert.deepEqual(confirmed.lastPublishedAt, confirmed.confirmedAt);
     assert.ok(confirmed.nextAttemptAt && confirmed.confirmedAt);
-    // The ack deadline is at least the lease (3 s here) and the ack timeout after the confirm.
-    assert.ok(confirmed.nextAttemptAt.getTime() - confirmed.confirmedAt.getTime() >= 3000);
+    // The ack deadline: the topic's ack timeout (60 s) and the 1 s publish allowance after the confirm.
+    assert.equal(confirmed.nextAttemptAt.getTime() - confirmed.confirmedAt.getTime(), 61_000);
     await waitUntil(() => seen.length >= 1, 'the message reaches the queue');
     assert.equal(seen[0]?.attempt, 1);
     const history = await waitUntil(async () => {

@@ -38,9 +38,14 @@ describe('delivery schedule', () => {
     assert.equal(deliveryExhausted(DELIVERY, 50), true);
   });
 
-  test('round 1 recorded at confirm is due at the ack timeout plus the publish allowance, never before the dispatch lease ends', () => {
+  test('round 1 recorded at confirm is due at the ack timeout plus the publish allowance', () => {
     assert.deepEqual(firstRoundDeadline(DELIVERY, 30_000, now), at(240_000 + FIRST_PUBLISH_ALLOWANCE_MS));
-    assert.deepEqual(firstRoundDeadline({ ...DELIVERY, ackTimeoutMs: 150 }, 3000, now), at(3000), 'a short ack timeout waits for the lease');
+    assert.deepEqual(firstRoundDeadline({ ...DELIVERY, ackTimeoutMs: 2000 }, 3000, now), at(3000), 'exactly at the lease end');
+  });
+
+  test('a group whose deadline would come before the dispatch lease ends is not recorded ahead', () => {
+    // Its deadline would have to wait for the lease: an unacked round 1 redelivered late.
+    assert.equal(firstRoundDeadline({ ...DELIVERY, ackTimeoutMs: 150 }, 3000, now), null);
   });
 
   test('a group allowed one round is not recorded ahead: a crash before the publish would spend its only round', () => {
