@@ -105,6 +105,37 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
     assert.equal((await store.findById(id))?.version, 2, 'prepare, confirm, ack: three writes in all');
   });
 
+  test('an instance that died between the confirm (round 1 recorded) and its publish: the message is published as round 2 at the recorded deadline', async () => {
+    const t = topic('crashwindow');
+    const seen: { delivery: SeenDelivery; at: number }[] = [];
+    await watcher.consume(t, (delivery) => void seen.push({ delivery, at: Date.now() }));
+    const prepared = await rms.call('orders', 'POST', '/v1/messages', { topic: t, payload: { n: 1 } });
+    const message = await store.findById(prepared.body.id);
+    assert.ok(message);
+    // What the dead instance's confirm wrote: round 1 recorded, due at its deadline; it never published.
+    const at = new Date();
+    const deadline = new Date(at.getTime() + 800);
+    const delivery = { group: 'default', status: 'SENDING' as const, attempts: 1, nextAttemptAt: deadline, lastTransport: 'rabbitmq' as const, lastError: null, ackedAt: null };
+    const confirmed = await store.transition({
+      id: message.id,
+      from: { status: 'PENDING', deadReason: null },
+      to: 'SENDING',
+      deadReason: null,
+      at,
+      version: message.version,
+      set: { confirmedAt: at, nextAttemptAt: deadline, lastError: null, deliveries: [delivery], deliveryAttempts: 1, lastTransport: 'rabbitmq', lastPublishedAt: at },
+    });
+    assert.equal(confirmed?.status, 'SENDING');
+    await waitUntil(() => seen.length >= 1, 'the redelivery loop publishes it');
+    const [first] = seen;
+    assert.ok(first);
+    assert.equal(first.delivery.id, message.id);
+    assert.equal(first.delivery.attempt, 2, 'the recorded round counts as spent');
+    assert.ok(first.at >= deadline.getTime(), `published ${deadline.getTime() - first.at} ms before the recorded deadline`);
+    const acked = await rms.call('inventory', 'POST', `/v1/messages/${message.id}/ack`);
+    assert.equal(acked.body.status, 'COMPLETED');
+  });
+
   test('a message never acked is redelivered on schedule with x-rms-attempt counting up, then DEAD', async () => {
     const t = topic('unacked');
     const seen: SeenDelivery[] = [];
