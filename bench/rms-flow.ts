@@ -232,6 +232,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
       windowUs: [startedUs, endedUs],
     };
   } finally {
+    await producer.close();
     await subscription.close();
     for (const other of others) await other.close();
   }

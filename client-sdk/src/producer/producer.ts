@@ -196,6 +196,15 @@ export class RmsProducer {
   }
 
   /**
+   * Closes the producer's connections to RMS once the calls in flight (batches included)
+   * are answered; later calls fail with an `RmsError` of code `CLIENT_CLOSED`. Idempotent.
+   * Not closing is harmless at exit: idle connections do not keep the process alive.
+   */
+  close(): Promise<void> {
+    return this.client.close();
+  }
+
+  /**
    * prepare → `localTransaction(message)` → confirm; cancel (best effort) and rethrow when
    * the transaction throws. What happens when a step fails:
    *
