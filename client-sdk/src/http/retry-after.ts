@@ -13,6 +13,8 @@ export function retryAfterMs(header: string | string[] | undefined, now = Date.n
   if (value === undefined) return undefined;
   const trimmed = value.trim();
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  // An HTTP date names its weekday or month; without a letter, `Date.parse` would take `-1` for a year.
+  if (!/[a-z]/i.test(trimmed)) return undefined;
   const at = Date.parse(trimmed);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
