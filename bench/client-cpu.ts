@@ -66,16 +66,24 @@ interface Figures {
   clientSystemMsPerMessage: number;
   /** RMS's CPU per message, ms (context only). */
   rmsMsPerMessage: number;
+  /** The measured window on the monotonic clock, µs: pass it to `summarizeCpuProfile` to read a `--cpu-prof` profile of this mode alone. */
+  windowUs: [number, number];
+}
+
+/** Microseconds of the monotonic clock, the clock of V8's CPU profiles. */
+function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n);
 }
 
 /** Runs `work` and reports this process's CPU and RMS's over it, per message. */
 async function measure(mode: string, messages: number, rmsPid: number, work: () => Promise<void>): Promise<Figures> {
   const rmsBefore = cpuSecondsOf(rmsPid) ?? 0;
-  const started = process.hrtime.bigint();
+  const startedUs = monotonicUs();
   const before = process.cpuUsage();
   await work();
   const used = process.cpuUsage(before);
-  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  const endedUs = monotonicUs();
+  const seconds = (endedUs - startedUs) / 1e6;
   const rmsSeconds = (cpuSecondsOf(rmsPid) ?? 0) - rmsBefore;
   const per = (us: number) => Number((us / 1000 / messages).toFixed(4));
   return {
@@ -86,6 +94,7 @@ async function measure(mode: string, messages: number, rmsPid: number, work: () 
     clientUserMsPerMessage: per(used.user),
     clientSystemMsPerMessage: per(used.system),
     rmsMsPerMessage: Number(((rmsSeconds * 1000) / messages).toFixed(4)),
+    windowUs: [startedUs, endedUs],
   };
 }
 
