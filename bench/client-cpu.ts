@@ -43,6 +43,10 @@ const settings = {
   warmup: Number(env['BENCH_CLIENT_WARMUP'] ?? 500),
   concurrency: Number(env['BENCH_CLIENT_CONCURRENCY'] ?? 64),
   producers: Number(env['BENCH_SDK_PRODUCERS'] ?? 256),
+  /** The producer's `batching.maxBatch` (the SDK's default when unset). */
+  maxBatch: env['BENCH_SDK_MAX_BATCH'] === undefined ? undefined : Number(env['BENCH_SDK_MAX_BATCH']),
+  /** The consumer's `ackBatchSize` (the SDK's default when unset). */
+  ackBatchSize: env['BENCH_ACK_BATCH_SIZE'] === undefined ? undefined : Number(env['BENCH_ACK_BATCH_SIZE']),
   consumerConcurrency: Number(env['BENCH_CONSUMER_CONCURRENCY'] ?? 512),
   modes: (env['BENCH_CLIENT_MODES'] ?? 'http,sdk,consume').split(','),
 };
@@ -151,7 +155,7 @@ async function main(): Promise<void> {
       await client.close();
     }
     if (settings.modes.includes('sdk')) {
-      const producer = createProducer({ url: rms.url, token: tokens.producer });
+      const producer = createProducer({ url: rms.url, token: tokens.producer, ...(settings.maxBatch !== undefined && { batching: { maxBatch: settings.maxBatch } }) });
       const send = async () => {
         const sent = await producer.send(topic, payload, async () => undefined);
         if (!sent.confirmed) throw new Error('a confirm failed');
@@ -166,6 +170,7 @@ async function main(): Promise<void> {
       let done: () => void = () => undefined;
       const all = new Promise<void>((resolve) => (done = resolve));
       let acked = 0;
+      let ackRequests = 0;
       results.push(
         await measure('consume', published, rms.pid, async () => {
           const subscription = await subscribe(
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
             async () => {
               handled += 1;
             },
-            { rms: { url: rms.url, token: tokens.consumer }, amqpUrl: settings.amqpUrl, concurrency: settings.consumerConcurrency, heartbeatIntervalMs: 0, logger: { warn: () => undefined, error: () => undefined, info: () => undefined } },
+            { rms: { url: rms.url, token: tokens.consumer }, amqpUrl: settings.amqpUrl, concurrency: settings.consumerConcurrency, heartbeatIntervalMs: 0, ...(settings.ackBatchSize !== undefined && { ackBatchSize: settings.ackBatchSize }), logger: { warn: () => undefined, error: () => undefined, info: () => undefined } },
           );
           const poll = setInterval(() => {
             acked = subscription.stats().acked;
@@ -182,9 +187,11 @@ async function main(): Promise<void> {
           await all;
           clearInterval(poll);
           await subscription.close();
+          ackRequests = subscription.stats().ackRequests;
         }),
       );
       if (handled < published) process.stderr.write(`consume: handled ${handled} of ${published}\n`);
+      process.stderr.write(`consume: ${(published / Math.max(1, ackRequests)).toFixed(1)} acks per POST /v1/acks\n`);
     }
   } finally {
     await rms.stop();

@@ -24,7 +24,13 @@ import { type SdkLogger, silentLogger } from '../logger.js';
  * alone still goes out at once as a single request; only concurrent calls share one.
  */
 export interface ProducerBatchingOptions {
-  /** Most messages in one batch request (RMS takes at most 1000). @defaultValue 100 */
+  /**
+   * Most messages in one batch request (RMS takes at most 1000). Under load every call
+   * waiting while a batch is in flight goes in the next one; a cap of 100 split 256
+   * waiting calls into three requests and cost the client a third more CPU per message
+   * (docs/benchmarks.md, "The SDK's HTTP client").
+   * @defaultValue 1000
+   */
   maxBatch?: number;
   /** Longest a call waits for others; 0 means only calls of the same event-loop turn share a request. @defaultValue 0 */
   delayMs?: number;
@@ -141,7 +147,7 @@ export class RmsProducer {
     if (options.batching !== false) {
       const batching = options.batching ?? {};
       const limits = {
-        maxBatch: Math.min(batching.maxBatch ?? 100, MAX_BATCH),
+        maxBatch: Math.min(batching.maxBatch ?? MAX_BATCH, MAX_BATCH),
         maxInFlight: batching.maxInFlight ?? 1,
         delayMs: batching.delayMs ?? 0,
       };
