@@ -202,12 +202,15 @@ export class RmsProducer {
   }
 
   /**
-   * Closes the producer's connections to RMS once the calls in flight (batches included)
-   * are answered; later calls fail with an `RmsError` of code `CLIENT_CLOSED`. Idempotent.
+   * Closes the producer's connections to RMS once the calls made before are answered
+   * (those still waiting for a batch included); later calls fail with an `RmsError` of
+   * code `CLIENT_CLOSED`. Idempotent.
    * Not closing is harmless at exit: idle connections do not keep the process alive.
    */
-  close(): Promise<void> {
-    return this.client.close();
+  async close(): Promise<void> {
+    // Calls waiting in a batcher behind the batch in flight are calls in flight too.
+    await Promise.all([this.prepares?.idle(), this.confirms?.idle()]);
+    await this.client.close();
   }
 
   /**
