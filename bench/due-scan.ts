@@ -5,9 +5,11 @@
  * cost the due rows, not the table: the ratio of the two figures should be near 1.
  *
  * The rows are made with `INSERT … SELECT generate_series` into a `PostgresMessageStore`'s
- * own schema (created by its migrations, so the indexes are the real ones). The other rows
- * are what a live table mostly holds: finished messages (90 %), plus in-flight ones that
- * are not due yet (5 % PENDING and 5 % SENDING with a next attempt in the future).
+ * own schema (created by its migrations, so the partitions and indexes are the real ones).
+ * The other rows are what a live table mostly holds: finished messages (90 %, finished
+ * over the last 7 days, so in 7 or 8 day partitions), plus in-flight ones that are not due
+ * yet (5 % PENDING and 5 % SENDING with a next attempt in the future). At the largest size
+ * the oldest day's partition is then dropped by the retention call, timed.
  */
 import pg from 'pg';
 import { type JsonValue, MessageService, PostgresMessageStore } from '@rms/message-service';
@@ -32,6 +34,14 @@ export interface DueScanOptions {
 export interface OperationLatency {
   p50: number;
   p99: number;
+}
+
+/** The retention call that dropped the oldest finished day at the largest size. */
+export interface RetentionDrop {
+  /** Messages the dropped day held (PostgreSQL's estimate after ANALYZE). */
+  messages: number;
+  /** Wall time of `pruneFinished`, ms. */
+  ms: number;
 }
 
 /** The figures at one table size. */
@@ -60,6 +70,8 @@ export interface DueScanResult {
   points: DueScanPoint[];
   /** Median at the largest size over the median at the smallest. */
   ratio: number;
+  /** The oldest finished day dropped at the largest size (due-scan only). */
+  retention?: RetentionDrop;
 }
 
 /** The topic that marks the due rows, so they can be re-armed between passes. */
@@ -72,8 +84,14 @@ const PAYLOAD_SQL = JSON.stringify(benchPayload());
 interface ScanSchema {
   store: PostgresMessageStore;
   client: pg.Client;
+  /** The partitioned messages table. */
   table: string;
+  /** Its partition of unfinished messages, which the claim reads. */
+  activeTable: string;
 }
+
+/** Days over which the generated finished messages finished. */
+const FINISHED_DAYS = 7;
 
 /** Runs `work` on a fresh schema of the run's own, and drops the schema afterwards. */
 async function withScanSchema<T>(databaseUrl: string, schema: string, work: (scan: ScanSchema) => Promise<T>): Promise<T> {
@@ -84,7 +102,8 @@ async function withScanSchema<T>(databaseUrl: string, schema: string, work: (sca
   await client.connect();
   try {
     await store.init();
-    return await work({ store, client, table: `"${schema}".rms_messages` });
+    await store.createDayPartitions(new Date(Date.now() - (FINISHED_DAYS + 1) * 24 * 3600 * 1000), new Date());
+    return await work({ store, client, table: `"${schema}".rms_messages`, activeTable: `"${schema}".rms_messages_active` });
   } finally {
     await store.close();
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => undefined);
@@ -98,14 +117,15 @@ async function withScanSchema<T>(databaseUrl: string, schema: string, work: (sca
  */
 async function insertBackgroundRows(client: pg.Client, table: string, from: number, to: number): Promise<void> {
   await client.query(
-    `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at)
+    `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at, finished_at)
      SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
             CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
-            now() - interval '1 day' + g * interval '1 ms', now() - interval '1 day' + g * interval '1 ms',
-            CASE WHEN g % 20 >= 2 THEN now() END,
-            CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END
-     FROM generate_series($1::int, $2::int) AS g`,
-    [from, to, PAYLOAD_SQL],
+            at, at, CASE WHEN g % 20 >= 2 THEN at END,
+            CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END,
+            CASE WHEN g % 20 >= 2 THEN at ELSE 'infinity' END
+     FROM generate_series($1::int, $2::int) AS g,
+          LATERAL (SELECT now() - ((g * 7919) % ($4::int * 86400)) * interval '1 s' AS at) AS t`,
+    [from, to, PAYLOAD_SQL, FINISHED_DAYS],
   );
   // What autovacuum would have done by the time a table is this size; without
   // statistics the planner guesses, and that would be measured instead of the index.
@@ -114,7 +134,7 @@ async function insertBackgroundRows(client: pg.Client, table: string, from: numb
 
 /** Runs the measurement and drops its schema. */
 export async function runDueScan(options: DueScanOptions): Promise<DueScanResult> {
-  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table, activeTable }) => {
     const points: DueScanPoint[] = [];
     let stored = 0;
     for (const size of options.sizes) {
@@ -133,13 +153,22 @@ export async function runDueScan(options: DueScanOptions): Promise<DueScanResult
       stored = size;
       const loadSeconds = (nowMs() - loadStartedAt) / 1000;
 
-      const claims = await measureClaims(store, client, table, 'PENDING', options.due, options.passes);
+      const claims = await measureClaims(store, client, table, activeTable, 'PENDING', options.due, options.passes);
       points.push({ ...claims, operations: await measureOperations(store, OPERATION_SAMPLES), storedMessages: size, loadSeconds });
     }
     const first = points[0] as DueScanPoint;
     const last = points.at(-1) as DueScanPoint;
-    return { points, ratio: last.medianMs / first.medianMs };
+    return { points, ratio: last.medianMs / first.medianMs, retention: await dropOldestDay(store) };
   });
+}
+
+/** Times the retention call that drops the oldest day of generated finished messages (and nothing newer). */
+async function dropOldestDay(store: PostgresMessageStore): Promise<RetentionDrop> {
+  const day = 24 * 3600 * 1000;
+  const oldestDayEnd = Math.ceil((Date.now() - FINISHED_DAYS * day) / day) * day;
+  const startedAt = nowMs();
+  const messages = await store.pruneFinished(new Date(oldestDayEnd), 1000);
+  return { messages, ms: nowMs() - startedAt };
 }
 
 /** Messages prepared, confirmed and acked one at a time at each table size. */
@@ -180,6 +209,7 @@ async function measureClaims(
   store: PostgresMessageStore,
   client: pg.Client,
   table: string,
+  activeTable: string,
   status: 'PENDING' | 'SENDING',
   due: number,
   passes: number,
@@ -206,13 +236,13 @@ async function measureClaims(
     const explained = await client.query<{ 'QUERY PLAN': string }>(
       `EXPLAIN (ANALYZE, BUFFERS)
        WITH due AS (
-         SELECT id FROM ${table}
+         SELECT id FROM ${activeTable}
          WHERE status = ANY($1::text[]) AND next_attempt_at <= $2
          ORDER BY next_attempt_at
          LIMIT $4
          FOR UPDATE SKIP LOCKED
        )
-       UPDATE ${table} AS m SET next_attempt_at = $3, version = m.version + 1
+       UPDATE ${activeTable} AS m SET next_attempt_at = $3, version = m.version + 1
        FROM due WHERE m.id = due.id
        RETURNING m.*`,
       [status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'], new Date(), new Date(Date.now() + 30_000), due],
@@ -254,7 +284,7 @@ export interface DelayedScanOptions {
  * added: waiting messages should cost nothing, so the ratio should be near 1.
  */
 export async function runDelayedScan(options: DelayedScanOptions): Promise<DueScanResult> {
-  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table }) => {
+  return withScanSchema(options.databaseUrl, options.schema, async ({ store, client, table, activeTable }) => {
     const points: DueScanPoint[] = [];
     let loadStartedAt = nowMs();
     await client.query(
@@ -268,7 +298,7 @@ export async function runDelayedScan(options: DelayedScanOptions): Promise<DueSc
     );
     await insertBackgroundRows(client, table, 1, options.base);
     const stored = options.due + options.base;
-    points.push({ ...(await measureClaims(store, client, table, 'SENDING', options.due, options.passes)), storedMessages: stored, loadSeconds: (nowMs() - loadStartedAt) / 1000 });
+    points.push({ ...(await measureClaims(store, client, table, activeTable, 'SENDING', options.due, options.passes)), storedMessages: stored, loadSeconds: (nowMs() - loadStartedAt) / 1000 });
 
     loadStartedAt = nowMs();
     // Delayed messages as confirm leaves them: SENDING, due (and to be delivered) at their
@@ -283,7 +313,7 @@ export async function runDelayedScan(options: DelayedScanOptions): Promise<DueSc
     );
     await client.query(`VACUUM ANALYZE ${table}`);
     points.push({
-      ...(await measureClaims(store, client, table, 'SENDING', options.due, options.passes)),
+      ...(await measureClaims(store, client, table, activeTable, 'SENDING', options.due, options.passes)),
       storedMessages: stored + options.delayed,
       loadSeconds: (nowMs() - loadStartedAt) / 1000,
     });

@@ -118,7 +118,8 @@ export class ConfirmToHandlerClock {
   }
 }
 
-function percentiles(samples: readonly number[]): Percentiles {
+/** Count, p50, p95, p99 and max of unsorted samples. */
+export function percentiles(samples: readonly number[]): Percentiles {
   const sorted = Array.from(Float64Array.from(samples).sort());
   return {
     count: sorted.length,

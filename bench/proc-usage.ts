@@ -167,11 +167,12 @@ export interface CpuBreakdown {
 
 /**
  * The difference of two snapshots over `wallSeconds`, grouped by program; `named` pids
- * (RMS, the bench itself) get their own group. A process started within the window
- * counts with all its CPU; one that exited within it is lost (it shows as unaccounted).
+ * (RMS, the bench itself) get their own group, several pids under one name (two RMS
+ * processes) adding up. A process started within the window counts with all its CPU; one
+ * that exited within it is lost (it shows as unaccounted).
  */
-export function cpuBreakdown(before: CpuSnapshot, after: CpuSnapshot, named: Record<string, number>, wallSeconds: number): CpuBreakdown {
-  const nameOfPid = new Map(Object.entries(named).map(([name, pid]) => [pid, name]));
+export function cpuBreakdown(before: CpuSnapshot, after: CpuSnapshot, named: Record<string, number | readonly number[]>, wallSeconds: number): CpuBreakdown {
+  const nameOfPid = new Map(Object.entries(named).flatMap(([name, pids]) => (typeof pids === 'number' ? [pids] : pids).map((pid) => [pid, name] as const)));
   const byProgram: Record<string, number> = {};
   for (const [pid, cpuAfter] of after.byPid) {
     const cpuBefore = before.byPid.get(pid) ?? 0;
@@ -195,5 +196,20 @@ export function cpuBreakdown(before: CpuSnapshot, after: CpuSnapshot, named: Rec
     byProgram: Object.fromEntries(Object.entries(byProgram).map(([name, value]) => [name, Math.round(value * 10) / 10])),
     unaccountedPercent: Math.round(unaccounted * 10) / 10,
     contended: (byProgram['other node'] ?? 0) + Math.max(0, unaccounted) > CONTENDED_PERCENT,
+  };
+}
+
+/**
+ * Several processes' usage over the same window as one: CPU added up, the largest peak and
+ * the resident sets added up (what the processes hold together).
+ */
+export function combineUsage(usages: readonly ProcessUsage[]): ProcessUsage {
+  const sum = (pick: (usage: ProcessUsage) => number) => usages.reduce((total, usage) => total + pick(usage), 0);
+  return {
+    cpuPercent: sum((usage) => usage.cpuPercent),
+    cpuSeconds: sum((usage) => usage.cpuSeconds),
+    systemPercent: sum((usage) => usage.systemPercent),
+    peakRssMb: Math.max(0, ...usages.map((usage) => usage.peakRssMb)),
+    rssMb: sum((usage) => usage.rssMb),
   };
 }

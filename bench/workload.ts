@@ -1,7 +1,7 @@
 /**
  * What every load phase shares: the message body and the shape of a phase's result.
  */
-import type { LatencySummary } from './latency.js';
+import type { LatencySummary, Percentiles } from './latency.js';
 import type { PostgresCounters } from './postgres-stats.js';
 import type { CpuBreakdown, ProcessUsage } from './proc-usage.js';
 
@@ -17,7 +17,7 @@ export function benchPayload(): Record<string, unknown> {
 
 /** The measured figures of one load phase. */
 export interface PhaseResult {
-  /** Short key: `raw`, `reliable`, `degraded`, `steady-1000`, `profiled`. */
+  /** Short key: `raw`, `reliable`, `degraded`, `per-message`, `three-groups`, `two-rms`, `steady-1000`, `overload`, `profiled`. */
   phase: string;
   /** What ran, in a sentence. */
   description: string;
@@ -31,8 +31,10 @@ export interface PhaseResult {
   confirmedPerSecond: number;
   /** Confirm answer → handler, in ms. */
   latency: LatencySummary;
-  /** The RMS process over the load window (none for the raw baseline). */
+  /** The RMS process over the load window (none for the raw baseline); with several, their sum (peak RSS: the largest). */
   rms?: ProcessUsage;
+  /** Each RMS process over the load window, in start order, when the phase ran more than one. */
+  rmsProcesses?: ProcessUsage[];
   /** The bench process (producers and consumer) over the load window, percent of one core. */
   benchCpuPercent: number;
   /** Where the machine's CPU went over the load window. */
@@ -49,4 +51,85 @@ export interface PhaseResult {
   transports?: Record<string, number>;
   /** The knobs of the phase (producers, windows, durations). */
   settings: Record<string, number | string | boolean>;
+  /** CPU and WAL per delivered message (see `efficiency.ts`). */
+  efficiency?: Efficiency;
+  /** Ratios computed within the run that measured this phase (a median phase holds the median of each run's ratio). */
+  ratios?: PhaseRatios;
+  /** `per-message`: `GET /healthz` on the same RMS process with the same client, just before the flow. */
+  healthz?: HealthzBaseline;
+  /** Per-request answers of the plain HTTP client (`per-message`, `overload`). */
+  requests?: RequestSummary;
+  /** `overload`: the offered rate. */
+  offeredPerSecond?: number;
+  /** How many runs this phase's figures are the median of (absent: one). */
+  runs?: number;
+}
+
+/** CPU time and WAL work per delivered message, in milliseconds of CPU (one core). */
+export interface Efficiency {
+  /** Every RMS process of the phase. */
+  rmsCpuMs: number;
+  /** `1000 / rmsCpuMs`: what one core given to RMS alone would carry, msgs/s. */
+  messagesPerRmsCore: number;
+  postgresCpuMs: number;
+  rabbitmqCpuMs: number;
+  redisCpuMs: number;
+  /** The bench process: producers and consumers (the SDK, amqplib or undici). */
+  clientCpuMs: number;
+  /** The whole machine's busy time, including anything not listed. */
+  totalCpuMs: number;
+  /** `pg_stat_wal.wal_sync` per message: WAL flushes to disk. */
+  walSyncs: number;
+  /** `pg_stat_wal.wal_write` per message. */
+  walWrites: number;
+}
+
+/** Ratios between phases of one run. */
+export interface PhaseRatios {
+  /** msgs/s over the same run's raw amqplib msgs/s. */
+  toRaw?: number;
+  /** msgs/s over the same server's `GET /healthz` req/s (`per-message`). */
+  toHealthz?: number;
+}
+
+/** `GET /healthz` back to back over the per-message client's connections. */
+export interface HealthzBaseline {
+  connections: number;
+  requests: number;
+  seconds: number;
+  requestsPerSecond: number;
+  /** RMS CPU per request, ms. */
+  rmsCpuMs: number;
+  /** The bench process's CPU per request, ms. */
+  clientCpuMs: number;
+  /** Request latency, ms. */
+  latency: Percentiles;
+  /** Answers other than 200, and network errors. */
+  errors: number;
+}
+
+/** What the plain HTTP client's requests got back over the measured window. */
+export interface RequestSummary {
+  /** Requests answered or failed. */
+  requests: number;
+  /** Answers by HTTP status; `error` for a network error or timeout. */
+  byStatus: Record<string, number>;
+  /** 503 answers (RMS's admission control refusing work). */
+  rejected: number;
+  /** 503 answers that carried `Retry-After`. */
+  rejectedWithRetryAfter: number;
+  /** Latency of the admitted requests (any answer but 503 or a network error), ms. */
+  admitted: Percentiles;
+}
+
+/** How a producer of the bench sends one message: prepare, an empty local transaction, confirm. */
+export interface MessageSender {
+  /**
+   * Sends one message to `topic`; calls `confirming(id)` just before the confirm goes out.
+   * Rejects when the message could not be prepared.
+   * @returns the message's id and whether the confirm got through.
+   */
+  send(topic: string, payload: unknown, confirming: (id: string) => void): Promise<{ id: string; confirmed: boolean }>;
+  /** Closes the sender's connections. */
+  close(): Promise<void>;
 }

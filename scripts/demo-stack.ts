@@ -54,7 +54,7 @@ export interface DemoStack {
   placeOrder(sku: string, qty: number, simulate: Simulation): Promise<number>;
   /** Counts RMS's messages by status through the admin API. */
   messagesByStatus(): Promise<Record<string, number>>;
-  /** Counts RMS's messages by the transport of their last delivery (`none` when never delivered). */
+  /** Counts RMS's messages by the transport of their last delivery (read from the history when the message does not record it; `none` when never delivered). */
   messagesByTransport(): Promise<Record<string, number>>;
   /** The ZooKeeper root of the run's degrade flag. */
   zkRoot: string;
@@ -147,17 +147,29 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
 
   const admin = async (path: string) => {
     const response = await fetch(`${rmsUrl}${path}`, { headers: { authorization: `Bearer ${TOKENS.ops}` }, signal: AbortSignal.timeout(10_000) });
-    return (await response.json()) as { messages: { status: string; lastTransport: string | null }[]; nextCursor: string | null };
+    return (await response.json()) as unknown;
   };
-  const countBy = async (key: (message: { status: string; lastTransport: string | null }) => string, initial: Record<string, number>) => {
+  type ListedMessage = { id: string; status: string; lastTransport: string | null };
+  const countBy = async (key: (message: ListedMessage) => string | Promise<string>, initial: Record<string, number>) => {
     const counts = { ...initial };
     let cursor: string | null = null;
     do {
-      const page = await admin(`/v1/messages?limit=500${cursor ? `&cursor=${cursor}` : ''}`);
-      for (const message of page.messages) counts[key(message)] = (counts[key(message)] ?? 0) + 1;
+      const page = (await admin(`/v1/messages?limit=500${cursor ? `&cursor=${cursor}` : ''}`)) as { messages: ListedMessage[]; nextCursor: string | null };
+      for (const message of page.messages) {
+        const bucket = await key(message);
+        counts[bucket] = (counts[bucket] ?? 0) + 1;
+      }
       cursor = page.nextCursor;
     } while (cursor);
     return counts;
+  };
+  // The message's last transport, or, when an ack got there before RMS recorded the round,
+  // the transport its history's last delivery event names.
+  const transportOf = async (message: ListedMessage): Promise<string> => {
+    if (message.lastTransport) return message.lastTransport;
+    const history = (await admin(`/v1/messages/${message.id}/history`)) as { events?: { type: string; transport: string | null }[] };
+    const delivered = (history.events ?? []).filter((event) => event.type === 'delivery' && event.transport);
+    return delivered.at(-1)?.transport ?? 'none';
   };
 
   return {
@@ -181,7 +193,7 @@ export async function startDemoStack(options: DemoStackOptions): Promise<DemoSta
     zkRoot,
     zkConnect,
     messagesByStatus: () => countBy((m) => m.status, { PENDING: 0, SENDING: 0, COMPLETED: 0, CANCELLED: 0, DEAD: 0 }),
-    messagesByTransport: () => countBy((m) => m.lastTransport ?? 'none', {}),
+    messagesByTransport: () => countBy(transportOf, {}),
     async rmsCounter(name, labels = '') {
       const text = await (await fetch(`${rmsUrl}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
       let total = 0;

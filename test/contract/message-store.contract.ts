@@ -429,7 +429,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       assert.equal(byB?.checkAttempts, 1);
     });
 
-    test('deleteFinished removes only COMPLETED and CANCELLED messages older than the cutoff, in bounded batches', async () => {
+    test('pruneFinished removes only COMPLETED and CANCELLED messages finished on days before the cutoff, never more than a row-deleting store’s limit per call', async () => {
       const topic = `retention.${Date.now()}`;
       const old = new Date('2000-01-01T00:00:00Z');
       const finish = async (to: 'COMPLETED' | 'CANCELLED' | 'DEAD', at: Date) => {
@@ -448,9 +448,17 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       const recent = await finish('COMPLETED', new Date());
       const pending = (await store.insert(newMessage({ topic }))).message.id;
       const cutoff = new Date('2001-01-01T00:00:00Z');
-      assert.equal(await store.deleteFinished(cutoff, 2), 2, 'at most the limit per call');
-      assert.equal(await store.deleteFinished(cutoff, 100), 1);
-      assert.equal(await store.deleteFinished(cutoff, 100), 0);
+      // A store that deletes rows (MongoDB) removes at most the limit per call; one that
+      // drops whole days (PostgreSQL) removes the days' messages at once.
+      const removedPerCall: number[] = [];
+      for (let call = 0; call < 5; call++) {
+        const removed = await store.pruneFinished(cutoff, 2);
+        removedPerCall.push(removed);
+        if (removed === 0) break;
+      }
+      assert.equal(removedPerCall.reduce((sum, removed) => sum + removed, 0), 3, `removed per call: ${removedPerCall.join(', ')}`);
+      assert.equal(removedPerCall.at(-1), 0, 'a call after everything is removed removes nothing');
+      if (store.kind === 'mongodb') assert.ok(removedPerCall.every((removed) => removed <= 2), 'at most the limit per call');
       for (const id of oldCompleted) assert.equal(await store.findById(id), null);
       for (const id of [oldDead, recent, pending]) assert.ok(await store.findById(id), 'kept');
     });
@@ -730,7 +738,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       await store.appendEvents([]);
     });
 
-    test('history is pruned with its message by deleteFinished, and kept for messages that stay', async () => {
+    test('history is pruned with its message by pruneFinished, and kept for messages that stay', async () => {
       const topic = `history-retention.${Date.now()}`;
       const old = new Date('2000-01-01T00:00:00Z');
       const { message: gone } = await store.insert(newMessage({ topic }));
@@ -738,7 +746,7 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
       await store.transition({ id: gone.id, from: { status: 'PENDING', deadReason: null }, to: 'CANCELLED', deadReason: null, at: old, set: {} });
       await store.appendEvents([event(gone.id, old, { type: 'cancelled' }), event(kept.id, old, { type: 'prepared' })]);
       let deleted = 0;
-      while ((await store.deleteFinished(new Date('2001-01-01T00:00:00Z'), 100)) > 0) deleted++;
+      while ((await store.pruneFinished(new Date('2001-01-01T00:00:00Z'), 100)) > 0) deleted++;
       assert.ok(deleted >= 1);
       assert.deepEqual(await store.history(gone.id, 100), []);
       assert.equal((await store.history(kept.id, 100)).length, 1);

@@ -63,7 +63,7 @@ function spyOn(inner: MessageStore) {
     },
     list: (query) => inner.list(query),
     claimDue: (query) => inner.claimDue(query),
-    deleteFinished: (before, limit) => inner.deleteFinished(before, limit),
+    pruneFinished: (before, limit) => inner.pruneFinished(before, limit),
     appendEvents: (events) => inner.appendEvents(events),
     history: (id, limit) => inner.history(id, limit),
     countByStatusAndTopic: () => inner.countByStatusAndTopic(),

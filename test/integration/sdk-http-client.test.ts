@@ -147,7 +147,7 @@ describe('RmsHttpClient on undici pools', () => {
     await client.close(); // idempotent
   });
 
-  test("a producer's close() waits for the calls queued behind the batch in flight, then refuses new ones", async (t) => {
+  test("a producer's close() waits for the calls queued behind the batch in flight, then refuses new ones", async () => {
     const confirmed = (id: string) => ({ status: 200, body: { id, status: 'SENDING' } });
     script = [
       (request) => ({ ...confirmed(request.path.split('/')[3] as string), delayMs: 150 }),

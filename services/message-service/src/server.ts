@@ -164,7 +164,7 @@ export class RmsServer {
   static async start(options: RmsServerOptions): Promise<RmsServer> {
     const { config } = options;
     const logger = options.logger ?? createLogger(config.logLevel);
-    const backingStore = options.store ?? (await createMessageStore(config.storeUrl));
+    const backingStore = options.store ?? (await createMessageStore(config.storeUrl, { retentionMs: config.retention.retentionMs }));
     await initStore(backingStore, logger, options.storeStartupTimeoutMs ?? 60_000);
     const coalescing = config.storeBatch.maxBatch > 1 ? new CoalescingMessageStore(backingStore, config.storeBatch) : backingStore;
     // Outermost, so the deadline also covers the wait for a coalesced batch.

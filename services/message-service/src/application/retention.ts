@@ -1,6 +1,8 @@
 /**
- * Retention: COMPLETED and CANCELLED messages are deleted once older than the retention
- * period, in bounded batches so that one sweep never holds the store for long.
+ * Retention: COMPLETED and CANCELLED messages are removed once finished longer ago than
+ * the retention period. The store decides the unit: PostgreSQL drops whole days'
+ * partitions, MongoDB deletes in bounded batches, so that one sweep never holds the store
+ * for long (see `MessageStore.pruneFinished`).
  */
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.js';
@@ -13,7 +15,7 @@ export interface RetentionOptions {
   retentionMs: number;
   /** How often to sweep. */
   intervalMs: number;
-  /** Rows deleted per statement. @defaultValue 1000 */
+  /** Messages removed per store call, where the store removes messages one by one. @defaultValue 1000 */
   batchSize?: number;
   /** Statements per sweep, so one sweep is bounded; the rest waits for the next. @defaultValue 100 */
   maxBatchesPerSweep?: number;
@@ -46,14 +48,14 @@ export class RetentionSweeper {
     tick();
   }
 
-  /** Deletes what is past retention now, in bounded batches; returns how many. */
+  /** Removes what is past retention now, in bounded calls; returns how many messages. */
   async sweep(): Promise<number> {
     const { store, retentionMs, logger, metrics } = this.options;
     const batchSize = this.options.batchSize ?? 1000;
     const cutoff = new Date((this.options.now?.() ?? new Date()).getTime() - retentionMs);
     let total = 0;
     for (let batch = 0; batch < (this.options.maxBatchesPerSweep ?? 100); batch++) {
-      const deleted = await store.deleteFinished(cutoff, batchSize);
+      const deleted = await store.pruneFinished(cutoff, batchSize);
       total += deleted;
       if (deleted < batchSize) break;
     }

@@ -105,7 +105,7 @@ export interface RmsConfig {
    * `RMS_ALERT_WEBHOOK_RETRY_DELAY_MS` [1000], doubling.
    */
   alerts: { webhooks: string[]; windowMs: number; webhookTimeoutMs: number; webhookAttempts: number; webhookRetryDelayMs: number };
-  /** `RMS_RETENTION_MS` [7 days]: finished messages are deleted after this; `RMS_RETENTION_INTERVAL_MS` [1 hour]: how often. */
+  /** `RMS_RETENTION_MS` [7 days]: finished messages are removed after this (PostgreSQL: by whole days); `RMS_RETENTION_INTERVAL_MS` [1 hour]: how often. */
   retention: { retentionMs: number; intervalMs: number };
   /** `RMS_MAX_PAYLOAD_BYTES`: largest payload, as JSON bytes. @defaultValue 262144 */
   maxPayloadBytes: number;

@@ -90,8 +90,8 @@ export class BoundedMessageStore implements MessageStore {
     return this.#bounded(1, () => this.store.claimDue(query));
   }
 
-  deleteFinished(before: Date, limit: number): Promise<number> {
-    return this.#bounded(1, () => this.store.deleteFinished(before, limit));
+  pruneFinished(before: Date, limit: number): Promise<number> {
+    return this.#bounded(1, () => this.store.pruneFinished(before, limit));
   }
 
   backlogByTopic(): Promise<TopicBacklog[]> {

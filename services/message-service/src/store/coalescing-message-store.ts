@@ -116,8 +116,8 @@ export class CoalescingMessageStore implements MessageStore {
     return this.store.claimDue(query);
   }
 
-  deleteFinished(before: Date, limit: number): Promise<number> {
-    return this.store.deleteFinished(before, limit);
+  pruneFinished(before: Date, limit: number): Promise<number> {
+    return this.store.pruneFinished(before, limit);
   }
 
   backlogByTopic(): Promise<TopicBacklog[]> {

@@ -177,8 +177,17 @@ export interface MessageStore {
    * (COMPLETED and CANCELLED messages, which retention prunes, are not counted).
    */
   backlogByTopic(): Promise<TopicBacklog[]>;
-  /** Deletes up to `limit` COMPLETED or CANCELLED messages last changed before `before`, with their history; returns how many. */
-  deleteFinished(before: Date, limit: number): Promise<number>;
+  /**
+   * Removes COMPLETED and CANCELLED messages finished before `before`, with their history,
+   * in the unit the adapter stores them by; returns how many messages it removed.
+   * - PostgreSQL drops every finished day's partition that ends by `before` (whole UTC
+   *   days, whatever they hold, in milliseconds; the count is PostgreSQL's estimate for a
+   *   large day) and ignores `limit`: a message finished on a day that ends after `before`
+   *   waits for a later call.
+   * - MongoDB deletes up to `limit` of them per call (its TTL index also expires them).
+   * Unfinished messages (PENDING, SENDING, DEAD) are never removed.
+   */
+  pruneFinished(before: Date, limit: number): Promise<number>;
   /**
    * Appends events to their messages' histories. Events of a message that does not exist
    * (any more) may be dropped; an event is never attached to another message.

@@ -52,6 +52,12 @@ export interface MongoStoreOptions {
    * @defaultValue 10
    */
   poolSize?: number;
+  /**
+   * Finished messages (COMPLETED, CANCELLED) and history events expire this long after
+   * they finished (were recorded), by TTL indexes; absent, nothing expires by itself and
+   * only `pruneFinished` removes them. The server applies a TTL within about a minute.
+   */
+  retentionMs?: number;
 }
 
 const DEFAULTS = { collection: 'rms_messages', connectTimeoutMs: 5000, operationTimeoutMs: 10_000, poolSize: 10 } as const;
@@ -72,17 +78,29 @@ const INDEXES: mongoose.mongo.IndexDescription[] = [
     // never collide, as NULLs do not in a PostgreSQL unique constraint.
     partialFilterExpression: { producerMessageId: { $type: 'string' } },
   },
-  // The due-message loops read "PENDING (or SENDING) due before now, oldest first".
-  { key: { status: 1, nextAttemptAt: 1 }, name: 'rms_messages_due' },
+  // The due-message loops read "PENDING (or SENDING) due before now, oldest first". Only
+  // messages with something due are in it (a finished one has no next attempt), so its
+  // size follows the backlog, not the history.
+  { key: { status: 1, nextAttemptAt: 1 }, name: 'rms_messages_due_unfinished', partialFilterExpression: { nextAttemptAt: { $type: 'date' } } },
   // Newest-first admin listing, unfiltered and by status or topic.
   { key: { createdAt: -1, _id: -1 }, name: 'rms_messages_created' },
   { key: { status: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_status_created' },
   { key: { topic: 1, createdAt: -1, _id: -1 }, name: 'rms_messages_topic_created' },
-  // The retention sweep: finished messages, oldest first.
-  { key: { status: 1, updatedAt: 1 }, name: 'rms_messages_finished' },
   // Operators look a message up by the producer's own key, usually without the producer.
   { key: { producerMessageId: 1 }, name: 'rms_messages_producer_message_id', partialFilterExpression: { producerMessageId: { $type: 'string' } } },
 ];
+
+/** Indexes of earlier versions that this one replaces; `init` drops them. */
+const REPLACED_INDEXES = ['rms_messages_due', 'rms_messages_finished'];
+
+/** The TTL index of finished messages (and the retention sweep's index): only finished ones hold `finishedAt`. */
+const FINISHED_TTL_INDEX = 'rms_messages_finished_ttl';
+
+/** The TTL index of history events. */
+const EVENTS_TTL_INDEX = 'rms_message_events_ttl';
+
+/** Statuses that end a message's life; `finishedAt` is set when a message enters one. */
+const FINISHED_STATUSES: ReadonlySet<string> = new Set(['COMPLETED', 'CANCELLED']);
 
 /** The history collection's one index: a message's events in order. */
 const EVENT_INDEXES: mongoose.mongo.IndexDescription[] = [{ key: { messageId: 1, at: 1, _id: 1 }, name: 'rms_message_events_message' }];
@@ -119,7 +137,12 @@ function toEvent(document: EventDocument & { _id?: unknown }): MessageEvent {
  * because mongoose's schema typings recurse without end on the recursive `JsonValue`;
  * only `insert` writes it, from a `JsonValue`.
  */
-type MessageDocument = Omit<Message, 'id' | 'payload'> & { _id: string; payload: unknown };
+type MessageDocument = Omit<Message, 'id' | 'payload'> & {
+  _id: string;
+  payload: unknown;
+  /** When the message became COMPLETED or CANCELLED; absent (null) before. What the TTL index reads. */
+  finishedAt?: Date | null;
+};
 
 const messageSchema = new mongoose.Schema<MessageDocument>(
   {
@@ -160,6 +183,7 @@ const messageSchema = new mongoose.Schema<MessageDocument>(
     lastPublishedAt: { type: Date },
     traceparent: { type: String },
     tracestate: { type: String },
+    finishedAt: { type: Date },
   },
   {
     // Without this an empty `{}` payload or headers would be dropped on save and read
@@ -348,6 +372,7 @@ export class MongoMessageStore implements MessageStore {
   private readonly url: string;
   private readonly connectOptions: mongoose.ConnectOptions;
   private readonly operationTimeoutMs: number;
+  private readonly retentionMs: number | undefined;
   private readonly connection: mongoose.Connection;
   private readonly model: mongoose.Model<MessageDocument>;
   private readonly events: mongoose.Model<EventDocument>;
@@ -365,6 +390,7 @@ export class MongoMessageStore implements MessageStore {
     this.url = options.url;
     this.connectOptions = connectOptionsFor(options);
     this.operationTimeoutMs = options.operationTimeoutMs ?? DEFAULTS.operationTimeoutMs;
+    this.retentionMs = options.retentionMs;
     // A connection of our own, not mongoose's global one: its options, models and
     // lifetime belong to this store alone. It is opened lazily (see `connect`), so the
     // constructor does no I/O and a store whose first connection failed can still
@@ -516,7 +542,12 @@ export class MongoMessageStore implements MessageStore {
 
   async transition(change: Transition): Promise<Message | null> {
     return this.run(async () => {
-      const set: Partial<MessageDocument> = { status: change.to, deadReason: change.deadReason, updatedAt: change.at };
+      const set: Partial<MessageDocument> = {
+        status: change.to,
+        deadReason: change.deadReason,
+        updatedAt: change.at,
+        finishedAt: FINISHED_STATUSES.has(change.to) ? change.at : null,
+      };
       for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, MessagePatch[keyof MessagePatch]][]) {
         if (value === undefined) continue;
         Object.assign(set, { [field]: value });
@@ -560,7 +591,8 @@ export class MongoMessageStore implements MessageStore {
       while (claimed.length < query.limit) {
         const document = await this.model
           .findOneAndUpdate(
-            { status: { $in: query.status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'] }, nextAttemptAt: { $lte: query.now } },
+            // `$type` repeats the due index's partial filter so the planner may use it.
+            { status: { $in: query.status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'] }, nextAttemptAt: { $lte: query.now, $type: 'date' } },
             { $set: { nextAttemptAt: query.leaseUntil }, $inc: { version: 1 } },
             { sort: { nextAttemptAt: 1 }, returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
           )
@@ -573,10 +605,11 @@ export class MongoMessageStore implements MessageStore {
     });
   }
 
-  async deleteFinished(before: Date, limit: number): Promise<number> {
+  async pruneFinished(before: Date, limit: number): Promise<number> {
     return this.run(async () => {
       const finished: MessageStatus[] = ['COMPLETED', 'CANCELLED'];
-      const filter = { status: { $in: finished }, updatedAt: { $lt: before } };
+      // `$type` repeats the finished TTL index's partial filter so the planner may use it.
+      const filter = { status: { $in: finished }, finishedAt: { $lt: before, $type: 'date' as const } };
       const ids = await this.model
         .find(filter, { _id: 1 })
         .limit(limit)
@@ -733,6 +766,53 @@ export class MongoMessageStore implements MessageStore {
       { $set: { version: 0, deliveries: [], deliverAt: null } },
       { maxTimeMS: this.operationTimeoutMs * 30 },
     );
+    // Finished messages of earlier versions get their `finishedAt` (their last change), so
+    // the TTL index and the sweep see them.
+    await this.model.collection.updateMany(
+      { status: { $in: [...FINISHED_STATUSES] }, finishedAt: { $exists: false } },
+      [{ $set: { finishedAt: '$updatedAt' } }],
+      { maxTimeMS: this.operationTimeoutMs * 30 },
+    );
+  }
+
+  /**
+   * The TTL indexes, sized by `retentionMs` (without it, a plain index on `finishedAt` for
+   * the sweep). A TTL that an earlier start created with another period is changed in
+   * place with `collMod`, which is what MongoDB offers for it (creating it again conflicts).
+   */
+  private ttlIndexes(): { collection: mongoose.mongo.Collection; index: mongoose.mongo.IndexDescription }[] {
+    const expire = this.retentionMs === undefined ? {} : { expireAfterSeconds: Math.max(0, Math.round(this.retentionMs / 1000)) };
+    const finished = {
+      collection: this.model.collection as unknown as mongoose.mongo.Collection,
+      index: { key: { finishedAt: 1 }, name: FINISHED_TTL_INDEX, partialFilterExpression: { finishedAt: { $type: 'date' } }, ...expire },
+    };
+    if (this.retentionMs === undefined) return [finished];
+    return [finished, { collection: this.events.collection as unknown as mongoose.mongo.Collection, index: { key: { at: 1 }, name: EVENTS_TTL_INDEX, ...expire } }];
+  }
+
+  /** Creates a TTL index, or changes its period when it exists with another one. */
+  private async createTtlIndex(collection: mongoose.mongo.Collection, index: mongoose.mongo.IndexDescription): Promise<void> {
+    try {
+      await collection.createIndexes([index]);
+    } catch (error) {
+      // 85 IndexOptionsConflict: the same keys with another expireAfterSeconds.
+      if ((error as { code?: unknown }).code !== 85 || index.expireAfterSeconds === undefined) throw error;
+      await collection.db.command({ collMod: collection.collectionName, index: { name: index.name, expireAfterSeconds: index.expireAfterSeconds } });
+    }
+  }
+
+  /** Drops the indexes this version replaced, if an earlier version made them. */
+  private async dropReplacedIndexes(): Promise<void> {
+    const existing = new Set((await this.model.collection.indexes()).map((index) => index.name));
+    for (const name of REPLACED_INDEXES) {
+      if (!existing.has(name)) continue;
+      try {
+        await this.model.collection.dropIndex(name);
+      } catch (error) {
+        // 27 IndexNotFound: another instance dropped it first.
+        if ((error as { code?: unknown }).code !== 27) throw error;
+      }
+    }
   }
 
   private async createIndexes(): Promise<void> {
@@ -740,6 +820,8 @@ export class MongoMessageStore implements MessageStore {
       try {
         await this.model.collection.createIndexes(INDEXES);
         await this.events.collection.createIndexes(EVENT_INDEXES);
+        for (const { collection, index } of this.ttlIndexes()) await this.createTtlIndex(collection, index);
+        await this.dropReplacedIndexes();
         return;
       } catch (error) {
         const code = (error as { code?: unknown } | null)?.code;

@@ -12,6 +12,7 @@ import type { MessageEvent, MessageEventType, EventActor } from '../../domain/me
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
+import { DayPartitions, dayOf, isMissingPartitionError, isMovedRowError, type PartitionedTable } from './partitions.js';
 import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
 
 /** Options of the PostgreSQL store. */
@@ -36,6 +37,15 @@ export interface PostgresStoreOptions {
 }
 
 const DEFAULTS = { poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 10_000 } as const;
+
+/** Statuses whose messages live in a finished day's partition (see partitions.ts). */
+const FINISHED_STATUSES: ReadonlySet<string> = new Set(['COMPLETED', 'CANCELLED']);
+
+/** Days of partitions created ahead of today (and kept behind it) at start and at each sweep. */
+const PARTITION_DAYS_AHEAD = 2;
+
+/** Runs of a statement that met a row moved to another partition by a concurrent UPDATE. */
+const MOVED_ROW_ATTEMPTS = 5;
 
 /** Any advisory-lock key will do as long as it is fixed: this one spells "RMS". */
 const MIGRATION_LOCK_KEY = 0x524d53;
@@ -150,6 +160,14 @@ function shapeOf(change: Transition): string {
     change.producer === undefined ? '' : 'owned',
     change.version === undefined ? '' : 'versioned',
   ].join('|');
+}
+
+/**
+ * The condition that confines an UPDATE to the partitions a message in `status` can be in:
+ * the active one for unfinished statuses, which PostgreSQL then reads alone.
+ */
+function partitionOf(status: string): string {
+  return FINISHED_STATUSES.has(status) ? "finished_at < 'infinity'" : "finished_at = 'infinity'";
 }
 
 function producerKey(producer: string, producerMessageId: string | null): string {
@@ -298,15 +316,22 @@ export class PostgresMessageStore implements MessageStore {
   readonly kind = 'postgres';
   private readonly pool: pg.Pool;
   private readonly table: string;
+  /** The partition of unfinished messages: what every hot-path write and due scan reads. */
+  private readonly activeTable: string;
   private readonly eventsTable: string;
+  private readonly keptEventsTable: string;
   private readonly schema: string;
+  private readonly partitions: DayPartitions;
 
   constructor(options: PostgresStoreOptions) {
     const { connectionString, schema } = parseUrl(options.url);
     const statementTimeoutMs = options.statementTimeoutMs ?? DEFAULTS.statementTimeoutMs;
     this.schema = schema;
     this.table = `"${schema}".rms_messages`;
+    this.activeTable = `"${schema}".rms_messages_active`;
     this.eventsTable = `"${schema}".rms_message_events`;
+    this.keptEventsTable = `"${schema}".rms_message_events_kept`;
+    this.partitions = new DayPartitions(schema, (sql, values) => this.query(sql, values));
     this.pool = new pg.Pool({
       connectionString,
       max: options.poolSize ?? DEFAULTS.poolSize,
@@ -363,6 +388,41 @@ export class PostgresMessageStore implements MessageStore {
     } finally {
       client.release();
     }
+    await this.ensureCurrentPartitions(new Date());
+  }
+
+  /** Creates the day partitions around `now` (yesterday to a few days ahead), so writes rarely find their day missing. */
+  private async ensureCurrentPartitions(now: Date): Promise<void> {
+    const day = 24 * 3600 * 1000;
+    await this.partitions.ensureDays(new Date(now.getTime() - day), new Date(now.getTime() + PARTITION_DAYS_AHEAD * day));
+  }
+
+  /**
+   * Creates the day partitions (messages' and history's) for every day from `from` to `to`:
+   * for loading finished messages straight into the table (a benchmark, an import).
+   */
+  async createDayPartitions(from: Date, to: Date): Promise<void> {
+    await this.partitions.ensureDays(from, to);
+  }
+
+  /**
+   * Runs `write` once the partitions of `table` for `dates` exist; if it still finds one
+   * missing (another instance's retention dropped it, or it was never made), creates it and
+   * runs `write` again. A statement refused for a missing partition wrote nothing.
+   */
+  private async withPartitions<T>(table: PartitionedTable, dates: readonly Date[], write: () => Promise<T>): Promise<T> {
+    const days = new Map(dates.map((date) => { const day = dayOf(date); return [day.key, day]; }));
+    for (const day of days.values()) await this.partitions.ensure(table, day);
+    try {
+      return await write();
+    } catch (error) {
+      if (!isMissingPartitionError(error)) throw error;
+      for (const day of days.values()) {
+        this.partitions.forget(table, day);
+        await this.partitions.ensure(table, day);
+      }
+      return write();
+    }
   }
 
   async close(): Promise<void> {
@@ -374,11 +434,17 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async insert(message: NewMessage): Promise<InsertResult> {
+    // A new message goes straight into the active partition, whose unique index makes a
+    // racing insert of the same producer key wait and then do nothing. A finished message
+    // with that key lives in a day partition, outside that index: the NOT EXISTS finds it
+    // (one statement's snapshot sees a message in exactly one partition, moving or not).
     const inserted = await this.query<MessageRow>(
-      `INSERT INTO ${this.table}
+      `INSERT INTO ${this.activeTable}
          (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
-       VALUES ($1, $2, $3, $4, $5, $6, 'PENDING', $7, $7, $8, $9, $10, $11)
-       ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
+       SELECT $1::uuid, $2::text, $3::text, $4::text, $5::json, $6::jsonb, 'PENDING', $7::timestamptz, $7::timestamptz, $8::timestamptz,
+              $9::timestamptz, $10::text, $11::text
+       WHERE NOT EXISTS (SELECT 1 FROM ${this.table} f WHERE f.producer = $2 AND f.producer_message_id = $3 AND f.finished_at < 'infinity')
+       ON CONFLICT (producer, producer_message_id) DO NOTHING
        RETURNING *`,
       [
         message.id,
@@ -398,7 +464,7 @@ export class PostgresMessageStore implements MessageStore {
     if (row) return { message: toMessage(row), created: true };
     // ON CONFLICT waits for a racing insert of the same key to commit, so the row is there now.
     const existing = await this.query<MessageRow>(
-      `SELECT * FROM ${this.table} WHERE producer = $1 AND producer_message_id = $2`,
+      `SELECT * FROM ${this.table} WHERE producer = $1 AND producer_message_id = $2 ORDER BY finished_at DESC LIMIT 1`,
       [message.producer, message.producerMessageId],
     );
     const existingRow = existing.rows[0];
@@ -431,7 +497,7 @@ export class PostgresMessageStore implements MessageStore {
       tracestate: message.tracestate ?? null,
     }));
     const inserted = await this.query<MessageRow>(
-      `INSERT INTO ${this.table}
+      `INSERT INTO ${this.activeTable}
          (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
        SELECT v.id, v.producer, v.producer_message_id, v.topic, COALESCE(v.payload, 'null'::json), v.headers, 'PENDING',
               ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.created_at')}, ${fromEpochMs('v.next_attempt_at')}, ${fromEpochMs('v.deliver_at')},
@@ -439,8 +505,10 @@ export class PostgresMessageStore implements MessageStore {
        FROM json_to_recordset($1::json) AS v(ord int, id uuid, producer text, producer_message_id text, topic text,
                                              payload json, headers jsonb, created_at bigint, next_attempt_at bigint, deliver_at bigint,
                                              traceparent text, tracestate text)
+       WHERE NOT EXISTS (SELECT 1 FROM ${this.table} f
+                         WHERE f.producer = v.producer AND f.producer_message_id = v.producer_message_id AND f.finished_at < 'infinity')
        ORDER BY v.ord
-       ON CONFLICT ON CONSTRAINT rms_messages_producer_key DO NOTHING
+       ON CONFLICT (producer, producer_message_id) DO NOTHING
        RETURNING *`,
       [JSON.stringify(rows)],
     );
@@ -454,9 +522,11 @@ export class PostgresMessageStore implements MessageStore {
       try {
         const found = await this.query<MessageRow>(
           `SELECT * FROM ${this.table}
-           WHERE (producer, producer_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))`,
+           WHERE (producer, producer_message_id) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+           ORDER BY finished_at`,
           [conflicted.map((message) => message.producer), conflicted.map((message) => message.producerMessageId)],
         );
+        // Ordered by finished_at, so an unfinished message ('infinity') wins over a finished one.
         for (const row of found.rows) existing.set(producerKey(row.producer, row.producer_message_id), toMessage(row));
       } catch (error) {
         lookupError = error;
@@ -536,16 +606,19 @@ export class PostgresMessageStore implements MessageStore {
       'dead_reason = $3',
       `updated_at = ${fromEpochMs('v.at')}`,
       'version = m.version + 1',
+      `finished_at = ${FINISHED_STATUSES.has(first.to) ? fromEpochMs('v.at') : "'infinity'"}`,
       ...fields.map((field) => `${PATCH_COLUMNS[field]} = ${valueOf(field)}`),
     ];
     // The rows are found by primary key only (`id = ANY`); the expected state is compared
     // per row from the record set. Written as constants, the state would let the planner
     // pick the status indexes and read every SENDING row to update a hundred of them,
     // which it does whenever its statistics lag behind a fast-growing table.
-    const { rows: updated } = await this.query<MessageRow>(
+    const { rows: updated } = await this.partitionedUpdate<MessageRow>(
+      first,
+      group.map((change) => change.at),
       `UPDATE ${this.table} AS m SET ${assignments.join(', ')}
        FROM json_to_recordset($1::json) AS v(${columns.join(', ')})
-       WHERE m.id = ANY($4::uuid[]) AND m.id = v.id
+       WHERE m.id = ANY($4::uuid[]) AND m.id = v.id AND ${partitionOf(first.from.status)}
          AND m.status = v.from_status AND m.dead_reason IS NOT DISTINCT FROM v.from_dead_reason
          ${fenced ? `AND m.next_attempt_at IS NOT DISTINCT FROM ${fromEpochMs('v.fence')}` : ''}
          ${owned ? 'AND m.producer = v.producer' : ''}
@@ -563,7 +636,7 @@ export class PostgresMessageStore implements MessageStore {
 
   async transition(change: Transition): Promise<Message | null> {
     const values: unknown[] = [change.id, change.from.status, change.from.deadReason, change.to, change.deadReason, change.at];
-    const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6', 'version = version + 1'];
+    const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6', 'version = version + 1', `finished_at = ${FINISHED_STATUSES.has(change.to) ? '$6' : "'infinity'"}`];
     for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, unknown][]) {
       if (value === undefined) continue;
       values.push(asParameter(field, value));
@@ -582,9 +655,11 @@ export class PostgresMessageStore implements MessageStore {
       values.push(change.version);
       conditions += ` AND version = $${values.length}`;
     }
-    const { rows } = await this.query<MessageRow>(
+    const { rows } = await this.partitionedUpdate<MessageRow>(
+      change,
+      [change.at],
       `UPDATE ${this.table} SET ${assignments.join(', ')}
-       WHERE id = $1 AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${conditions}
+       WHERE id = $1 AND ${partitionOf(change.from.status)} AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${conditions}
        RETURNING *`,
       values,
     );
@@ -593,15 +668,15 @@ export class PostgresMessageStore implements MessageStore {
 
   async claimDue(query: ClaimQuery): Promise<Message[]> {
     // SKIP LOCKED: a row another instance is claiming right now is left to it, not waited for.
-    const { rows } = await this.query<MessageRow>(
+    const { rows } = await this.queryAgainIfMoved<MessageRow>(
       `WITH due AS (
-         SELECT id FROM ${this.table}
+         SELECT id FROM ${this.activeTable}
          WHERE status = ANY($1::text[]) AND next_attempt_at <= $2
          ORDER BY next_attempt_at
          LIMIT $4
          FOR UPDATE SKIP LOCKED
        )
-       UPDATE ${this.table} AS m SET next_attempt_at = $3, version = m.version + 1
+       UPDATE ${this.activeTable} AS m SET next_attempt_at = $3, version = m.version + 1
        FROM due WHERE m.id = due.id
        RETURNING m.*`,
       [query.status === 'SENDING' ? ['SENDING', 'DEAD'] : ['PENDING'], query.now, query.leaseUntil, query.limit],
@@ -609,27 +684,22 @@ export class PostgresMessageStore implements MessageStore {
     return rows.map(toMessage);
   }
 
-  async deleteFinished(before: Date, limit: number): Promise<number> {
-    const { rows } = await this.query<{ deleted: string }>(
-      `WITH gone AS (
-         DELETE FROM ${this.table} WHERE id IN (
-           SELECT id FROM ${this.table}
-           WHERE status IN ('COMPLETED', 'CANCELLED') AND updated_at < $1
-           LIMIT $2
-         ) RETURNING id
-       ), history AS (
-         DELETE FROM ${this.eventsTable} WHERE message_id IN (SELECT id FROM gone)
-       )
-       SELECT count(*) AS deleted FROM gone`,
-      [before, limit],
-    );
-    return Number(rows[0]?.deleted ?? 0);
+  /**
+   * Drops every finished day's partition that ends by `before`, messages' and events'
+   * (events of unfinished messages are kept aside first), and creates the coming days'
+   * partitions. Whole days only: a message finished on a day that ends after `before` stays
+   * until a later sweep. `limit` bounds row deletes, and this adapter deletes no rows.
+   */
+  async pruneFinished(before: Date, _limit: number): Promise<number> {
+    await this.ensureCurrentPartitions(new Date());
+    const dropped = await this.partitions.dropExpired(before);
+    return dropped.messages;
   }
 
   async appendEvents(events: readonly MessageEvent[]): Promise<void> {
     if (events.length === 0) return;
     const column = <T>(pick: (event: MessageEvent) => T): T[] => events.map(pick);
-    await this.query(
+    await this.withPartitions('events', column((e) => e.at), () => this.query(
       `INSERT INTO ${this.eventsTable}
          (message_id, at, type, actor, app, consumer_group, attempt, transport, outcome, duration_ms, reason, next_attempt_at)
        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::integer[],
@@ -648,12 +718,15 @@ export class PostgresMessageStore implements MessageStore {
         column((e) => e.reason),
         column((e) => e.nextAttemptAt),
       ],
-    );
+    ));
   }
 
   async history(messageId: string, limit: number): Promise<MessageEvent[]> {
     const { rows } = await this.query<EventRow>(
-      `SELECT * FROM ${this.eventsTable} WHERE message_id = $1 ORDER BY at, seq LIMIT $2`,
+      `SELECT * FROM ${this.eventsTable} WHERE message_id = $1
+       UNION ALL
+       SELECT * FROM ${this.keptEventsTable} WHERE message_id = $1
+       ORDER BY at, seq LIMIT $2`,
       [messageId, limit],
     );
     return rows.map(toEvent);
@@ -671,7 +744,7 @@ export class PostgresMessageStore implements MessageStore {
       // The subquery fence (OFFSET 0) makes PostgreSQL read the waiting messages through the
       // partial due index (a waiting message always has something due) and sort them, rather than walk the creation-time index from the
       // oldest end through every finished message still retained (150 ms at a million rows).
-      `SELECT * FROM (SELECT * FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL OFFSET 0) AS waiting
+      `SELECT * FROM (SELECT * FROM ${this.activeTable} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL OFFSET 0) AS waiting
        ORDER BY created_at, id LIMIT $1`,
       [limit],
     );
@@ -685,10 +758,10 @@ export class PostgresMessageStore implements MessageStore {
     // planner match rms_messages_due's predicate.
     const { rows } = await this.query<{ topic: string; status: 'PENDING' | 'SENDING' | 'DEAD'; count: number; oldest_created: Date | null; oldest_confirmed: Date | null }>(
       `SELECT topic, status, count(*)::int AS count, min(created_at) AS oldest_created, min(confirmed_at) AS oldest_confirmed
-         FROM ${this.table} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL GROUP BY topic, status
+         FROM ${this.activeTable} WHERE status IN ('PENDING', 'SENDING') AND next_attempt_at IS NOT NULL GROUP BY topic, status
        UNION ALL
        SELECT topic, status, count(*)::int, NULL, NULL
-         FROM ${this.table} WHERE status = 'DEAD' GROUP BY topic, status`,
+         FROM ${this.activeTable} WHERE status = 'DEAD' GROUP BY topic, status`,
     );
     return foldBacklogGroups(
       rows.map((row) => ({ topic: row.topic, status: row.status, count: row.count, oldestCreatedAt: row.oldest_created, oldestConfirmedAt: row.oldest_confirmed })),
@@ -736,6 +809,35 @@ export class PostgresMessageStore implements MessageStore {
     const last = messages.at(-1);
     const next = rows.length > query.limit && last ? { createdAt: last.createdAt, id: last.id } : null;
     return { messages, next };
+  }
+
+  /**
+   * Runs an UPDATE of messages that may move some into a finished day's partition (which
+   * is created if needed), again if a concurrent move got in its way (`queryAgainIfMoved`).
+   */
+  private async partitionedUpdate<Row extends pg.QueryResultRow>(
+    change: Pick<Transition, 'to'>,
+    dates: readonly Date[],
+    sql: string,
+    values: unknown[],
+  ): Promise<pg.QueryResult<Row>> {
+    const run = () => this.queryAgainIfMoved<Row>(sql, values);
+    return FINISHED_STATUSES.has(change.to) ? this.withPartitions('messages', dates, run) : run();
+  }
+
+  /**
+   * Runs a statement that locks or updates messages, again when a concurrent UPDATE moved
+   * one of its rows to another partition under it: READ COMMITTED then refuses the whole
+   * statement (it wrote nothing), and run again it reads each row where it now is.
+   */
+  private async queryAgainIfMoved<Row extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<pg.QueryResult<Row>> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.query<Row>(sql, values);
+      } catch (error) {
+        if (!isMovedRowError(error) || attempt >= MOVED_ROW_ATTEMPTS) throw error;
+      }
+    }
   }
 
   private async connect(): Promise<pg.PoolClient> {

@@ -143,4 +143,76 @@ export const MIGRATIONS: readonly Migration[] = [
         WHERE producer_message_id IS NOT NULL;
     `,
   },
+  {
+    version: 7,
+    description: 'time-range partitions: unfinished messages in one small partition, finished ones and history by day',
+    sql: `
+      -- Messages are partitioned by finished_at (see partitions.ts): 'infinity' for PENDING,
+      -- SENDING and DEAD ones, which live in rms_messages_active; the UTC day of a COMPLETED
+      -- or CANCELLED one, whose UPDATE moves it into that day's partition. Retention drops
+      -- whole days. The existing rows are copied across in this migration's transaction:
+      -- on a large store, run it in a maintenance window (docs/deployment.md).
+      CREATE TABLE $schema.rms_messages_partitioned (
+        LIKE $schema.rms_messages INCLUDING DEFAULTS INCLUDING CONSTRAINTS,
+        finished_at timestamptz NOT NULL DEFAULT 'infinity'
+      ) PARTITION BY RANGE (finished_at);
+      -- A partitioned table's primary key must hold the partition key. Ids stay unique
+      -- across partitions because RMS makes them (UUIDv7) and a move keeps the row's id.
+      ALTER TABLE $schema.rms_messages_partitioned ADD CONSTRAINT rms_messages_partitioned_pkey PRIMARY KEY (id, finished_at);
+      CREATE TABLE $schema.rms_messages_active PARTITION OF $schema.rms_messages_partitioned
+        FOR VALUES FROM ('infinity') TO (MAXVALUE);
+      DO $migrate$
+      DECLARE day date;
+      BEGIN
+        FOR day IN SELECT DISTINCT (updated_at AT TIME ZONE 'UTC')::date FROM $schema.rms_messages
+                   WHERE status IN ('COMPLETED', 'CANCELLED') LOOP
+          EXECUTE format('CREATE TABLE $schema.%I PARTITION OF $schema.rms_messages_partitioned FOR VALUES FROM (%L) TO (%L)',
+                         'rms_messages_finished_' || to_char(day, 'YYYYMMDD'), day::text || ' 00:00:00+00', (day + 1)::text || ' 00:00:00+00');
+        END LOOP;
+      END
+      $migrate$;
+      INSERT INTO $schema.rms_messages_partitioned
+        SELECT m.*, CASE WHEN m.status IN ('COMPLETED', 'CANCELLED') THEN m.updated_at ELSE 'infinity' END FROM $schema.rms_messages m;
+      DROP TABLE $schema.rms_messages;
+      ALTER TABLE $schema.rms_messages_partitioned RENAME TO rms_messages;
+      ALTER TABLE $schema.rms_messages RENAME CONSTRAINT rms_messages_partitioned_pkey TO rms_messages_pkey;
+      -- Indexes of every partition: the newest-first listing and the producer's key.
+      CREATE INDEX rms_messages_created ON $schema.rms_messages (created_at DESC, id DESC);
+      CREATE INDEX rms_messages_producer_message_id ON $schema.rms_messages (producer_message_id)
+        WHERE producer_message_id IS NOT NULL;
+      -- Indexes of the active partition only, so finished rows never enter them: the due
+      -- scans, DEAD listings, and the producer key's uniqueness among unfinished messages
+      -- (a prepare also looks for the key among finished ones: see insert).
+      CREATE UNIQUE INDEX rms_messages_producer_key ON $schema.rms_messages_active (producer, producer_message_id);
+      CREATE INDEX rms_messages_due ON $schema.rms_messages_active (status, next_attempt_at)
+        WHERE next_attempt_at IS NOT NULL;
+      CREATE INDEX rms_messages_dead_created ON $schema.rms_messages_active (created_at DESC, id DESC)
+        WHERE status = 'DEAD';
+      CREATE INDEX rms_messages_dead_topic_created ON $schema.rms_messages_active (topic, created_at DESC, id DESC)
+        WHERE status = 'DEAD';
+
+      -- History by the day of each event; events of unfinished messages are copied into
+      -- rms_message_events_kept before their day is dropped.
+      CREATE TABLE $schema.rms_message_events_partitioned (
+        LIKE $schema.rms_message_events INCLUDING DEFAULTS
+      ) PARTITION BY RANGE (at);
+      DO $migrate$
+      DECLARE day date;
+      BEGIN
+        FOR day IN SELECT DISTINCT (at AT TIME ZONE 'UTC')::date FROM $schema.rms_message_events LOOP
+          EXECUTE format('CREATE TABLE $schema.%I PARTITION OF $schema.rms_message_events_partitioned FOR VALUES FROM (%L) TO (%L)',
+                         'rms_message_events_' || to_char(day, 'YYYYMMDD'), day::text || ' 00:00:00+00', (day + 1)::text || ' 00:00:00+00');
+        END LOOP;
+      END
+      $migrate$;
+      INSERT INTO $schema.rms_message_events_partitioned SELECT * FROM $schema.rms_message_events;
+      -- The sequence belongs to the old table's seq column: hand it to the new one first.
+      ALTER SEQUENCE $schema.rms_message_events_seq_seq OWNED BY $schema.rms_message_events_partitioned.seq;
+      DROP TABLE $schema.rms_message_events;
+      ALTER TABLE $schema.rms_message_events_partitioned RENAME TO rms_message_events;
+      CREATE INDEX rms_message_events_message ON $schema.rms_message_events (message_id, at, seq);
+      CREATE TABLE $schema.rms_message_events_kept (LIKE $schema.rms_message_events INCLUDING DEFAULTS);
+      CREATE INDEX rms_message_events_kept_message ON $schema.rms_message_events_kept (message_id, at, seq);
+    `,
+  },
 ];
