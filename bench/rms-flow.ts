@@ -121,7 +121,7 @@ function createSenders(client: ProducerClient, urls: readonly string[], token: s
         const sent = await producer.send(topic, payload, async (prepared) => confirming(prepared.id));
         return { id: sent.message.id, confirmed: sent.confirmed };
       },
-      close: async () => undefined,
+      close: () => producer.close(),
     };
   });
 }

@@ -1,9 +1,10 @@
 /**
  * Every answer the run's clients get from RMS's API, with its timing, so the invariants can
- * count 5xx answers (and when they came) and find the slowest answer. The SDK talks HTTP
- * through the global `fetch`; wrapping it sees every call and every retry the SDK makes,
+ * count 5xx answers (and when they came) and find the slowest answer. undici's diagnostics
+ * channels see every call and every retry the SDK makes (its HTTP client is undici),
  * without changing the SDK.
  */
+import { channel } from 'node:diagnostics_channel';
 
 /** One exchange with RMS's API as a client saw it. */
 export interface RecordedAnswer {
@@ -26,33 +27,58 @@ function routeOf(method: string, url: URL): string {
 }
 
 function failureOf(error: unknown): string {
-  const cause = (error as { cause?: { code?: unknown } }).cause;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === 'string') return code;
+  const cause = (error as { cause?: { code?: unknown } } | null)?.cause;
   if (typeof cause?.code === 'string') return cause.code;
   return error instanceof Error ? error.name : String(error);
 }
 
+/** What undici's `undici:request:*` diagnostics channels carry (the parts read here). */
+interface UndiciRequest {
+  origin: string | URL;
+  method: string;
+  path: string;
+}
+
 /**
- * Wraps the global `fetch` so that every request to an RMS API path (`/v1/…`) on one of
- * `rmsOrigins` is reported to `onAnswer`. Returns a function that puts the original back.
+ * Reports every request to an RMS API path (`/v1/…`) on one of `rmsOrigins` to `onAnswer`,
+ * seen through undici's diagnostics channels (`undici:request:create`, `:headers`, `:error`),
+ * which both the SDK's undici pools and Node's `fetch` publish to. Returns a function that
+ * stops recording.
  */
 export function recordRmsAnswers(rmsOrigins: readonly string[], onAnswer: (answer: RecordedAnswer) => void): () => void {
-  const original = globalThis.fetch;
   const origins = new Set(rmsOrigins.map((origin) => new URL(origin).origin));
-  globalThis.fetch = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    const url = new URL(input instanceof Request ? input.url : input);
-    if (!origins.has(url.origin) || !url.pathname.startsWith('/v1/')) return original(input, init);
-    const route = routeOf(init?.method ?? (input instanceof Request ? input.method : 'GET'), url);
-    const sentAt = Date.now();
-    try {
-      const response = await original(input, init);
-      onAnswer({ route, sentAt, endedAt: Date.now(), status: response.status });
-      return response;
-    } catch (error) {
-      onAnswer({ route, sentAt, endedAt: Date.now(), status: null, failure: failureOf(error) });
-      throw error;
-    }
+  const open = new WeakMap<object, { route: string; sentAt: number }>();
+  const created = channel('undici:request:create');
+  const headers = channel('undici:request:headers');
+  const failed = channel('undici:request:error');
+  const onCreate = (message: unknown) => {
+    const { request } = message as { request: UndiciRequest };
+    const url = new URL(request.path, String(request.origin));
+    if (!origins.has(url.origin) || !url.pathname.startsWith('/v1/')) return;
+    open.set(request, { route: routeOf(request.method, url), sentAt: Date.now() });
   };
+  const onHeaders = (message: unknown) => {
+    const { request, response } = message as { request: UndiciRequest; response: { statusCode: number } };
+    const sent = open.get(request);
+    if (sent === undefined) return;
+    open.delete(request);
+    onAnswer({ ...sent, endedAt: Date.now(), status: response.statusCode });
+  };
+  const onError = (message: unknown) => {
+    const { request, error } = message as { request: UndiciRequest; error: unknown };
+    const sent = open.get(request);
+    if (sent === undefined) return; // answered already (a failure while reading the body) or not RMS's
+    open.delete(request);
+    onAnswer({ ...sent, endedAt: Date.now(), status: null, failure: failureOf(error) });
+  };
+  created.subscribe(onCreate);
+  headers.subscribe(onHeaders);
+  failed.subscribe(onError);
   return () => {
-    globalThis.fetch = original;
+    created.unsubscribe(onCreate);
+    headers.unsubscribe(onHeaders);
+    failed.unsubscribe(onError);
   };
 }

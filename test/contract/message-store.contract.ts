@@ -14,6 +14,8 @@ import {
   type NewMessage,
   StateConflictError,
   type Transition,
+  movedMessage,
+  preparedMessage,
 } from '@rms/message-service';
 
 /** The values of settled batch outcomes, asserting that every one was fulfilled. */
@@ -651,6 +653,57 @@ export function messageStoreContract(adapterName: string, makeStore: () => Promi
         // What the answer says for a moved message, exactly as it was for the others.
         assert.deepEqual(stored, results[i] ?? before, `change ${i}`);
       }
+    });
+
+    test('move applies a change exactly as transition would, answering only the id and the new version; moveMany each change on its own', async () => {
+      const fromPending = { status: 'PENDING' as const, deadReason: null };
+      const pending = async () => (await store.insert(newMessage())).message;
+      const confirm = (message: Message, overrides: Partial<Transition> = {}): Transition => {
+        const at = tick();
+        return { id: message.id, from: fromPending, to: 'SENDING', deadReason: null, at, set: { confirmedAt: at, nextAttemptAt: new Date(at.getTime() + 30_000) }, ...overrides };
+      };
+
+      const alone = await pending();
+      const change = confirm(alone, { version: alone.version });
+      const moved = await store.move(change);
+      assert.deepEqual(moved, { id: alone.id, version: alone.version + 1 });
+      const stored = await store.findById(alone.id);
+      assert.deepEqual(stored, applied(alone, change), 'the row is what transition would have left');
+      assert.deepEqual(stored, movedMessage(alone, change, moved), 'and what the caller rebuilds from its read');
+      assert.equal(await store.move(confirm(alone)), null, 'a message no longer in the expected state does not move');
+      assert.deepEqual(await store.findById(alone.id), stored);
+
+      // One case per condition, some of the same shape, in one call.
+      const [a, b, c, d] = [await pending(), await pending(), await pending(), await pending()];
+      assert.ok(a && b && c && d);
+      const changes = [
+        confirm(a, { version: a.version }),
+        confirm(b, { version: b.version + 1 }), // another write got there first
+        confirm(c),
+        { id: uuidv7(), from: fromPending, to: 'CANCELLED' as const, deadReason: null, at: tick(), set: { cancelledAt: tick() } },
+        confirm(d, { fence: { nextAttemptAt: d.nextAttemptAt } }),
+      ];
+      const answers = fulfilled(await store.moveMany(changes));
+      assert.deepEqual(answers, [{ id: a.id, version: 1 }, null, { id: c.id, version: 1 }, null, { id: d.id, version: 1 }]);
+      for (const [i, before] of [a, b, c, null, d].entries()) {
+        if (!before) continue;
+        const answer = answers[i];
+        assert.deepEqual(await store.findById(before.id), answer ? movedMessage(before, changes[i] as Transition, answer) : before, `change ${i}`);
+      }
+      await assert.rejects(store.moveMany([confirm(a), confirm(b), confirm(a)]), RangeError);
+      assert.deepEqual(await store.findById(b.id), b, 'a refused moveMany writes nothing');
+      assert.deepEqual(await store.moveMany([]), []);
+    });
+
+    test('a created insert answers what it stored without reading it back: preparedMessage of the input', async () => {
+      const input = newMessage({ producerMessageId: 'key-prepared', headers: { b: '2', a: '1' }, deliverAt: new Date(clock + 60_000), traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' });
+      const { message, created } = await store.insert(input);
+      assert.equal(created, true);
+      assert.deepEqual(message, preparedMessage(input));
+      assert.deepEqual(await store.findById(input.id), message);
+      const [batched] = fulfilled(await store.insertMany([newMessage({ producerMessageId: 'key-prepared-batch' })]));
+      assert.ok(batched?.created);
+      assert.deepEqual(await store.findById(batched.message.id), batched.message);
     });
 
     test('transitionMany refuses a message named twice with RangeError and writes nothing', async () => {

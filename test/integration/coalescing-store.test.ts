@@ -35,10 +35,15 @@ messageStoreContract('PostgreSQL behind CoalescingMessageStore', async () => {
   };
 });
 
-/** What the decorator asks of the store beneath it: calls per method, and every message a transition moved. */
+/** What the decorator asks of the store beneath it: calls per method, and every message a transition or a move moved. */
 function spyOn(inner: MessageStore) {
-  const calls = { insert: 0, insertMany: 0, findById: 0, findByIds: 0, transition: 0, transitionMany: 0 };
+  const calls = { insert: 0, insertMany: 0, findById: 0, findByIds: 0, transition: 0, transitionMany: 0, move: 0, moveMany: 0 };
   const moved: Message[] = [];
+  // A move answers only the id and version: the spy reads what it wrote (nothing else writes these messages).
+  const movedRow = async (id: string) => {
+    const message = await inner.findById(id);
+    if (message) moved.push(message);
+  };
   const store: MessageStore = {
     kind: inner.kind,
     init: () => inner.init(),
@@ -61,6 +66,18 @@ function spyOn(inner: MessageStore) {
       for (const result of results) if (result.status === 'fulfilled' && result.value) moved.push(result.value);
       return results;
     },
+    move: async (change) => {
+      calls.move++;
+      const result = await inner.move(change);
+      if (result) await movedRow(result.id);
+      return result;
+    },
+    moveMany: async (changes) => {
+      calls.moveMany++;
+      const results = await inner.moveMany(changes);
+      for (const result of results) if (result.status === 'fulfilled' && result.value) await movedRow(result.value.id);
+      return results;
+    },
     list: (query) => inner.list(query),
     claimDue: (query) => inner.claimDue(query),
     pruneFinished: (before, limit) => inner.pruneFinished(before, limit),
@@ -77,7 +94,8 @@ type Dispatcher = NonNullable<ConstructorParameters<typeof MessageService>[0]['d
 /** A dispatcher that only records what it was asked to publish: a message that entered SENDING. */
 function recordingDispatcher() {
   const dispatched: string[] = [];
-  const dispatcher = { dispatchSoon: (message: Message) => void dispatched.push(message.id) } as unknown as Dispatcher;
+  const dispatch = (message: Message) => void dispatched.push(message.id);
+  const dispatcher = { firstRound: () => undefined, dispatchConfirmed: dispatch, dispatchSoon: dispatch } as unknown as Dispatcher;
   return { dispatcher, dispatched };
 }
 
@@ -190,7 +208,7 @@ describe('CoalescingMessageStore over PostgreSQL: concurrent calls share stateme
     );
     const ids = prepared.map(({ message }) => message.id);
     const movedBefore = spy.moved.length;
-    const batchesBefore = store.batches.transitions;
+    const batchesBefore = store.batches.moves;
 
     // Two confirms and two cancels per message, interleaved across messages, all at once.
     const calls = ids.flatMap((id, i) =>
@@ -222,8 +240,8 @@ describe('CoalescingMessageStore over PostgreSQL: concurrent calls share stateme
     }
     const sending = ids.filter((_, i) => finals[i]?.status === 'SENDING');
     assert.deepEqual([...dispatched].sort(), [...sending].sort(), 'exactly the confirmed messages are dispatched, once each');
-    const batches = store.batches.transitions - batchesBefore;
-    assert.ok(batches < calls.length / 2, `${calls.length} commands took ${batches} transition batches: messages share them`);
+    const batches = store.batches.moves - batchesBefore;
+    assert.ok(batches < calls.length / 2, `${calls.length} commands took ${batches} move batches: messages share them`);
   });
 
   test('a findById that breaks the batch statement (not a UUID) fails alone; the ids read with it resolve', async () => {
@@ -289,6 +307,27 @@ describe('CoalescingMessageStore over PostgreSQL: concurrent calls share stateme
       const moved = (outcome as PromiseFulfilledResult<Message | null>).value;
       assert.equal(moved?.status, 'SENDING', `good transition ${i} answers the moved message`);
       assert.deepEqual(await postgres.findById(messages[i]!.message.id), moved);
+    }
+  });
+
+  test('concurrent moves share one batch and answer only id and version; one that breaks the statement fails alone', async () => {
+    const messages = await Promise.all([newMessage(), newMessage(), newMessage()].map((message) => store.insert(message)));
+    const before = { batches: store.batches.moves, calls: { ...spy.calls } };
+
+    const outcomes = await Promise.allSettled([
+      store.move(confirmChange(messages[0]!.message.id)),
+      store.move(confirmChange('not-a-uuid')),
+      store.move(confirmChange(messages[1]!.message.id)),
+      store.move(confirmChange(messages[2]!.message.id)),
+    ]);
+
+    assert.equal(store.batches.moves - before.batches, 1, 'the four moves shared one batch');
+    assert.equal(spy.calls.moveMany - before.calls.moveMany, 1);
+    assert.equal(outcomes[1]?.status, 'rejected');
+    for (const [i, outcome] of [outcomes[0], outcomes[2], outcomes[3]].entries()) {
+      const { message } = messages[i]!;
+      assert.deepEqual(outcome, { status: 'fulfilled', value: { id: message.id, version: message.version + 1 } }, `good move ${i}`);
+      assert.equal((await postgres.findById(message.id))?.status, 'SENDING', `good move ${i} was written`);
     }
   });
 

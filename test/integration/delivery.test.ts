@@ -7,12 +7,16 @@ import { startTestServer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 import { FAST_DELIVERY_ENV } from '../support/delivery-env.js';
 
+// A topic with an ack timeout longer than the lease (3 s): its round 1 is recorded by the confirm.
+const ONE_WRITE_TOPIC = `onewrite.${randomUUID().slice(0, 8)}`;
+
 // Real PostgreSQL and RabbitMQ; the schedules are the real ones, in milliseconds.
 const ENV = {
   ...FAST_DELIVERY_ENV,
   RMS_ACK_TIMEOUT_MS: '150',
   RMS_RETRY_MAX: '3',
   RMS_ALERT_WINDOW_MS: '1500',
+  RMS_TOPIC_SCHEDULES: JSON.stringify({ [ONE_WRITE_TOPIC]: { ackTimeoutMs: 60_000 } }),
 };
 
 describe('delivery: publish on confirm, redeliver until acked, DEAD and one alert when exhausted', { timeout: 120_000 }, () => {
@@ -69,6 +73,66 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
     }, 'the delivery round is recorded');
     assert.equal(recorded.lastTransport, 'rabbitmq');
     const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
+    assert.equal(acked.body.status, 'COMPLETED');
+  });
+
+  test('a first delivery costs one write: the confirm records round 1, the publish that goes as recorded writes nothing', async () => {
+    const t = ONE_WRITE_TOPIC;
+    topics.push(t);
+    const seen: SeenDelivery[] = [];
+    await watcher.consume(t, (delivery) => void seen.push(delivery));
+    const id = await prepareAndConfirm(t);
+    const confirmed = await store.findById(id);
+    assert.ok(confirmed);
+    assert.equal(confirmed.version, 1, 'prepare and confirm: two writes');
+    assert.equal(confirmed.deliveryAttempts, 1, 'round 1 is recorded by the confirm');
+    assert.equal(confirmed.lastTransport, 'rabbitmq');
+    assert.deepEqual(confirmed.lastPublishedAt, confirmed.confirmedAt);
+    assert.ok(confirmed.nextAttemptAt && confirmed.confirmedAt);
+    // The ack deadline: the topic's ack timeout (60 s) and the 1 s publish allowance after the confirm.
+    assert.equal(confirmed.nextAttemptAt.getTime() - confirmed.confirmedAt.getTime(), 61_000);
+    await waitUntil(() => seen.length >= 1, 'the message reaches the queue');
+    assert.equal(seen[0]?.attempt, 1);
+    const history = await waitUntil(async () => {
+      const events = await store.history(id, 20);
+      return events.some((event) => event.type === 'delivery') ? events : null;
+    }, 'the publish is in the history');
+    assert.deepEqual(history.find((event) => event.type === 'delivery')?.outcome, 'published');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.deepEqual(await store.findById(id), confirmed, 'the publish wrote nothing to the message');
+    const acked = await rms.call('inventory', 'POST', `/v1/messages/${id}/ack`);
+    assert.equal(acked.body.status, 'COMPLETED');
+    assert.equal((await store.findById(id))?.version, 2, 'prepare, confirm, ack: three writes in all');
+  });
+
+  test('an instance that died between the confirm (round 1 recorded) and its publish: the message is published as round 2 at the recorded deadline', async () => {
+    const t = topic('crashwindow');
+    const seen: { delivery: SeenDelivery; at: number }[] = [];
+    await watcher.consume(t, (delivery) => void seen.push({ delivery, at: Date.now() }));
+    const prepared = await rms.call('orders', 'POST', '/v1/messages', { topic: t, payload: { n: 1 } });
+    const message = await store.findById(prepared.body.id);
+    assert.ok(message);
+    // What the dead instance's confirm wrote: round 1 recorded, due at its deadline; it never published.
+    const at = new Date();
+    const deadline = new Date(at.getTime() + 800);
+    const delivery = { group: 'default', status: 'SENDING' as const, attempts: 1, nextAttemptAt: deadline, lastTransport: 'rabbitmq' as const, lastError: null, ackedAt: null };
+    const confirmed = await store.transition({
+      id: message.id,
+      from: { status: 'PENDING', deadReason: null },
+      to: 'SENDING',
+      deadReason: null,
+      at,
+      version: message.version,
+      set: { confirmedAt: at, nextAttemptAt: deadline, lastError: null, deliveries: [delivery], deliveryAttempts: 1, lastTransport: 'rabbitmq', lastPublishedAt: at },
+    });
+    assert.equal(confirmed?.status, 'SENDING');
+    await waitUntil(() => seen.length >= 1, 'the redelivery loop publishes it');
+    const [first] = seen;
+    assert.ok(first);
+    assert.equal(first.delivery.id, message.id);
+    assert.equal(first.delivery.attempt, 2, 'the recorded round counts as spent');
+    assert.ok(first.at >= deadline.getTime(), `published ${deadline.getTime() - first.at} ms before the recorded deadline`);
+    const acked = await rms.call('inventory', 'POST', `/v1/messages/${message.id}/ack`);
     assert.equal(acked.body.status, 'COMPLETED');
   });
 

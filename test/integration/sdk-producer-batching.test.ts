@@ -20,6 +20,7 @@ import {
 } from '@rms/client-sdk';
 import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
+import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
 import { freePort } from '../../scripts/demo-stack.js';
 
@@ -263,7 +264,8 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   test('when RMS is unreachable a batch fails every call with RmsUnavailableError and is not resent call by call', async (t) => {
     const url = `http://127.0.0.1:${await freePort()}`;
     const orders = createProducer({ url, token: TEST_APPS.orders.token, retry: RETRY });
-    const fetchSpy = t.mock.method(globalThis, 'fetch');
+    const sdkRequests = recordSdkRequests();
+    t.after(sdkRequests.stop);
 
     const outcomes = await Promise.allSettled([1, 2, 3].map((n) => orders.prepare('sdk.down', { n })));
 
@@ -271,7 +273,10 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
       assert.equal(outcome.status, 'rejected');
       assert.ok((outcome as PromiseRejectedResult).reason instanceof RmsUnavailableError);
     }
-    const paths = fetchSpy.mock.calls.map((call) => new URL(String(call.arguments[0])).pathname);
+    const paths = sdkRequests
+      .seen()
+      .filter((request) => request.origin === url)
+      .map((request) => request.path);
     assert.deepEqual(paths, Array.from({ length: 1 + RETRY.retries }, () => '/v1/messages/batch'), 'one batch request and its retries, nothing else');
   });
 });

@@ -24,6 +24,7 @@ import {
 import { FaultProxy } from '../support/fault-proxy.js';
 import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
+import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
 import { freePort } from '../../scripts/demo-stack.js';
 
@@ -266,11 +267,13 @@ describe('producer SDK against a real RMS', { timeout: 60_000 }, () => {
         const producer = viaProxy(logger);
         const proxyUrl = `http://${proxy.host}:${proxy.port}`;
         // Every request the SDK makes through the proxy: a cancel would show as a DELETE.
-        const fetchSpy = t.mock.method(globalThis, 'fetch');
+        const sdkRequests = recordSdkRequests();
+        t.after(sdkRequests.stop);
         const sdkCalls = () =>
-          fetchSpy.mock.calls
-            .filter((call) => String(call.arguments[0]).startsWith(proxyUrl))
-            .map((call) => `${(call.arguments[1] as RequestInit | undefined)?.method ?? 'GET'} ${new URL(String(call.arguments[0])).pathname}`);
+          sdkRequests
+            .seen()
+            .filter((request) => request.origin === proxyUrl)
+            .map((request) => `${request.method} ${request.path}`);
         const messageId = `order-${randomUUID()}`;
 
         const sent = await producer.send(

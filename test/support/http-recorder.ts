@@ -7,14 +7,17 @@ import type { AddressInfo } from 'node:net';
 
 /** A recorded request. */
 export interface RecordedRequest {
+  method: string;
+  /** The request target: path and query. */
+  path: string;
   headers: IncomingMessage['headers'];
   body: string;
   json: any;
   at: number;
 }
 
-/** Decides how to answer one request: status and JSON body, optionally after a delay. */
-export type Responder = (request: RecordedRequest) => { status: number; body?: unknown; delayMs?: number };
+/** Decides how to answer one request: status, extra headers and JSON body, optionally after a delay. */
+export type Responder = (request: RecordedRequest) => { status: number; body?: unknown; delayMs?: number; headers?: Record<string, string> };
 
 /** An HTTP server that records requests and answers with `respond`. */
 export class HttpRecorder {
@@ -62,12 +65,12 @@ export class HttpRecorder {
     } catch {
       json = null;
     }
-    const recorded: RecordedRequest = { headers: request.headers, body, json, at: Date.now() };
+    const recorded: RecordedRequest = { method: request.method ?? '', path: request.url ?? '', headers: request.headers, body, json, at: Date.now() };
     this.requests.push(recorded);
     const answer = this.respond(recorded);
     if (answer.delayMs) await new Promise((resolve) => setTimeout(resolve, answer.delayMs));
     if (!response.destroyed) {
-      response.writeHead(answer.status, { 'content-type': 'application/json' });
+      response.writeHead(answer.status, { 'content-type': 'application/json', ...answer.headers });
       response.end(answer.body === undefined ? '' : JSON.stringify(answer.body));
     }
     this.waiters = this.waiters.filter((waiter) => {

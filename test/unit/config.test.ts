@@ -45,6 +45,12 @@ describe('configuration from the environment', () => {
     assert.equal(config.failover.shards, 16);
   });
 
+  test('round 1 is recorded by the confirm unless RMS_FIRST_ROUND_AT_CONFIRM is false', () => {
+    assert.equal(loadConfig(MINIMAL).firstRoundAtConfirm, true);
+    assert.equal(loadConfig({ ...MINIMAL, RMS_FIRST_ROUND_AT_CONFIRM: 'false' }).firstRoundAtConfirm, false);
+    assert.match(configError({ ...MINIMAL, RMS_FIRST_ROUND_AT_CONFIRM: 'no' }), /RMS_FIRST_ROUND_AT_CONFIRM: must be true or false/);
+  });
+
   test('an empty variable counts as unset', () => {
     assert.equal(loadConfig({ ...MINIMAL, PORT: '' }).port, 8080);
   });

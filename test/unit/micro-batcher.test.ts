@@ -147,6 +147,30 @@ describe('MicroBatcher', () => {
     assert.equal(batcher.waiting, 0);
   });
 
+  test('idle() resolves at once when nothing is queued, and otherwise only after the waiting calls have run too', async () => {
+    const run = recording({ maxBatch: 100, maxInFlight: 1 });
+    const { batcher } = run;
+    await batcher.idle();
+    run.hold();
+    const first = batcher.submit(1);
+    await nextTurn();
+    const queued = batcher.submit(2); // waits for the batch in flight
+    let idle = false;
+    const idleDone = batcher.idle().then(() => (idle = true));
+    await sleep(10);
+    assert.equal(idle, false, 'not idle while a batch runs');
+    run.release(); // the first batch answers; the second starts, and is held
+    run.hold();
+    await first;
+    await sleep(10);
+    assert.equal(idle, false, 'not idle while the queued call has not run');
+    run.release();
+    await idleDone;
+    assert.deepEqual(await Promise.all([first, queued]), [10, 20]);
+    assert.deepEqual(run.batches, [[1], [2]]);
+    await batcher.idle();
+  });
+
   test('with maxInFlight 1 a full queue still waits for the running batch, then drains in maxBatch-sized batches', async () => {
     const run = recording({ maxBatch: 4, maxInFlight: 1 });
     run.hold();

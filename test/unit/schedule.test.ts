@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { afterConsumerFailure, afterDeliveryRound, afterUnansweredCheck, deliveryExhausted, deliveryScheduleResolver, parseTopicSchedules } from '@rms/message-service';
+import {
+  FIRST_PUBLISH_ALLOWANCE_MS,
+  afterConsumerFailure,
+  afterDeliveryRound,
+  afterUnansweredCheck,
+  deliveryExhausted,
+  deliveryScheduleResolver,
+  firstRoundDeadline,
+  parseTopicSchedules,
+} from '@rms/message-service';
 
 const now = new Date('2026-01-01T00:00:00Z');
 const at = (ms: number) => new Date(now.getTime() + ms);
@@ -27,6 +36,21 @@ describe('delivery schedule', () => {
     assert.deepEqual(afterDeliveryRound(DELIVERY, 50, true, true, now), { kind: 'await-ack', at: at(240_000) });
     assert.equal(deliveryExhausted(DELIVERY, 49), false);
     assert.equal(deliveryExhausted(DELIVERY, 50), true);
+  });
+
+  test('round 1 recorded at confirm is due at the ack timeout plus the publish allowance', () => {
+    assert.deepEqual(firstRoundDeadline(DELIVERY, 30_000, now), at(240_000 + FIRST_PUBLISH_ALLOWANCE_MS));
+    assert.deepEqual(firstRoundDeadline({ ...DELIVERY, ackTimeoutMs: 2000 }, 3000, now), at(3000), 'exactly at the lease end');
+  });
+
+  test('a group whose deadline would come before the dispatch lease ends is not recorded ahead', () => {
+    // Its deadline would have to wait for the lease: an unacked round 1 redelivered late.
+    assert.equal(firstRoundDeadline({ ...DELIVERY, ackTimeoutMs: 150 }, 3000, now), null);
+  });
+
+  test('a group allowed one round is not recorded ahead: a crash before the publish would spend its only round', () => {
+    assert.equal(firstRoundDeadline({ ...DELIVERY, retryMax: 1 }, 30_000, now), null);
+    assert.ok(firstRoundDeadline({ ...DELIVERY, retryMax: 2 }, 30_000, now));
   });
 
   test('per-topic overrides replace only the fields they name', () => {

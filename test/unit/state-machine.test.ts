@@ -110,6 +110,31 @@ describe('state machine: what a transition writes', () => {
     assert.deepEqual(patch.deliveries?.[0]?.nextAttemptAt, deliverAt);
   });
 
+  test('a confirm that records round 1 opens those groups at one attempt, due at their ack deadline, on the expected transport', () => {
+    const decision = decide(PENDING, { type: 'confirm', actor: 'producer' });
+    if (decision.outcome !== 'transition') assert.fail('confirm must transition');
+    const inventoryDeadline = new Date('2026-01-01T00:04:01Z');
+    const firstRound = { transport: 'rabbitmq' as const, deadlines: new Map([['inventory', inventoryDeadline]]) };
+    // loyalty is not in the round (a single-round group): it starts at round 0, due when the lease ends.
+    assert.deepEqual(patchFor(PENDING, decision, now, later, { groups: ['inventory', 'loyalty'], deliverAt: null, firstRound }), {
+      confirmedAt: now,
+      nextAttemptAt: later,
+      lastError: null,
+      deliveries: [
+        { group: 'inventory', status: 'SENDING', attempts: 1, nextAttemptAt: inventoryDeadline, lastTransport: 'rabbitmq', lastError: null, ackedAt: null },
+        freshDelivery('loyalty', later),
+      ],
+      deliveryAttempts: 1,
+      lastTransport: 'rabbitmq',
+      lastPublishedAt: now,
+    });
+    const alone = patchFor(PENDING, decision, now, later, { groups: ['inventory'], deliverAt: null, firstRound });
+    assert.deepEqual(alone.nextAttemptAt, inventoryDeadline, 'the message is due when its only delivery is');
+    const delayed = patchFor(PENDING, decision, now, later, { groups: ['inventory'], deliverAt: new Date('2026-01-01T00:30:00Z'), firstRound });
+    assert.equal(delayed.deliveries?.[0]?.attempts, 0, 'a delayed message is not published on confirm, so nothing is recorded ahead');
+    assert.equal(delayed.lastPublishedAt, undefined);
+  });
+
   test('terminal states clear the schedule and stamp their time', () => {
     const cancel = decide(PENDING, { type: 'cancel', actor: 'producer' });
     if (cancel.outcome !== 'transition') assert.fail('cancel must transition');

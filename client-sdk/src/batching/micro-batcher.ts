@@ -50,6 +50,8 @@ export class MicroBatcher<Input, Output> {
   #scheduled = false;
   #inFlight = 0;
   #batches = 0;
+  /** Callers of {@link MicroBatcher.idle} waiting for the queue and the batches in flight to empty. */
+  #idleWaiters: (() => void)[] = [];
 
   constructor(options: MicroBatcherOptions<Input, Output>) {
     if (!Number.isInteger(options.maxBatch) || options.maxBatch < 1) throw new RangeError(`maxBatch must be a whole number of at least 1, got ${options.maxBatch}`);
@@ -67,6 +69,16 @@ export class MicroBatcher<Input, Output> {
   /** Calls waiting for a batch. */
   get waiting(): number {
     return this.#queue.length;
+  }
+
+  /**
+   * Resolves once no call is waiting and no batch is running (at once when that is so
+   * now): every call submitted before has settled. Used to close what the batches send
+   * through only after them.
+   */
+  idle(): Promise<void> {
+    if (this.#queue.length === 0 && this.#inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => this.#idleWaiters.push(resolve));
   }
 
   /** Queues one call; settles with its own outcome once its batch has run. */
@@ -99,6 +111,11 @@ export class MicroBatcher<Input, Output> {
       void this.#runBatch(batch).finally(() => {
         this.#inFlight -= 1;
         if (this.#queue.length > 0) this.#schedule();
+        else if (this.#inFlight === 0 && this.#idleWaiters.length > 0) {
+          const waiters = this.#idleWaiters;
+          this.#idleWaiters = [];
+          for (const resolve of waiters) resolve();
+        }
       });
     }
   }

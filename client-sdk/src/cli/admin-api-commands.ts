@@ -213,5 +213,7 @@ export async function runApiCommand(command: ApiCommand, target: ApiTarget, outp
     if (!(error instanceof RmsError)) throw error;
     output.err(`rms-admin: ${error.message} (${error.code}${error.status ? `, HTTP ${error.status}` : ''})`);
     return EXIT.FAILED;
+  } finally {
+    await client.close();
   }
 }

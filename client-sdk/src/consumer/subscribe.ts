@@ -180,7 +180,8 @@ export interface Subscription {
   stats(): SubscriptionStats;
   /**
    * Stops taking deliveries, waits for the handlers still running (at most
-   * `closeTimeoutMs`), sends their acks, and closes the broker connection. Idempotent.
+   * `closeTimeoutMs`), sends their acks, and closes the broker connection and the
+   * connections to RMS. Idempotent.
    */
   close(): Promise<void>;
 }
@@ -512,6 +513,7 @@ export async function subscribe<T = unknown>(target: string | SubscriptionTarget
         }
         await acks.flush();
         await consumer.close();
+        await client.close();
       })();
       return closing;
     },

@@ -36,6 +36,7 @@ export { createLogger, type Logger } from './observability/logger.js';
 export { RmsServer, type RmsServerOptions } from './server.js';
 export { createMessageStore, type MessageStoreSettings } from './store/create-message-store.js';
 export type * from './store/message-store.js';
+export { movedMessage } from './store/message-store.js';
 export { PostgresMessageStore, type PostgresStoreOptions } from './store/postgres/postgres-message-store.js';
 export { MIGRATIONS, type Migration } from './store/postgres/schema.js';
 export { dayOf, daysBetween, partitionName, dayOfPartition } from './store/postgres/partitions.js';

@@ -196,7 +196,17 @@ export class RmsServer {
     });
     const scheduleFor = deliveryScheduleResolver(config.delivery, config.topicSchedules);
     const history = new HistoryRecorder({ store, logger: logger.child({ part: 'history' }) });
-    const dispatcher = new Dispatcher({ store, transport, scheduleFor, notifier, metrics, history, logger: logger.child({ part: 'dispatcher' }) });
+    const dispatcher = new Dispatcher({
+      store,
+      transport,
+      scheduleFor,
+      notifier,
+      metrics,
+      history,
+      dispatchLeaseMs: config.loops.leaseMs,
+      firstRoundAtConfirm: config.firstRoundAtConfirm,
+      logger: logger.child({ part: 'dispatcher' }),
+    });
     const checkBack = new CheckBackWorker({
       store,
       client: options.checkBackClient ?? new HttpCheckBackClient({ timeoutMs: config.checkTimeoutMs }),

@@ -128,10 +128,11 @@ export class OrderService {
     return new OrderService(http, store, producer);
   }
 
-  /** Stops listening and closes the database pool. */
+  /** Stops listening, closes the producer's connections to RMS and the database pool. */
   async stop(): Promise<void> {
     this.http.closeAllConnections();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
+    await this.producer.close();
     await this.store.close();
   }
 }

@@ -2,10 +2,14 @@
  * Decide-and-write, shared by the API's use cases and the background loops: asks the
  * state machine what a command does to a message and persists the decision with one
  * conditional write on the state it was decided from.
+ *
+ * A command decided from a message as read is written under that read's `version`, so the
+ * message it answers is the read one with the change applied (`movedMessage`): the store
+ * is asked only whether it moved (`move`), not to send the row back.
  */
 import type { Message, MessagePatch, MessageState } from '../domain/message.js';
-import { type Command, type GroupCommand, type TransitionDecision, decide, decideDeliveries, patchFor } from '../domain/state-machine.js';
-import type { MessageStore } from '../store/message-store.js';
+import { type Command, type FirstRound, type GroupCommand, type TransitionDecision, decide, decideDeliveries, patchFor } from '../domain/state-machine.js';
+import { type MessageStore, type Transition, movedMessage } from '../store/message-store.js';
 
 /** What became of a command. */
 export type Applied =
@@ -30,40 +34,49 @@ export interface ApplyOptions {
   fence?: { nextAttemptAt: Date | null };
   /** For transitions into SENDING from PENDING: the groups subscribed to the topic now, one delivery each. */
   groups?: readonly string[];
+  /**
+   * For transitions into SENDING that the caller publishes right after (`Dispatcher.firstRound`):
+   * round 1 as this write records it. @defaultValue every delivery starts at round 0
+   */
+  firstRound?: FirstRound;
 }
 
-/** Applies `command` to `message` (as read) with one conditional write. */
+/**
+ * Applies `command` to `message` (as read) with one write conditional on its state and
+ * `version`: a message changed since the read (a claim, a check-back record) answers `lost`.
+ */
 export async function applyCommand(store: MessageStore, message: Message, command: Command, options: ApplyOptions): Promise<Applied> {
   const decision = decide(message, command);
   if (decision.outcome === 'unchanged') return { kind: 'unchanged', message };
   if (decision.outcome === 'refused') return { kind: 'refused', message, reason: decision.reason };
-  return writeDecision(store, message.id, message, decision, options, message.deliverAt);
+  const change = { ...transitionFor(message.id, message, decision, options, message.deliverAt), version: message.version };
+  const moved = await store.move(change);
+  return moved ? { kind: 'moved', message: movedMessage(message, change, moved), decision } : { kind: 'lost' };
 }
 
-/** Persists a transition decided from `state` with a write conditional on that state. */
-async function writeDecision(
-  store: MessageStore,
+/** The conditional write of a transition decided from `state`. */
+function transitionFor(
   id: string,
   state: MessageState,
   decision: TransitionDecision,
   options: ApplyOptions & { producer?: string },
   deliverAt: Date | null = null,
-): Promise<Applied> {
+): Transition {
   if (decision.to === 'SENDING' && state.status !== 'SENDING' && !options.groups?.length) {
     // A confirmed message without deliveries would be read as one of the default group.
     throw new Error(`confirming message ${id} needs the groups subscribed to its topic`);
   }
-  const updated = await store.transition({
+  const opening = { groups: options.groups ?? [], deliverAt, ...(options.firstRound && { firstRound: options.firstRound }) };
+  return {
     id,
     from: { status: state.status, deadReason: state.deadReason },
     to: decision.to,
     deadReason: decision.deadReason,
     at: options.at,
-    set: { ...patchFor(state, decision, options.at, options.dispatchDueAt, { groups: options.groups ?? [], deliverAt }), ...options.set },
+    set: { ...patchFor(state, decision, options.at, options.dispatchDueAt, opening), ...options.set },
     ...(options.fence && { fence: options.fence }),
     ...(options.producer !== undefined && { producer: options.producer }),
-  });
-  return updated ? { kind: 'moved', message: updated, decision } : { kind: 'lost' };
+  };
 }
 
 /**
@@ -83,7 +96,9 @@ export async function applyAssuming(
 ): Promise<Applied> {
   const decision = decide(state, command);
   if (decision.outcome !== 'transition') return { kind: 'lost' };
-  return writeDecision(store, id, state, decision, options);
+  // Nothing was read: the row comes back from the write.
+  const updated = await store.transition(transitionFor(id, state, decision, options));
+  return updated ? { kind: 'moved', message: updated, decision } : { kind: 'lost' };
 }
 
 /** What became of delivery commands. */
@@ -117,7 +132,7 @@ export async function applyToDeliveries(
     const decision = decideDeliveries(message, commands, options.at, options.defaultGroup);
     if (decision.outcome === 'unchanged') return { kind: 'unchanged', message };
     if (decision.outcome === 'refused') return { kind: 'refused', message, reason: decision.reason };
-    const updated = await store.transition({
+    const change: Transition = {
       id: message.id,
       from: { status: message.status, deadReason: message.deadReason },
       to: decision.to,
@@ -125,8 +140,9 @@ export async function applyToDeliveries(
       at: options.at,
       set: { ...decision.set, ...options.set },
       version: message.version,
-    });
-    if (updated) return { kind: 'moved', message: updated, deadGroups: decision.deadGroups };
+    };
+    const moved = await store.move(change);
+    if (moved) return { kind: 'moved', message: movedMessage(message, change, moved), deadGroups: decision.deadGroups };
     message = await store.findById(read.id);
   }
   return { kind: 'lost' };

@@ -92,16 +92,19 @@ export class CheckBackWorker {
     const counted = { checkAttempts: attempt };
 
     if (answer.verdict === 'COMMIT') {
+      const groups = registry.groupsFor(message.topic);
+      const firstRound = this.options.dispatcher.firstRound(message.topic, groups, now);
       const applied = await applyCommand(store, message, { type: 'check-commit' }, {
         at: now,
         set: counted,
         fence,
         dispatchDueAt: new Date(now.getTime() + this.options.dispatchLeaseMs),
-        groups: registry.groupsFor(message.topic),
+        groups,
+        ...(firstRound && { firstRound }),
       });
       if (applied.kind === 'moved') {
         history.record({ messageId: message.id, at: now, type: 'confirmed', actor: 'check-back', app: message.producer, attempt });
-        this.options.dispatcher.dispatchSoon(applied.message);
+        this.options.dispatcher.dispatchConfirmed(applied.message);
       }
       logger.info({ id: message.id, attempt, outcome: applied.kind }, 'check-back: COMMIT');
       return;

@@ -8,14 +8,21 @@
  * immediate retries. Its outcome is written under the message's `version`; a round whose
  * delivery moved on meanwhile (acked, or recorded by another instance that took over an
  * expired lease) is stale and not recorded.
+ *
+ * Round 1 of a message published right after its confirm is recorded by the confirm's own
+ * write (`firstRound`), so the publish writes nothing when it goes as recorded: on the
+ * recorded transport, early enough for the recorded ack deadline. Otherwise (it failed,
+ * went out on the other transport, or landed late) the round is recorded again as it
+ * happened. If the instance dies between the confirm and the publish, the deliveries are
+ * due at the recorded deadline and the redelivery loop publishes them (design section 6).
  */
 import { type OutgoingMessage, SpanKind, type Transport, type TransportName, inSpan, traceContextOf } from '@rms/client-sdk';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { Notifier } from '../alerts/notifier.js';
 import { DEFAULT_GROUP, type Delivery, type Message } from '../domain/message.js';
-import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted } from '../domain/schedule.js';
-import { type GroupCommand, deliveriesOf } from '../domain/state-machine.js';
+import { type DeliverySchedule, afterDeliveryRound, deliveryExhausted, firstRoundDeadline } from '../domain/schedule.js';
+import { type FirstRound, type GroupCommand, deliveriesOf } from '../domain/state-machine.js';
 import { secondsBetween } from '../observability/delivery-metrics.js';
 import { messageSpanAttributes, traceOf } from '../observability/message-trace.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -35,33 +42,81 @@ export interface DispatcherOptions {
   metrics: Metrics;
   /** Where each delivery round is recorded, per group. */
   history: HistoryRecorder;
+  /**
+   * How long a message entering SENDING is left to the instance that dispatches it before
+   * it is due for the redelivery loop: the lower bound of a recorded round 1's deadline.
+   * @defaultValue 30000 (`RMS_LEASE_MS`)
+   */
+  dispatchLeaseMs?: number;
+  /**
+   * Whether a confirm's write records round 1 (`firstRound`); `false`: every round is
+   * recorded after its publish (`RMS_FIRST_ROUND_AT_CONFIRM`). @defaultValue true
+   */
+  firstRoundAtConfirm?: boolean;
   /** @defaultValue () => new Date() */
   now?: () => Date;
 }
 
-/** Which deliveries a round is for: not yet attempted (right after confirm), or due (claimed by the loop). */
-type Selection = 'fresh' | 'due';
+/**
+ * Which deliveries a round is for: not yet attempted (a resend), just confirmed (round 1,
+ * recorded by the confirm's write or not attempted), or due (claimed by the loop).
+ */
+type Selection = 'fresh' | 'confirmed' | 'due';
 
 /** Publishes messages and records each delivery round. */
 export class Dispatcher {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly now: () => Date;
+  private readonly dispatchLeaseMs: number;
   private closed = false;
 
   constructor(private readonly options: DispatcherOptions) {
     this.now = options.now ?? (() => new Date());
+    this.dispatchLeaseMs = options.dispatchLeaseMs ?? 30_000;
   }
 
   /**
-   * Starts delivering a message that just entered SENDING (or a delivery an admin resent),
-   * without waiting: the caller answers once the state is durable. If this instance dies
-   * first, the deliveries are due when their dispatch lease ends and the redelivery loop
-   * sends them. A delayed message is left to the loop until its `deliverAt`.
+   * Round 1 for the confirm's write of a message of `topic` that this instance will publish
+   * right after that write (`dispatchConfirmed`), confirmed at `at`: the transport it is
+   * expected to go out on and each group's ack deadline (`firstRoundDeadline`; a group not
+   * listed starts at round 0). `undefined` once closing (nothing will be published) or
+   * when `firstRoundAtConfirm` is off.
+   */
+  firstRound(topic: string, groups: readonly string[], at: Date): FirstRound | undefined {
+    if (this.closed || this.options.firstRoundAtConfirm === false) return undefined;
+    const deadlines = new Map<string, Date>();
+    for (const group of groups) {
+      const deadline = firstRoundDeadline(this.options.scheduleFor(topic, group), this.dispatchLeaseMs, at);
+      if (deadline) deadlines.set(group, deadline);
+    }
+    return deadlines.size > 0 ? { transport: this.options.transport.name, deadlines } : undefined;
+  }
+
+  /**
+   * Starts publishing round 1 of a message that just entered SENDING, as written (with the
+   * `firstRound` its write recorded, if any), without waiting: the caller answers once the
+   * state is durable. A round recorded by the confirm is written again only if it did not
+   * go as recorded. If this instance dies first, the deliveries are due at their recorded
+   * deadline (or, not recorded, when the dispatch lease ends) and the redelivery loop sends
+   * them. A delayed message is left to the loop until its `deliverAt`.
+   */
+  dispatchConfirmed(message: Message): void {
+    this.start(message, 'confirmed');
+  }
+
+  /**
+   * Starts delivering the deliveries of `message` that were never attempted (an admin
+   * resent them), without waiting; as `dispatchConfirmed`, the loop takes over if this
+   * instance dies first.
    */
   dispatchSoon(message: Message): void {
+    this.start(message, 'fresh');
+  }
+
+  private start(message: Message, selection: 'fresh' | 'confirmed'): void {
     if (this.closed) return;
     if (message.deliverAt && message.deliverAt > this.now()) return;
-    const delivery = this.deliver(message, 'fresh')
+    const delivery = this.deliver(message, selection)
       .catch((error: unknown) => this.options.logger.warn({ err: error, id: message.id }, 'dispatch failed; the redelivery loop will retry'))
       .finally(() => this.inFlight.delete(delivery));
     this.inFlight.add(delivery);
@@ -81,16 +136,19 @@ export class Dispatcher {
     // A message stored before groups keeps its due time only on the message, which the
     // claim has replaced by the lease: claimed means due.
     const legacy = message.deliveries.length === 0;
+    // Right after a confirm, a delivery at round 1 is one the confirm's write recorded.
+    const recorded = (delivery: Delivery) => selection === 'confirmed' && delivery.attempts === 1;
     const selected = deliveriesOf(message, DEFAULT_GROUP).filter((delivery) => {
       if (delivery.status !== 'SENDING') return false;
       if (selection === 'fresh') return delivery.attempts === 0;
+      if (selection === 'confirmed') return delivery.attempts === 0 || recorded(delivery);
       return legacy || (delivery.nextAttemptAt !== null && delivery.nextAttemptAt <= now);
     });
     if (selected.length === 0) return;
     const commands: GroupCommand[] = [];
     const toSend: Delivery[] = [];
     for (const delivery of selected) {
-      if (delivery.attempts > 0 && deliveryExhausted(this.scheduleOf(message, delivery), delivery.attempts)) {
+      if (delivery.attempts > 0 && !recorded(delivery) && deliveryExhausted(this.scheduleOf(message, delivery), delivery.attempts)) {
         commands.push({ group: delivery.group, command: { type: 'delivery-exhausted', afterAttempts: delivery.attempts } });
       } else {
         toSend.push(delivery);
@@ -99,15 +157,23 @@ export class Dispatcher {
     // Deliveries at the same round go out as one publish, copied by the broker to each
     // group's queue (on a first delivery: every group).
     const byRound = new Map<number, Delivery[]>();
-    for (const delivery of toSend) byRound.set(delivery.attempts + 1, [...(byRound.get(delivery.attempts + 1) ?? []), delivery]);
-    const rounds = await Promise.all([...byRound].map(([round, deliveries]) => this.publishRound(message, round, deliveries)));
+    for (const delivery of toSend) {
+      const round = recorded(delivery) ? 1 : delivery.attempts + 1;
+      byRound.set(round, [...(byRound.get(round) ?? []), delivery]);
+    }
+    const rounds = await Promise.all([...byRound].map(([round, deliveries]) => this.publishRound(message, round, deliveries, recorded)));
     for (const round of rounds) commands.push(...round.commands);
-    if (commands.length === 0) return; // closed before the first try: the lease hands it to the loop
+    // Nothing to write: every round went as the confirm recorded it, or this instance
+    // closed before the first try (the recorded deadline or the lease hands it to the loop).
+    if (commands.length === 0) return;
     const publishedAt = rounds.map((round) => round.publishedAt).filter((at): at is Date => at !== undefined).sort((a, b) => b.getTime() - a.getTime())[0];
+    // A first round recorded as published at confirm that did not go out was never published.
+    const unpublished = selection === 'confirmed' && !publishedAt && message.lastPublishedAt !== null;
     const applied = await applyToDeliveries(this.options.store, message, commands, {
       at: this.now(),
       defaultGroup: DEFAULT_GROUP,
       ...(publishedAt && { set: { lastPublishedAt: publishedAt } }),
+      ...(unpublished && { set: { lastPublishedAt: null, lastTransport: null } }),
     });
     if (applied.kind === 'moved' && applied.deadGroups.length > 0) reportDead(applied.message, this.options, applied.deadGroups);
     if (applied.kind === 'lost') this.options.logger.debug({ id: message.id }, 'delivered, but the message kept changing; its rounds were not recorded');
@@ -117,7 +183,12 @@ export class Dispatcher {
    * Publishes one round to the groups of `deliveries` (in an `rms.publish` span under the
    * message's trace) and says what to record for each, and when it was published.
    */
-  private async publishRound(message: Message, round: number, deliveries: Delivery[]): Promise<{ commands: GroupCommand[]; publishedAt?: Date }> {
+  private async publishRound(
+    message: Message,
+    round: number,
+    deliveries: Delivery[],
+    recorded: (delivery: Delivery) => boolean,
+  ): Promise<{ commands: GroupCommand[]; publishedAt?: Date }> {
     const { transport, metrics, logger } = this.options;
     const retryImmediate = Math.max(...deliveries.map((delivery) => this.scheduleOf(message, delivery).retryImmediate));
     const outgoing: OutgoingMessage = {
@@ -170,13 +241,19 @@ export class Dispatcher {
         reason: lastError,
       });
     }
-    const commands = deliveries.map((delivery): GroupCommand => {
-      const previousRoundFailed = delivery.attempts > 0 && delivery.lastError !== null;
-      const next = afterDeliveryRound(this.scheduleOf(message, delivery), round, published, previousRoundFailed, now);
-      const record = { attempts: round, nextAttemptAt: next.kind === 'exhausted' ? null : next.at, lastError, lastTransport: carrier ?? delivery.lastTransport };
-      if (next.kind === 'exhausted') return { group: delivery.group, command: { type: 'delivery-exhausted', afterAttempts: delivery.attempts, record } };
+    const commands = deliveries.flatMap((delivery): GroupCommand[] => {
+      const schedule = this.scheduleOf(message, delivery);
+      if (recorded(delivery) && published && carrier === delivery.lastTransport && delivery.nextAttemptAt) {
+        // Gone as the confirm recorded it: the consumer has the whole ack timeout before the recorded deadline.
+        if (now.getTime() + schedule.ackTimeoutMs <= delivery.nextAttemptAt.getTime()) return [];
+      }
+      const previousRoundFailed = !recorded(delivery) && delivery.attempts > 0 && delivery.lastError !== null;
+      const next = afterDeliveryRound(schedule, round, published, previousRoundFailed, now);
+      const lastTransport = carrier ?? (recorded(delivery) ? null : delivery.lastTransport);
+      const record = { attempts: round, nextAttemptAt: next.kind === 'exhausted' ? null : next.at, lastError, lastTransport };
+      if (next.kind === 'exhausted') return [{ group: delivery.group, command: { type: 'delivery-exhausted', afterAttempts: delivery.attempts, record } }];
       if (!published) logger.warn({ id: message.id, topic: message.topic, group: delivery.group, round, error: lastError, retryAt: next.at }, 'delivery round failed');
-      return { group: delivery.group, command: { type: 'delivery-recorded', afterAttempts: delivery.attempts, record } };
+      return [{ group: delivery.group, command: { type: 'delivery-recorded', afterAttempts: delivery.attempts, record } }];
     });
     return published ? { commands, publishedAt: now } : { commands };
   }

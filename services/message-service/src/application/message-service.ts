@@ -563,10 +563,13 @@ export class MessageService {
       if (!message) throw new NotFoundError(id);
       authorize(message);
       const now = this.now();
+      const groups = this.subscriptions.groupsFor(message.topic);
+      const firstRound = this.dispatcher?.firstRound(message.topic, groups, now);
       const applied = await applyCommand(this.store, message, command, {
         at: now,
         dispatchDueAt: new Date(now.getTime() + this.dispatchLeaseMs),
-        groups: this.subscriptions.groupsFor(message.topic),
+        groups,
+        ...(firstRound && { firstRound }),
       });
       switch (applied.kind) {
         case 'unchanged':
@@ -575,7 +578,7 @@ export class MessageService {
           throw new StateConflictError(applied.reason, applied.message.status);
         case 'moved':
           this.record({ ...event, messageId: id, at: applied.message.updatedAt });
-          if (applied.decision.dispatch) this.dispatcher?.dispatchSoon(applied.message);
+          if (applied.decision.dispatch) this.dispatcher?.dispatchConfirmed(applied.message);
           return applied.message;
         case 'lost':
           message = await this.store.findById(id);

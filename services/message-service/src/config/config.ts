@@ -98,6 +98,14 @@ export interface RmsConfig {
   publishTimeoutMs: number;
   loops: LoopConfig;
   /**
+   * `RMS_FIRST_ROUND_AT_CONFIRM`: a confirm's write also records round 1 of the deliveries
+   * published right after it, so a publish that goes as recorded writes nothing; the price
+   * is that a crash between the confirm and its publish is redelivered at the round's ack
+   * deadline rather than when `RMS_LEASE_MS` ends (design section 6). `false`: round 1 is
+   * recorded after its publish, a second write per delivery. @defaultValue true
+   */
+  firstRoundAtConfirm: boolean;
+  /**
    * `RMS_ALERT_WEBHOOKS` (comma-separated URLs); `RMS_ALERT_WINDOW_MS` [300000]: after an
    * alert is sent at once, further alerts of its topic and reason this long are grouped into
    * one follow-up; `RMS_ALERT_WEBHOOK_TIMEOUT_MS` [5000]: one POST's timeout;
@@ -185,6 +193,7 @@ const envSchema = z.object({
     .regex(/^rediss?:\/\/[^,]+(,\s*rediss?:\/\/[^,]+)*$/, 'must be redis:// or rediss:// URLs, comma-separated for the seed nodes of a Redis Cluster')
     .default('redis://127.0.0.1:6379'),
   RMS_REDIS_CLUSTER: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  RMS_FIRST_ROUND_AT_CONFIRM: z.enum(['true', 'false'], { error: 'must be true or false' }).default('true'),
   RMS_REDIS_WAIT_REPLICAS: integer(0).max(10, 'must be at most 10').default(0),
   RMS_QUEUE_TYPE: z.enum(QUEUE_TYPES, { error: `must be one of ${QUEUE_TYPES.join(', ')}` }).default('classic'),
   ZK_CONNECT: z.string().min(1).default('127.0.0.1:2181'),
@@ -295,6 +304,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
       leaseMs: e.RMS_LEASE_MS,
       concurrency: e.RMS_LOOP_CONCURRENCY,
     },
+    firstRoundAtConfirm: e.RMS_FIRST_ROUND_AT_CONFIRM === 'true',
     alerts: {
       webhooks: e.RMS_ALERT_WEBHOOKS,
       windowMs: e.RMS_ALERT_WINDOW_MS,

@@ -148,6 +148,39 @@ export type NewMessage = Pick<Message, 'id' | 'producer' | 'producerMessageId' |
     nextAttemptAt: Date;
   };
 
+/**
+ * The message a store holds right after inserting `message`: PENDING, nothing counted,
+ * nothing delivered. Stores answer a created insert with this instead of reading the row back.
+ */
+export function preparedMessage(message: NewMessage): Message {
+  return {
+    id: message.id,
+    producer: message.producer,
+    producerMessageId: message.producerMessageId,
+    topic: message.topic,
+    payload: message.payload,
+    headers: message.headers,
+    status: 'PENDING',
+    deadReason: null,
+    createdAt: message.createdAt,
+    updatedAt: message.createdAt,
+    confirmedAt: null,
+    completedAt: null,
+    cancelledAt: null,
+    checkAttempts: 0,
+    deliveryAttempts: 0,
+    nextAttemptAt: message.nextAttemptAt,
+    lastTransport: null,
+    lastError: null,
+    deliverAt: message.deliverAt ?? null,
+    deliveries: [],
+    version: 0,
+    lastPublishedAt: null,
+    traceparent: message.traceparent ?? null,
+    tracestate: message.tracestate ?? null,
+  };
+}
+
 /** The part of a message the state machine decides on. */
 export interface MessageState {
   status: MessageStatus;

@@ -66,6 +66,37 @@ export function afterDeliveryRound(
   return { kind: 'retry', at: new Date(now.getTime() + delay) };
 }
 
+/**
+ * How much later than the confirm's write a first publish may land and still leave its
+ * consumer the whole ack timeout before the deadline that write recorded (see
+ * `firstRoundDeadline`); a publish that lands later has its round recorded again.
+ */
+export const FIRST_PUBLISH_ALLOWANCE_MS = 1000;
+
+/**
+ * The ack deadline that a confirm's write records for round 1 of a group's delivery, when
+ * the confirming instance publishes it right after that write (design section 6), or
+ * `null` when round 1 is to be recorded only once published.
+ *
+ * The deadline is the ack timeout plus `FIRST_PUBLISH_ALLOWANCE_MS` after the confirm: the
+ * consumer of a publish that lands within the allowance has at least the whole ack timeout.
+ * The recorded round is also the crash window's cover: if the instance dies before
+ * publishing, the delivery is due at this deadline and the redelivery loop publishes it
+ * (as round 2, the recorded round being spent). Not recorded ahead, hence:
+ * - a group allowed a single round (`retryMax` 1): a crash would spend its only round and
+ *   leave the message DEAD without a publish;
+ * - a group whose deadline would come before the dispatch lease's end: a round fits in the
+ *   lease, and an earlier deadline would let another instance start round 2 while this one
+ *   may still be publishing round 1; moving it to the lease's end would redeliver an
+ *   unacked round 1 later than its ack timeout.
+ */
+export function firstRoundDeadline(schedule: DeliverySchedule, dispatchLeaseMs: number, confirmedAt: Date): Date | null {
+  if (schedule.retryMax <= 1) return null;
+  const afterMs = schedule.ackTimeoutMs + FIRST_PUBLISH_ALLOWANCE_MS;
+  if (afterMs < dispatchLeaseMs) return null;
+  return new Date(confirmedAt.getTime() + afterMs);
+}
+
 /** Whether a message whose ack deadline passed after `roundsMade` rounds is out of rounds. */
 export function deliveryExhausted(schedule: DeliverySchedule, roundsMade: number): boolean {
   return roundsMade >= schedule.retryMax;

@@ -90,26 +90,63 @@ export function decide(state: MessageState, command: Command): Decision {
 export type TransitionDecision = Extract<Decision, { outcome: 'transition' }>;
 
 /**
+ * Round 1 of a confirmed message as the confirm's own write records it, for a message the
+ * confirming instance publishes right after that write: the publish then needs no write of
+ * its own (design section 6).
+ */
+export interface FirstRound {
+  /** The transport the publish is expected to go out on (recorded as the round's). */
+  transport: TransportName;
+  /**
+   * The ack deadline of each group whose round 1 is recorded (see `firstRoundDeadline`);
+   * groups not listed start at round 0, due when the dispatch lease ends.
+   */
+  deadlines: ReadonlyMap<string, Date>;
+}
+
+/** What a message entering SENDING opens: its deliveries. */
+export interface Opening {
+  /** The groups subscribed to the topic now: one delivery each. */
+  groups: readonly string[];
+  /** The message's `deliverAt`: a delayed message is not dispatched on confirm. */
+  deliverAt: Date | null;
+  /** Round 1, recorded by this write. @defaultValue none: every delivery starts at round 0 */
+  firstRound?: FirstRound;
+}
+
+/**
  * The fields that change with a transition, besides status and dead reason.
  *
  * A message entering SENDING is due at `dispatchDueAt`: the instance that confirmed it
  * publishes at once, and if that instance dies first, the redelivery loop finds the
- * message due and publishes it.
+ * message due and publishes it. With `opening.firstRound`, the write also records round 1
+ * of the groups listed there, due at their ack deadline, which covers that crash window
+ * too (the loop then publishes round 2).
  */
 export function patchFor(
   from: MessageState,
   decision: TransitionDecision,
   now: Date,
   dispatchDueAt: Date = now,
-  opening: { groups: readonly string[]; deliverAt: Date | null } = { groups: [], deliverAt: null },
+  opening: Opening = { groups: [], deliverAt: null },
 ): MessagePatch {
   switch (decision.to) {
     case 'SENDING': {
       if (from.status === 'SENDING') return {};
       // Confirmed: one delivery per subscribed group, due when the dispatch lease ends; a
       // delayed message is not dispatched on confirm and is due at its `deliverAt`.
-      const dueAt = opening.deliverAt && opening.deliverAt > now ? opening.deliverAt : dispatchDueAt;
-      return { nextAttemptAt: dueAt, lastError: null, confirmedAt: now, deliveries: opening.groups.map((group) => freshDelivery(group, dueAt)) };
+      const delayed = opening.deliverAt !== null && opening.deliverAt > now;
+      const dueAt = delayed && opening.deliverAt ? opening.deliverAt : dispatchDueAt;
+      const firstRound = delayed ? undefined : opening.firstRound;
+      const deliveries = opening.groups.map((group) => {
+        const deadline = firstRound?.deadlines.get(group);
+        return deadline && firstRound ? recordedFirstRound(group, deadline, firstRound.transport) : freshDelivery(group, dueAt);
+      });
+      const patch: MessagePatch = { nextAttemptAt: earliestDue(deliveries) ?? dueAt, lastError: null, confirmedAt: now, deliveries };
+      if (firstRound && deliveries.some((delivery) => delivery.attempts > 0)) {
+        return { ...patch, deliveryAttempts: 1, lastTransport: firstRound.transport, lastPublishedAt: now };
+      }
+      return patch;
     }
     case 'CANCELLED':
       return { cancelledAt: now, nextAttemptAt: null };
@@ -120,6 +157,11 @@ export function patchFor(
     case 'PENDING':
       return {};
   }
+}
+
+/** Round 1 of a delivery, recorded before its publish: due at the ack deadline `deadline`. */
+function recordedFirstRound(group: string, deadline: Date, transport: TransportName): Delivery {
+  return { group, status: 'SENDING', attempts: 1, nextAttemptAt: deadline, lastTransport: transport, lastError: null, ackedAt: null };
 }
 
 /** A delivery not yet attempted, due at `dueAt`. */

@@ -19,7 +19,7 @@
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
 import type { MessageEvent } from '../domain/message-event.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
 
 /** The bounds of a `BoundedMessageStore`. */
 export interface StoreBounds {
@@ -80,6 +80,14 @@ export class BoundedMessageStore implements MessageStore {
 
   transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     return this.#bounded(changes.length, () => this.store.transitionMany(changes));
+  }
+
+  move(change: Transition): Promise<Moved | null> {
+    return this.#bounded(1, () => this.store.move(change));
+  }
+
+  moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]> {
+    return this.#bounded(changes.length, () => this.store.moveMany(changes));
   }
 
   list(query: ListQuery): Promise<MessagePage> {

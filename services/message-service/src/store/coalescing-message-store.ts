@@ -1,13 +1,14 @@
 /**
  * A `MessageStore` decorator that turns concurrent single-message calls into batch calls:
  * `insert`s made close together become one `insertMany`, `findById`s one `findByIds`,
- * `transition`s one `transitionMany`. The use cases and loops keep their one-message
+ * `transition`s one `transitionMany`, `move`s one `moveMany`. The use cases and loops keep their one-message
  * logic (read, decide with the state machine, conditional write); under load their
  * statements share round trips and commits, which is where a message's cost went.
  *
  * Each call's answer is exactly the one the wrapped store would give it alone: the batch
  * methods promise that per element, and two transitions of one message never share a
- * batch (the later one waits for the next). The write batches settle each call on its
+ * batch (the later one waits for the next; a `transition` and a `move` of one message go
+ * in separate statements, as two unbatched calls would). The write batches settle each call on its
  * own (one the database refuses fails alone, and a failed call was not written); a read
  * batch that fails for a reason other than an unavailable store is read again call by
  * call, so one bad call cannot fail the calls it happened to be batched with.
@@ -16,7 +17,7 @@ import { MicroBatcher, settleBatch } from '@rms/client-sdk';
 import { DependencyUnavailableError } from '../domain/errors.js';
 import type { Message, NewMessage } from '../domain/message.js';
 import type { MessageEvent } from '../domain/message-event.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from './message-store.js';
 
 /** How the decorator batches. */
 export interface CoalescingOptions {
@@ -43,6 +44,7 @@ export class CoalescingMessageStore implements MessageStore {
   readonly #inserts: MicroBatcher<NewMessage, InsertResult>;
   readonly #reads: MicroBatcher<string, Message | null>;
   readonly #transitions: MicroBatcher<Transition, Message | null>;
+  readonly #moves: MicroBatcher<Transition, Moved | null>;
 
   constructor(
     private readonly store: MessageStore,
@@ -65,11 +67,16 @@ export class CoalescingMessageStore implements MessageStore {
       keyOf: (change) => change.id,
       run: (changes) => (changes.length === 1 ? Promise.allSettled([store.transition(changes[0] as Transition)]) : store.transitionMany(changes)),
     });
+    this.#moves = new MicroBatcher({
+      ...limits,
+      keyOf: (change) => change.id,
+      run: (changes) => (changes.length === 1 ? Promise.allSettled([store.move(changes[0] as Transition)]) : store.moveMany(changes)),
+    });
   }
 
   /** Batch statements run so far, by kind: how well calls are being coalesced. */
-  get batches(): { inserts: number; reads: number; transitions: number } {
-    return { inserts: this.#inserts.batches, reads: this.#reads.batches, transitions: this.#transitions.batches };
+  get batches(): { inserts: number; reads: number; transitions: number; moves: number } {
+    return { inserts: this.#inserts.batches, reads: this.#reads.batches, transitions: this.#transitions.batches, moves: this.#moves.batches };
   }
 
   init(): Promise<void> {
@@ -106,6 +113,14 @@ export class CoalescingMessageStore implements MessageStore {
 
   transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     return this.store.transitionMany(changes);
+  }
+
+  move(change: Transition): Promise<Moved | null> {
+    return this.#moves.submit(change);
+  }
+
+  moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]> {
+    return this.store.moveMany(changes);
   }
 
   list(query: ListQuery): Promise<MessagePage> {

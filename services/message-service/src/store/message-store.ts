@@ -49,6 +49,27 @@ export interface Transition {
   version?: number;
 }
 
+/**
+ * What `move` answers: that the message moved, and the `version` the write gave it. The
+ * caller holds the message as it read it; when the write was conditional on that read's
+ * `version`, the row is now exactly `movedMessage(read, change, moved)`, so it is not
+ * sent back and parsed (a row is some twenty columns, two of them JSON).
+ */
+export interface Moved {
+  id: string;
+  /** The message's version after the write. */
+  version: number;
+}
+
+/**
+ * The message as a write left it: `read` with the change applied, for a write conditional
+ * on `read`'s version (`change.version`), which nothing else can have changed in between.
+ */
+export function movedMessage(read: Message, change: Transition, moved: Moved): Message {
+  const set = Object.fromEntries(Object.entries(change.set).filter(([, value]) => value !== undefined)) as MessagePatch;
+  return { ...read, ...set, status: change.to, deadReason: change.deadReason, updatedAt: change.at, version: moved.version };
+}
+
 /** What `claimDue` claims. */
 export interface ClaimQuery {
   /**
@@ -161,6 +182,17 @@ export interface MessageStore {
    * @throws RangeError when an id appears twice (and writes nothing).
    */
   transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]>;
+  /**
+   * Applies the change exactly as `transition` does, but answers only whether the message
+   * moved and its new version (`null`: it did not), not the row: for callers that hold the
+   * message already (see `movedMessage`).
+   */
+  move(change: Transition): Promise<Moved | null>;
+  /**
+   * `move` for many changes, settled each on its own as `transitionMany` settles them.
+   * @throws RangeError when an id appears twice (and writes nothing).
+   */
+  moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]>;
   /** Messages newest first (by `createdAt`, then `id`), filtered and paged. */
   list(query: ListQuery): Promise<MessagePage>;
   /**

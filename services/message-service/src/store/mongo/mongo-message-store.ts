@@ -18,7 +18,7 @@ import {
   type NewMessage,
 } from '../../domain/message.js';
 import { MESSAGE_EVENT_TYPES, type MessageEvent, completeEvent } from '../../domain/message-event.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 
@@ -542,34 +542,44 @@ export class MongoMessageStore implements MessageStore {
 
   async transition(change: Transition): Promise<Message | null> {
     return this.run(async () => {
-      const set: Partial<MessageDocument> = {
-        status: change.to,
-        deadReason: change.deadReason,
-        updatedAt: change.at,
-        finishedAt: FINISHED_STATUSES.has(change.to) ? change.at : null,
-      };
-      for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, MessagePatch[keyof MessagePatch]][]) {
-        if (value === undefined) continue;
-        Object.assign(set, { [field]: value });
-      }
-      const document = await this.model
-        .findOneAndUpdate(
-          // `deadReason: null` also matches a missing field; every document stores it.
-          {
-            _id: change.id,
-            status: change.from.status,
-            deadReason: change.from.deadReason,
-            ...(change.fence && { nextAttemptAt: change.fence.nextAttemptAt }),
-            ...(change.producer !== undefined && { producer: change.producer }),
-            ...(change.version !== undefined && { version: change.version }),
-          },
-          { $set: set, $inc: { version: 1 } },
-          { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
-        )
-        .lean<MessageDocument>()
-        .exec();
+      const document = await this.update(change).lean<MessageDocument>().exec();
       return document ? toMessage(document) : null;
     });
+  }
+
+  async move(change: Transition): Promise<Moved | null> {
+    return this.run(async () => {
+      // Only the id and version come back, not the document.
+      const document = await this.update(change).select({ _id: 1, version: 1 }).lean<Pick<MessageDocument, '_id' | 'version'>>().exec();
+      return document ? { id: document._id, version: document.version } : null;
+    });
+  }
+
+  /** The conditional `findOneAndUpdate` of one change, answering the document as it left it. */
+  private update(change: Transition) {
+    const set: Partial<MessageDocument> = {
+      status: change.to,
+      deadReason: change.deadReason,
+      updatedAt: change.at,
+      finishedAt: FINISHED_STATUSES.has(change.to) ? change.at : null,
+    };
+    for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, MessagePatch[keyof MessagePatch]][]) {
+      if (value === undefined) continue;
+      Object.assign(set, { [field]: value });
+    }
+    return this.model.findOneAndUpdate(
+      // `deadReason: null` also matches a missing field; every document stores it.
+      {
+        _id: change.id,
+        status: change.from.status,
+        deadReason: change.from.deadReason,
+        ...(change.fence && { nextAttemptAt: change.fence.nextAttemptAt }),
+        ...(change.producer !== undefined && { producer: change.producer }),
+        ...(change.version !== undefined && { version: change.version }),
+      },
+      { $set: set, $inc: { version: 1 } },
+      { returnDocument: 'after', maxTimeMS: this.operationTimeoutMs },
+    );
   }
 
   /**
@@ -581,6 +591,12 @@ export class MongoMessageStore implements MessageStore {
   async transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
     requireDistinctIds(changes);
     return Promise.allSettled(changes.map((change) => this.transition(change)));
+  }
+
+  /** `move` for each change, concurrently, as `transitionMany`. */
+  async moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]> {
+    requireDistinctIds(changes);
+    return Promise.allSettled(changes.map((change) => this.move(change)));
   }
 
   async claimDue(query: ClaimQuery): Promise<Message[]> {

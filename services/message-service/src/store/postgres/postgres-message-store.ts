@@ -1,15 +1,17 @@
 /**
  * The PostgreSQL adapter of `MessageStore`, with `pg`.
  *
- * Every state change is one `UPDATE ... WHERE id = $1 AND status = $2 ... RETURNING *`,
- * so a transition either happens from the state it was decided from or not at all.
+ * Every state change is one `UPDATE ... WHERE id = $1 AND status = $2 ...`, so a
+ * transition either happens from the state it was decided from or not at all. It sends
+ * back the whole row (`transition`) or only the id and version (`move`, for callers that
+ * hold the message already); an insert sends back only the id.
  */
 import { settleBatch } from '@rms/client-sdk';
 import pg from 'pg';
 import { ConfigurationError, DependencyUnavailableError, ValueRefusedByStoreError } from '../../domain/errors.js';
-import type { Delivery, Message, MessagePatch, NewMessage } from '../../domain/message.js';
+import { type Delivery, type Message, type MessagePatch, type NewMessage, preparedMessage } from '../../domain/message.js';
 import type { MessageEvent, MessageEventType, EventActor } from '../../domain/message-event.js';
-import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
+import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
 import { DayPartitions, dayOf, isMissingPartitionError, isMovedRowError, type PartitionedTable } from './partitions.js';
@@ -200,6 +202,12 @@ interface MessageRow {
   deliveries: StoredDelivery[];
   version: number;
 }
+
+/** What `move` reads back of a row: `Moved`. */
+type MovedRow = Moved;
+
+/** The columns of `MovedRow`, in an UPDATE whose table is aliased `m` (the record set has an `id` and a `version` too). */
+const MOVED_COLUMNS = 'm.id, m.version';
 
 /** A delivery as its JSON holds it: times as ISO text. */
 type StoredDelivery = Omit<Delivery, 'nextAttemptAt' | 'ackedAt'> & { nextAttemptAt: string | null; ackedAt: string | null };
@@ -438,14 +446,14 @@ export class PostgresMessageStore implements MessageStore {
     // racing insert of the same producer key wait and then do nothing. A finished message
     // with that key lives in a day partition, outside that index: the NOT EXISTS finds it
     // (one statement's snapshot sees a message in exactly one partition, moving or not).
-    const inserted = await this.query<MessageRow>(
+    const inserted = await this.query<{ id: string }>(
       `INSERT INTO ${this.activeTable}
          (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
        SELECT $1::uuid, $2::text, $3::text, $4::text, $5::json, $6::jsonb, 'PENDING', $7::timestamptz, $7::timestamptz, $8::timestamptz,
               $9::timestamptz, $10::text, $11::text
        WHERE NOT EXISTS (SELECT 1 FROM ${this.table} f WHERE f.producer = $2 AND f.producer_message_id = $3 AND f.finished_at < 'infinity')
        ON CONFLICT (producer, producer_message_id) DO NOTHING
-       RETURNING *`,
+       RETURNING id`,
       [
         message.id,
         message.producer,
@@ -460,8 +468,8 @@ export class PostgresMessageStore implements MessageStore {
         message.tracestate ?? null,
       ],
     );
-    const row = inserted.rows[0];
-    if (row) return { message: toMessage(row), created: true };
+    // Created: the row is what was sent (`preparedMessage`), so it is not read back.
+    if (inserted.rows[0]) return { message: preparedMessage(message), created: true };
     // ON CONFLICT waits for a racing insert of the same key to commit, so the row is there now.
     const existing = await this.query<MessageRow>(
       `SELECT * FROM ${this.table} WHERE producer = $1 AND producer_message_id = $2 ORDER BY finished_at DESC LIMIT 1`,
@@ -496,7 +504,7 @@ export class PostgresMessageStore implements MessageStore {
       traceparent: message.traceparent ?? null,
       tracestate: message.tracestate ?? null,
     }));
-    const inserted = await this.query<MessageRow>(
+    const inserted = await this.query<{ id: string }>(
       `INSERT INTO ${this.activeTable}
          (id, producer, producer_message_id, topic, payload, headers, status, created_at, updated_at, next_attempt_at, deliver_at, traceparent, tracestate)
        SELECT v.id, v.producer, v.producer_message_id, v.topic, COALESCE(v.payload, 'null'::json), v.headers, 'PENDING',
@@ -509,10 +517,10 @@ export class PostgresMessageStore implements MessageStore {
                          WHERE f.producer = v.producer AND f.producer_message_id = v.producer_message_id AND f.finished_at < 'infinity')
        ORDER BY v.ord
        ON CONFLICT (producer, producer_message_id) DO NOTHING
-       RETURNING *`,
+       RETURNING id`,
       [JSON.stringify(rows)],
     );
-    const created = new Map(inserted.rows.map((row) => [row.id, toMessage(row)]));
+    const created = new Set(inserted.rows.map((row) => row.id));
     const conflicted = messages.filter((message) => !created.has(message.id));
     const existing = new Map<string, Message>();
     let lookupError: unknown;
@@ -533,8 +541,7 @@ export class PostgresMessageStore implements MessageStore {
       }
     }
     return messages.map((message): PromiseSettledResult<InsertResult> => {
-      const mine = created.get(message.id);
-      if (mine) return { status: 'fulfilled', value: { message: mine, created: true } };
+      if (created.has(message.id)) return { status: 'fulfilled', value: { message: preparedMessage(message), created: true } };
       if (lookupError !== undefined) return { status: 'rejected', reason: lookupError };
       const stored = existing.get(producerKey(message.producer, message.producerMessageId));
       if (!stored) return { status: 'rejected', reason: new Error(`insert of ${message.id} conflicted but no message holds its producer key`) };
@@ -550,11 +557,29 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async transitionMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Message | null>[]> {
+    return this.updateMany(
+      changes,
+      async (group) => (await this.updateShape<MessageRow>(group, 'm.*')).map(toMessage),
+      (change) => this.transition(change),
+    );
+  }
+
+  async moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]> {
+    return this.updateMany(changes, (group) => this.updateShape<MovedRow>(group, MOVED_COLUMNS), (change) => this.move(change));
+  }
+
+  /**
+   * Changes of the same shape (condition, target, fields set, fenced or not) share one
+   * UPDATE ... FROM json_to_recordset: one statement per shape instead of one per message.
+   * Each statement is atomic, so its changes are settled together (or, if it fails for a
+   * reason of its own, one by one with `one`).
+   */
+  private async updateMany<Output extends { id: string }>(
+    changes: readonly Transition[],
+    shape: (group: Transition[]) => Promise<Output[]>,
+    one: (change: Transition) => Promise<Output | null>,
+  ): Promise<PromiseSettledResult<Output | null>[]> {
     requireDistinctIds(changes);
-    // Changes of the same shape (condition, target, fields set, fenced or not) share one
-    // UPDATE ... FROM json_to_recordset: one statement per shape instead of one per message.
-    // Each statement is atomic, so its changes are settled together (or, if it fails for
-    // a reason of its own, one by one).
     const shapes = new Map<string, Transition[]>();
     for (const change of changes) {
       const key = shapeOf(change);
@@ -562,25 +587,25 @@ export class PostgresMessageStore implements MessageStore {
       if (group) group.push(change);
       else shapes.set(key, [change]);
     }
-    const outcomes = new Map<string, PromiseSettledResult<Message | null>>();
+    const outcomes = new Map<string, PromiseSettledResult<Output | null>>();
     await Promise.all(
       [...shapes.values()].map(async (group) => {
         const settled = await settleStatement(
           group,
           async () => {
-            const moved = new Map((await this.transitionShape(group)).map((message) => [message.id, message]));
-            return group.map((change): PromiseSettledResult<Message | null> => ({ status: 'fulfilled', value: moved.get(change.id) ?? null }));
+            const moved = new Map((await shape(group)).map((output) => [output.id, output]));
+            return group.map((change): PromiseSettledResult<Output | null> => ({ status: 'fulfilled', value: moved.get(change.id) ?? null }));
           },
-          (change) => this.transition(change),
+          one,
         );
-        group.forEach((change, index) => outcomes.set(change.id, settled[index] as PromiseSettledResult<Message | null>));
+        group.forEach((change, index) => outcomes.set(change.id, settled[index] as PromiseSettledResult<Output | null>));
       }),
     );
-    return changes.map((change) => outcomes.get(change.id) as PromiseSettledResult<Message | null>);
+    return changes.map((change) => outcomes.get(change.id) as PromiseSettledResult<Output | null>);
   }
 
-  /** One UPDATE for changes that share their condition, target and set of fields. */
-  private async transitionShape(group: Transition[]): Promise<Message[]> {
+  /** One UPDATE for changes that share their condition, target and set of fields, answering the `returning` columns of the rows it moved. */
+  private async updateShape<Row extends pg.QueryResultRow>(group: Transition[], returning: string): Promise<Row[]> {
     const [first] = group as [Transition, ...Transition[]];
     const fields = patchFields(first);
     const fenced = first.fence !== undefined;
@@ -613,7 +638,7 @@ export class PostgresMessageStore implements MessageStore {
     // per row from the record set. Written as constants, the state would let the planner
     // pick the status indexes and read every SENDING row to update a hundred of them,
     // which it does whenever its statistics lag behind a fast-growing table.
-    const { rows: updated } = await this.partitionedUpdate<MessageRow>(
+    const { rows: updated } = await this.partitionedUpdate<Row>(
       first,
       group.map((change) => change.at),
       `UPDATE ${this.table} AS m SET ${assignments.join(', ')}
@@ -623,10 +648,10 @@ export class PostgresMessageStore implements MessageStore {
          ${fenced ? `AND m.next_attempt_at IS NOT DISTINCT FROM ${fromEpochMs('v.fence')}` : ''}
          ${owned ? 'AND m.producer = v.producer' : ''}
          ${versioned ? 'AND m.version = v.version' : ''}
-       RETURNING m.*`,
+       RETURNING ${returning}`,
       [JSON.stringify(rows), first.to, first.deadReason, group.map((change) => change.id)],
     );
-    return updated.map(toMessage);
+    return updated;
   }
 
   async findById(id: string): Promise<Message | null> {
@@ -635,6 +660,17 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async transition(change: Transition): Promise<Message | null> {
+    const [row] = await this.updateOne<MessageRow>(change, '*');
+    return row ? toMessage(row) : null;
+  }
+
+  async move(change: Transition): Promise<Moved | null> {
+    const [row] = await this.updateOne<MovedRow>(change, 'id, version');
+    return row ?? null;
+  }
+
+  /** The UPDATE of one change, answering the `returning` columns of the row if it moved. */
+  private async updateOne<Row extends pg.QueryResultRow>(change: Transition, returning: string): Promise<Row[]> {
     const values: unknown[] = [change.id, change.from.status, change.from.deadReason, change.to, change.deadReason, change.at];
     const assignments = ['status = $4', 'dead_reason = $5', 'updated_at = $6', 'version = version + 1', `finished_at = ${FINISHED_STATUSES.has(change.to) ? '$6' : "'infinity'"}`];
     for (const [field, value] of Object.entries(change.set) as [keyof MessagePatch, unknown][]) {
@@ -655,15 +691,15 @@ export class PostgresMessageStore implements MessageStore {
       values.push(change.version);
       conditions += ` AND version = $${values.length}`;
     }
-    const { rows } = await this.partitionedUpdate<MessageRow>(
+    const { rows } = await this.partitionedUpdate<Row>(
       change,
       [change.at],
       `UPDATE ${this.table} SET ${assignments.join(', ')}
        WHERE id = $1 AND ${partitionOf(change.from.status)} AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${conditions}
-       RETURNING *`,
+       RETURNING ${returning}`,
       values,
     );
-    return rows[0] ? toMessage(rows[0]) : null;
+    return rows;
   }
 
   async claimDue(query: ClaimQuery): Promise<Message[]> {
