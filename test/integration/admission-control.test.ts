@@ -8,10 +8,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { randomUUID } from 'node:crypto';
+import { RmsHttpClient } from '@rms/client-sdk';
 import { PostgresMessageStore } from '@rms/message-service';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { sumSamples } from '../support/prometheus-text.js';
-import { startTestServer, type Answer, type TestServer } from '../support/rms-server.js';
+import { startTestServer, TEST_APPS, type Answer, type TestServer } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
 
 const MAX_IN_FLIGHT = 3;
@@ -107,6 +108,30 @@ describe('admission control', () => {
     await waitUntil(async () => sumSamples(await metrics(), 'rms_http_requests_in_flight') === 0, 'nothing is in flight');
     const retried = await rms.call('orders', 'POST', '/v1/messages', { topic, payload: 'refused', messageId: 'refused-1' });
     assert.equal(retried.status, 201, 'the retried prepare is created: the refused one left nothing behind');
+  });
+
+  test("the SDK's client, refused, waits at least the Retry-After and then succeeds", async () => {
+    const topic = `admission.${randomUUID().slice(0, 8)}`;
+    const client = new RmsHttpClient({ url: rms.baseUrl, token: TEST_APPS.orders.token, retry: { retries: 5, baseDelayMs: 10, maxDelayMs: 2000 } });
+    proxy.stall();
+    const admitted: Promise<Answer>[] = [];
+    try {
+      admitted.push(...Array.from({ length: MAX_IN_FLIGHT }, (_, n) => rms.call('orders', 'POST', '/v1/messages', { topic, payload: n, messageId: `held-${n}` })));
+      await waitUntil(async () => sumSamples(await metrics(), 'rms_http_requests_in_flight') === MAX_IN_FLIGHT, `${MAX_IN_FLIGHT} requests are in flight`);
+      const refusedBefore = sumSamples(await metrics(), 'rms_http_requests_refused_total');
+      const started = performance.now();
+      const sending = client.prepare(topic, 'from the sdk', { messageId: 'sdk-1' });
+      await waitUntil(async () => sumSamples(await metrics(), 'rms_http_requests_refused_total') > refusedBefore, 'the SDK was refused');
+      proxy.restore();
+      const prepared = await sending;
+      const elapsed = performance.now() - started;
+      assert.equal(prepared.status, 'PENDING');
+      assert.ok(elapsed >= 1000, `the retry came after ${Math.round(elapsed)} ms, before the Retry-After of 1 s`);
+    } finally {
+      proxy.restore();
+      await client.close();
+    }
+    assert.deepEqual((await Promise.all(admitted)).map((answer) => answer.status), admitted.map(() => 201));
   });
 
   test('a request abandoned by its client frees its place', async () => {
