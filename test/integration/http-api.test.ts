@@ -58,6 +58,38 @@ describe('HTTP API: the state machine over the wire', () => {
     assert.equal(due, 6000, 'first check-back is due RMS_CHECK_DELAY_MS after prepare');
   });
 
+  test('with Prefer: return=minimal, prepare, confirm and cancel (single and batch) answer receipts: id, key and status, not the payload', async () => {
+    const minimal = { headers: { prefer: 'respond-async, return=minimal' } };
+    const prepared = await rms.call('orders', 'POST', '/v1/messages', { topic: 'stock.reduce', payload: { sku: 'A' }, messageId: 'minimal-1' }, minimal);
+    assert.equal(prepared.status, 201);
+    assert.deepEqual(Object.keys(prepared.body).sort(), ['id', 'messageId', 'status']);
+    assert.equal(prepared.body.messageId, 'minimal-1');
+    assert.equal(prepared.body.status, 'PENDING');
+    assert.equal(prepared.headers.get('preference-applied'), 'return=minimal');
+    assert.equal(prepared.headers.get('location'), `/v1/messages/${prepared.body.id}`);
+    const again = await rms.call('orders', 'POST', '/v1/messages', { topic: 'stock.reduce', payload: { sku: 'A' }, messageId: 'minimal-1' }, minimal);
+    assert.deepEqual([again.status, again.body], [200, prepared.body], 'the idempotent repeat answers the same receipt');
+    const confirmed = await rms.call('orders', 'POST', `/v1/messages/${prepared.body.id}/confirm`, undefined, minimal);
+    assert.deepEqual(confirmed.body, { id: prepared.body.id, messageId: 'minimal-1', status: 'SENDING' });
+    const other = await prepare();
+    const cancelled = await rms.call('orders', 'DELETE', `/v1/messages/${other.id}`, undefined, minimal);
+    assert.deepEqual(cancelled.body, { id: other.id, messageId: null, status: 'CANCELLED' });
+    const batch = await rms.call('orders', 'POST', '/v1/messages/batch', { messages: [{ topic: 'stock.reduce', payload: 1 }, { topic: 'bad topic', payload: 2 }] }, minimal);
+    assert.equal(batch.body.results[0].status, 201);
+    assert.deepEqual(Object.keys(batch.body.results[0].body).sort(), ['id', 'messageId', 'status']);
+    assert.equal(batch.body.results[1].status, 400, 'a refused element keeps its error body');
+    assert.equal(batch.body.results[1].body.error.code, 'INVALID_REQUEST');
+    const confirms = await rms.call('orders', 'POST', '/v1/confirms', { ids: [batch.body.results[0].body.id] }, minimal);
+    assert.deepEqual(confirms.body.results, [{ status: 200, body: { id: batch.body.results[0].body.id, messageId: null, status: 'SENDING' } }]);
+
+    // Without the preference, or with another one, the whole message as before.
+    for (const init of [{}, { headers: { prefer: 'return=representation' } }]) {
+      const whole = await rms.call('orders', 'POST', '/v1/messages', { topic: 'stock.reduce', payload: { sku: 'B' } }, init);
+      assert.deepEqual(whole.body.payload, { sku: 'B' });
+      assert.equal(whole.headers.get('preference-applied'), null);
+    }
+  });
+
   test('prepare with a used messageId returns the same message with 200; different content is a 409', async () => {
     const first = await rms.call('orders', 'POST', '/v1/messages', { topic: 'stock.reduce', payload: { n: 1 }, messageId: 'order-42' });
     const again = await rms.call('orders', 'POST', '/v1/messages', { topic: 'stock.reduce', payload: { n: 1 }, messageId: 'order-42' });

@@ -258,6 +258,7 @@ export class RmsServer {
       maxPayloadBytes: config.maxPayloadBytes,
       maxPayloadDepth: config.maxPayloadDepth,
       maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
+      maxInFlightRequests: config.maxInFlightRequests,
       logger,
       metrics,
       stats: new MessageStats({ store }),

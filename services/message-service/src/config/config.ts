@@ -128,6 +128,19 @@ export interface RmsConfig {
    */
   storeAdmission: { deadlineMs: number; maxPending: number };
   /**
+   * `RMS_MAX_INFLIGHT_REQUESTS`: most API requests (`/v1/...`) handled at once. A request
+   * arriving past it is answered 503 `OVERLOADED` with `Retry-After: 1` at once, before
+   * its body is read, and nothing of it is done; health, readiness, metrics and the
+   * dashboard are never refused. It bounds what an overload can cost: an admitted request
+   * waits behind at most this many (at 1,000 requests/s, half a second), and RMS holds at
+   * most this many requests (about 25 KB each with its connection, for 200-byte payloads:
+   * `bench/admission-memory.ts`) instead of a queue that grows for as long as the overload
+   * lasts. Raise it only for clients that keep more requests in flight and a store fast
+   * enough to serve them.
+   * @defaultValue 512
+   */
+  maxInFlightRequests: number;
+  /**
    * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
    * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
    * statements of one kind running at once (calls arriving meanwhile join the next one).
@@ -158,6 +171,9 @@ function hasValidSchemaParameter(url: string): boolean {
 
 const integer = (min: number) =>
   z.coerce.number({ error: 'must be a number' }).int('must be a whole number').min(min, `must be at least ${min}`);
+
+/** The default of `RMS_MAX_INFLIGHT_REQUESTS`: admission control's bound on API requests in flight. */
+export const DEFAULT_MAX_INFLIGHT_REQUESTS = 512;
 
 /** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
 export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;
@@ -200,6 +216,7 @@ const envSchema = z.object({
   RMS_MAX_HEARTBEAT_EXTEND_MS: integer(1).default(DEFAULT_MAX_HEARTBEAT_EXTEND_MS),
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
+  RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(DEFAULT_MAX_INFLIGHT_REQUESTS),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
   RMS_MAX_DELAY_MS: integer(1).default(30 * 24 * 3600 * 1000),
@@ -300,6 +317,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     maxPayloadDepth: e.RMS_MAX_PAYLOAD_DEPTH,
     maxHeartbeatExtendMs: e.RMS_MAX_HEARTBEAT_EXTEND_MS,
     storeAdmission: { deadlineMs: e.RMS_STORE_DEADLINE_MS, maxPending: e.RMS_STORE_MAX_PENDING },
+    maxInFlightRequests: e.RMS_MAX_INFLIGHT_REQUESTS,
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,

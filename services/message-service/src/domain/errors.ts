@@ -16,6 +16,7 @@ export type RmsErrorCode =
   | 'STATE_CONFLICT'
   | 'MESSAGE_ID_REUSED'
   | 'DEPENDENCY_UNAVAILABLE'
+  | 'OVERLOADED'
   | 'CONFIGURATION_INVALID';
 
 /** The root of RMS's errors. */
@@ -107,6 +108,18 @@ export class DependencyUnavailableError extends RmsError {
     super('DEPENDENCY_UNAVAILABLE', message, { dependency }, options);
     this.name = 'DependencyUnavailableError';
     this.dependency = dependency;
+  }
+}
+
+/**
+ * RMS already has as many requests in flight as it admits (`RMS_MAX_INFLIGHT_REQUESTS`):
+ * the request was refused before its body was read, so nothing of it happened. Try again
+ * after the `Retry-After` of the answer.
+ */
+export class OverloadedError extends RmsError {
+  constructor(maxInFlight: number) {
+    super('OVERLOADED', `RMS is handling its maximum of ${maxInFlight} requests; nothing was done, try again later`, { maxInFlight });
+    this.name = 'OverloadedError';
   }
 }
 

@@ -10,6 +10,12 @@ import { RmsError, type RmsErrorCode } from '../domain/errors.js';
 /** Seconds a client should wait after a 503 before retrying. */
 export const RETRY_AFTER_SECONDS = 5;
 
+/**
+ * Seconds a client should wait after a 503 `OVERLOADED`: RMS refused the request at once,
+ * with nothing of it done, and requests in flight finish in well under a second.
+ */
+export const OVERLOADED_RETRY_AFTER_SECONDS = 1;
+
 const STATUS_BY_CODE: Record<RmsErrorCode, number> = {
   INVALID_REQUEST: 400,
   INVALID_JSON: 400,
@@ -20,6 +26,7 @@ const STATUS_BY_CODE: Record<RmsErrorCode, number> = {
   STATE_CONFLICT: 409,
   MESSAGE_ID_REUSED: 409,
   DEPENDENCY_UNAVAILABLE: 503,
+  OVERLOADED: 503,
   CONFIGURATION_INVALID: 500,
 };
 
@@ -63,7 +70,7 @@ export function toHttpError(error: unknown): HttpErrorAnswer {
   if (error instanceof RmsError) {
     const status = STATUS_BY_CODE[error.code];
     const headers: Record<string, string> =
-      status === 503 ? { 'Retry-After': String(RETRY_AFTER_SECONDS) } : status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
+      status === 503 ? { 'Retry-After': String(error.code === 'OVERLOADED' ? OVERLOADED_RETRY_AFTER_SECONDS : RETRY_AFTER_SECONDS) } : status === 401 ? { 'WWW-Authenticate': 'Bearer' } : {};
     return {
       status,
       headers,

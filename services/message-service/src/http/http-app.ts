@@ -1,7 +1,15 @@
 /**
- * The express application: health routes, authentication, the message API (each route
- * reads its body only after the caller is authenticated and authorised, with the limit
- * of that route), and the one error handler that maps failures to the design's error body.
+ * The express application: the request id, admission control and authentication of the
+ * API, the message API (each route reads its body only after the caller is authenticated
+ * and authorised, with the limit of that route), health, metrics, the OpenAPI document,
+ * the dashboard, the operator's routes, and the one error handler that maps failures to
+ * the design's error body.
+ *
+ * Ordered for the per-message path: a prepare, confirm, cancel, ack, heartbeat or nack
+ * passes one middleware for its id and metrics (one `finish` listener), admission control,
+ * authentication, and is matched among the message routes (its own first) before express
+ * looks at anything else; no ETag is computed for an API answer (they are not cached, and
+ * hashing every body cost CPU and a second socket write per answer).
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
@@ -9,8 +17,10 @@ import type { DegradeSwitch } from '@rms/client-sdk';
 import type { MessageService } from '../application/message-service.js';
 import type { MessageStats } from '../application/message-stats.js';
 import type { AppRegistry } from '../config/app-registry.js';
+import { DEFAULT_MAX_INFLIGHT_REQUESTS } from '../config/config.js';
 import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
+import { AdmissionControl } from './admission-control.js';
 import { authenticate } from './authentication.js';
 import { toHttpError } from './error-mapping.js';
 import { buildOpenApiDocument } from './openapi.js';
@@ -39,7 +49,10 @@ export interface HttpAppOptions {
   degradeSwitch?: DegradeSwitch | undefined;
   /** The failover transport's state for `/v1/stats`; absent without one. */
   failoverStatus?: (() => Record<string, unknown>) | undefined;
+  /** Most API requests handled at once (`RMS_MAX_INFLIGHT_REQUESTS`). @defaultValue 512 */
+  maxInFlightRequests?: number;
 }
+
 
 /** A route of an express application: its method (lower case) and path pattern. */
 export interface RouteEntry {
@@ -66,18 +79,16 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   const { logger } = options;
   const app = express();
   app.disable('x-powered-by');
+  app.set('etag', false);
   app.set('query parser', 'simple');
-  app.use(assignRequestId(logger));
-  app.use(options.metrics.http.middleware());
-  app.use(healthRoutes({ checks: options.readinessChecks }));
-  const openApiDocument = buildOpenApiDocument({ maxHeartbeatExtendMs: options.maxHeartbeatExtendMs });
-  app.get('/openapi.json', (_request, response) => {
-    response.json(openApiDocument);
+  const admission = new AdmissionControl({
+    maxInFlight: options.maxInFlightRequests ?? DEFAULT_MAX_INFLIGHT_REQUESTS,
+    onRefused: () => options.metrics.http.refused.inc(),
   });
-  app.get('/metrics', async (_request, response) => {
-    response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
-  });
-  app.use(dashboardRoutes());
+  options.metrics.http.watchInFlight(() => admission.inFlight);
+  app.use(assignRequestId(logger, options.metrics.http));
+  // Only the API is bounded and authenticated; `/v1` is all a path needs to be told apart.
+  app.use('/v1', admission.middleware());
   app.use('/v1', authenticate(options.registry));
   app.use(
     messageRoutes({
@@ -87,6 +98,15 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
       maxHeartbeatExtendMs: options.maxHeartbeatExtendMs,
     }),
   );
+  app.use(healthRoutes({ checks: options.readinessChecks }));
+  const openApiDocument = buildOpenApiDocument({ maxHeartbeatExtendMs: options.maxHeartbeatExtendMs });
+  app.get('/openapi.json', (_request, response) => {
+    response.json(openApiDocument);
+  });
+  app.get('/metrics', async (_request, response) => {
+    response.type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+  });
+  app.use(dashboardRoutes());
   app.use(operationsRoutes({ stats: options.stats, degradeSwitch: options.degradeSwitch, failoverStatus: options.failoverStatus }));
   app.use((request: Request) => {
     throw new RmsError('NOT_FOUND', `no route ${request.method} ${request.path}`);

@@ -46,6 +46,18 @@ export function toMessageView(message: Message): MessageView {
   };
 }
 
+/** The minimal answer about a message: its id, the producer's key and its status. */
+export interface MessageReceipt {
+  id: string;
+  messageId: string | null;
+  status: Message['status'];
+}
+
+/** The receipt of `message`, answered instead of the whole message to `Prefer: return=minimal`. */
+export function toMessageReceipt(message: Message): MessageReceipt {
+  return { id: message.id, messageId: message.producerMessageId, status: message.status };
+}
+
 /**
  * What a consumer is told of a message it acked or heartbeated: its status and when it is
  * next due, never its payload (a consumer may name any id; the answer must not read it out).

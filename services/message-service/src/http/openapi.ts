@@ -33,7 +33,9 @@ import {
   errorBodySchema,
   healthAnswerSchema,
   historyAnswerSchema,
+  messageAnswerSchema,
   messagePageSchema,
+  messageReceiptSchema,
   messageViewSchema,
   readinessAnswerSchema,
   resendTopicAnswerSchema,
@@ -70,7 +72,18 @@ export interface OperationSpec {
   query?: z.ZodObject;
   /** Answers by status. */
   answers: Record<string, AnswerSpec>;
+  /** Takes `Prefer: return=minimal` (answers with `MessageReceipt`s instead of `MessageView`s). */
+  prefersMinimal?: boolean;
 }
+
+/** The `Prefer` header of the operations that take `return=minimal` (`components.parameters.Prefer`). */
+const PREFER_HEADER = {
+  name: 'Prefer',
+  in: 'header',
+  required: false,
+  description: 'return=minimal (RFC 7240): answer each message as a MessageReceipt (id, messageId, status) instead of the whole MessageView; the answer then carries Preference-Applied: return=minimal',
+  schema: { type: 'string' },
+};
 
 /** The path parameters' schemas, by name. */
 const PATH_PARAMETERS: Record<string, z.ZodType> = { id: messageIdSchema, topic: topicSchema };
@@ -104,7 +117,8 @@ export const OPERATIONS: readonly OperationSpec[] = [
     summary: 'Prepare a half message (PENDING) before the local transaction; a W3C traceparent header is stored with it',
     access: ['producer'],
     body: { schema: 'PrepareBody' },
-    answers: { '201': json('MessageView', 'prepared'), '200': json('MessageView', 'the message already prepared under this messageId') },
+    prefersMinimal: true,
+    answers: { '201': json('MessageAnswer', 'prepared'), '200': json('MessageAnswer', 'the message already prepared under this messageId') },
   },
   {
     method: 'post',
@@ -113,6 +127,7 @@ export const OPERATIONS: readonly OperationSpec[] = [
     summary: 'Prepare up to 1000 messages; each element answers on its own',
     access: ['producer'],
     body: { schema: 'BatchPrepareBody' },
+    prefersMinimal: true,
     answers: { '200': json('BatchResults', "each element's status and body") },
   },
   {
@@ -121,7 +136,8 @@ export const OPERATIONS: readonly OperationSpec[] = [
     operationId: 'confirmMessage',
     summary: 'The local transaction committed: the message becomes SENDING and is delivered',
     access: ['producer', 'admin'],
-    answers: { '200': json('MessageView', 'confirmed (or already confirmed)') },
+    prefersMinimal: true,
+    answers: { '200': json('MessageAnswer', 'confirmed (or already confirmed)') },
   },
   {
     method: 'post',
@@ -130,6 +146,7 @@ export const OPERATIONS: readonly OperationSpec[] = [
     summary: 'Confirm up to 1000 messages; each id answers on its own',
     access: ['producer', 'admin'],
     body: { schema: 'BatchConfirmBody' },
+    prefersMinimal: true,
     answers: { '200': json('BatchResults', "each id's status and body") },
   },
   {
@@ -138,7 +155,8 @@ export const OPERATIONS: readonly OperationSpec[] = [
     operationId: 'cancelMessage',
     summary: 'The local transaction rolled back: the message becomes CANCELLED and is never delivered',
     access: ['producer', 'admin'],
-    answers: { '200': json('MessageView', 'cancelled (or already cancelled)') },
+    prefersMinimal: true,
+    answers: { '200': json('MessageAnswer', 'cancelled (or already cancelled)') },
   },
   {
     method: 'post',
@@ -315,6 +333,8 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
     ...componentSchemas(
       {
         MessageView: messageViewSchema,
+        MessageReceipt: messageReceiptSchema,
+        MessageAnswer: messageAnswerSchema,
         DeliveryStatusView: deliveryStatusViewSchema,
         ErrorBody: errorBodySchema,
         BatchResults: batchResultsSchema,
@@ -355,14 +375,21 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
       };
     }
     answers['4XX'] = { description: 'refused: the error names the problem (and the field, when one is at fault)', content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
-    answers['5XX'] = { description: 'a dependency is unavailable (503, with Retry-After) or an unexpected failure', content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
+    const overload = operation.path.startsWith('/v1/') ? '; or RMS already handles RMS_MAX_INFLIGHT_REQUESTS requests (503 OVERLOADED, with Retry-After, nothing done)' : '';
+    answers['5XX'] = { description: `a dependency is unavailable (503, with Retry-After)${overload}; or an unexpected failure`, content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
     paths[operation.path] ??= {};
     (paths[operation.path] as Record<string, unknown>)[operation.method] = {
       operationId: operation.operationId,
       summary: operation.summary,
       ...(operation.access === 'public' ? { security: [] } : {}),
       ...(Array.isArray(operation.access) ? { 'x-rms-roles': operation.access } : {}),
-      parameters: [...pathParameters, ...queryParameters, { $ref: '#/components/parameters/RequestId' }, { $ref: '#/components/parameters/Traceparent' }],
+      parameters: [
+        ...pathParameters,
+        ...queryParameters,
+        { $ref: '#/components/parameters/RequestId' },
+        { $ref: '#/components/parameters/Traceparent' },
+        ...(operation.prefersMinimal ? [{ $ref: '#/components/parameters/Prefer' }] : []),
+      ],
       ...(operation.body && {
         requestBody: {
           required: !operation.body.optional,
@@ -393,6 +420,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
           description: 'kept when it is 1 to 128 of [A-Za-z0-9._:-], replaced by a new id otherwise; echoed in the answer',
           schema: { type: 'string' },
         },
+        Prefer: PREFER_HEADER,
         Traceparent: {
           name: 'traceparent',
           in: 'header',

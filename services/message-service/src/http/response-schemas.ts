@@ -44,6 +44,20 @@ export const messageViewSchema = z.strictObject({
   deliveries: z.array(deliveryViewSchema).describe("one per consumer group subscribed when it was confirmed; empty before confirm"),
 });
 
+/**
+ * The minimal answer about a message (`toMessageReceipt`), for a caller that sent
+ * `Prefer: return=minimal`: what it needs to go on (the id to confirm, the status), not the
+ * payload it sent.
+ */
+export const messageReceiptSchema = z.strictObject({
+  id: z.string(),
+  messageId: z.string().nullable().describe("the producer's idempotency key, when it gave one"),
+  status: z.enum(MESSAGE_STATUSES),
+});
+
+/** A prepare's, confirm's or cancel's answer: the message, or its receipt with `Prefer: return=minimal`. */
+export const messageAnswerSchema = z.union([messageViewSchema, messageReceiptSchema]);
+
 /** What a consumer is told after an ack or a heartbeat (`toDeliveryStatusView`). */
 export const deliveryStatusViewSchema = z.strictObject({
   id: z.string(),
@@ -65,7 +79,7 @@ export const errorBodySchema = z.strictObject({
 /** One element of a batch answer: the status and body the single call would have answered. */
 const batchItemSchema = z.strictObject({
   status: z.int(),
-  body: z.union([messageViewSchema, errorBodySchema]),
+  body: z.union([messageViewSchema, messageReceiptSchema, errorBodySchema]),
 });
 
 /** `POST /v1/messages/batch` and `POST /v1/confirms`. */

@@ -1,10 +1,11 @@
 /**
  * HTTP request durations by method, route pattern and status. The route is express's
  * pattern (`/v1/messages/:id`), never the raw path, so ids do not explode the label set;
- * a request no route matched is labelled `unmatched`.
+ * a request no route matched is labelled `unmatched`. And admission control's figures:
+ * the API requests in flight, and those refused because the bound was reached.
  */
-import type { NextFunction, Request, Response } from 'express';
-import { Histogram, type Registry } from 'prom-client';
+import type { Request, Response } from 'express';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 /** The label of requests that matched no route (404s, refused before routing). */
 export const UNMATCHED_ROUTE = 'unmatched';
@@ -13,8 +14,25 @@ export const UNMATCHED_ROUTE = 'unmatched';
 export class HttpMetrics {
   /** Seconds from the first byte of the request to the end of the answer. */
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
+  /** API requests answered 503 `OVERLOADED` at once because `RMS_MAX_INFLIGHT_REQUESTS` were in flight. */
+  readonly refused: Counter;
+  #inFlight: () => number = () => 0;
 
   constructor(registry: Registry) {
+    this.refused = new Counter({
+      name: 'rms_http_requests_refused_total',
+      help: 'API requests refused with 503 OVERLOADED, unread, because RMS_MAX_INFLIGHT_REQUESTS requests were in flight',
+      registers: [registry],
+    });
+    const inFlight = () => this.#inFlight();
+    new Gauge({
+      name: 'rms_http_requests_in_flight',
+      help: 'API requests (/v1) being handled now, the figure admission control bounds',
+      registers: [registry],
+      collect() {
+        this.set(inFlight());
+      },
+    });
     this.requestDuration = new Histogram({
       name: 'rms_http_request_duration_seconds',
       help: 'HTTP request duration by method, route pattern and status',
@@ -24,16 +42,14 @@ export class HttpMetrics {
     });
   }
 
-  /** Express middleware that times every request; mount it first. */
-  middleware() {
-    return (request: Request, response: Response, next: NextFunction): void => {
-      const startedAt = process.hrtime.bigint();
-      response.once('finish', () => {
-        const seconds = Number(process.hrtime.bigint() - startedAt) / 1e9;
-        this.requestDuration.observe({ method: knownMethod(request.method), route: routePattern(request), status: String(response.statusCode) }, seconds);
-      });
-      next();
-    };
+  /** Reads the in-flight gauge from `read` (admission control's count) at each scrape. */
+  watchInFlight(read: () => number): void {
+    this.#inFlight = read;
+  }
+
+  /** Observes one answered request, `seconds` after it arrived (called once per request, on `finish`). */
+  observe(request: Request, response: Response, seconds: number): void {
+    this.requestDuration.observe({ method: knownMethod(request.method), route: routePattern(request), status: String(response.statusCode) }, seconds);
   }
 }
 

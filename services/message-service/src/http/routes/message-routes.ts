@@ -5,15 +5,16 @@
  */
 import { SpanKind, type TraceContext, inSpan, recordSpan, startSpan, traceContextFrom, traceContextOf } from '@rms/client-sdk';
 import type { Span } from '@opentelemetry/api';
-import { Router } from 'express';
+import { type Request, type Response, Router } from 'express';
 import type { MessageFilter, MessageService, PrepareInput } from '../../application/message-service.js';
 import { InvalidRequestError, PayloadTooLargeError } from '../../domain/errors.js';
 import { findJsonValueProblem } from '../../validation/json-value-limits.js';
 import { callerOf, requireRole } from '../authentication.js';
 import { BATCH_BODY_LIMIT_BYTES, ENVELOPE_ALLOWANCE_BYTES, ID_LIST_BODY_LIMIT_BYTES, SMALL_BODY_LIMIT_BYTES, jsonBody } from '../json-body.js';
-import { toDeliveryStatusView, toEventView, toMessageView } from '../message-view.js';
+import { type MessageReceipt, type MessageView, toDeliveryStatusView, toEventView, toMessageReceipt, toMessageView } from '../message-view.js';
 import type { JsonValue, Message } from '../../domain/message.js';
 import { toHttpError } from '../error-mapping.js';
+import { sendJson } from '../json-answer.js';
 import { messageSpanAttributes, traceOf } from '../../observability/message-trace.js';
 import {
   batchAckBodySchema,
@@ -61,6 +62,23 @@ function itemAnswer<T>(outcome: PromiseSettledResult<T>, view: (value: T) => unk
   const answer = toHttpError(outcome.reason);
   if (answer.status >= 500) throw outcome.reason;
   return { status: answer.status, body: answer.body };
+}
+
+/** RFC 7240's `Prefer: return=minimal`, among whatever else the caller prefers. */
+const RETURN_MINIMAL = /(?:^|[\s,;])return\s*=\s*"?minimal"?\s*(?:$|[,;])/i;
+
+/**
+ * How a prepare, confirm or cancel (single or batch) shows a message: whole, or, to a
+ * caller that prefers a minimal answer, as its receipt (id, key, status), saying so in
+ * `Preference-Applied`. A producer that sent the payload rarely needs it echoed back.
+ */
+function messageViewFor(request: Request, response: Response): (message: Message) => MessageView | MessageReceipt {
+  const prefer = request.headers['prefer'];
+  if (typeof prefer !== 'string' || !RETURN_MINIMAL.test(prefer)) return toMessageView;
+  return (message) => {
+    response.setHeader('Preference-Applied', 'return=minimal');
+    return toMessageReceipt(message);
+  };
 }
 
 /** Records the `rms.confirm` span of a confirmed message, under the trace it was prepared in. */
@@ -119,6 +137,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     };
   };
 
+  // The per-message path first: express tries routes in order, and these carry the load.
   router.post('/v1/messages', requireRole('producer'), prepareBody, async (request, response) => {
     const input = prepareInput(request.body, traceContextFrom(request.headers));
     const caller = callerOf(response);
@@ -130,7 +149,29 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       span.setAttribute('messaging.message.id', prepared.message.id);
       return prepared;
     });
-    response.status(created ? 201 : 200).location(`/v1/messages/${message.id}`).json(toMessageView(message));
+    response.setHeader('Location', `/v1/messages/${message.id}`);
+    sendJson(response, messageViewFor(request, response)(message), created ? 201 : 200);
+  });
+
+  router.post('/v1/messages/:id/confirm', requireRole('producer', 'admin'), async (request, response) => {
+    const startTime = new Date();
+    const message = await service.confirm(callerOf(response), idOf(request.params));
+    recordConfirmSpan(message, startTime);
+    sendJson(response, messageViewFor(request, response)(message));
+  });
+
+  router.delete('/v1/messages/:id', requireRole('producer', 'admin'), async (request, response) => {
+    sendJson(response, messageViewFor(request, response)(await service.cancel(callerOf(response), idOf(request.params))));
+  });
+
+  router.post('/v1/messages/:id/ack', requireRole('consumer'), smallBody, async (request, response) => {
+    const body = parseOrThrow(groupBodySchema, request.body);
+    sendJson(response, toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params), body?.group)));
+  });
+
+  router.post('/v1/acks', requireRole('consumer'), idListBody, async (request, response) => {
+    const { ids, group } = parseOrThrow(batchAckBodySchema, request.body);
+    sendJson(response, { results: await service.ackMany(callerOf(response), ids, group) });
   });
 
   router.post('/v1/messages/batch', requireRole('producer'), batchPrepareBody, async (request, response) => {
@@ -165,20 +206,14 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       for (const span of spans) span.end();
     }
     let next = 0;
+    const view = messageViewFor(request, response);
     const results = inputs.map((input) => {
       if ('refused' in input) return itemAnswer({ status: 'rejected', reason: input.refused });
       const outcome = outcomes[next++] as PromiseSettledResult<{ message: Message; created: boolean }>;
       if (outcome.status === 'rejected') return itemAnswer(outcome);
-      return { status: outcome.value.created ? 201 : 200, body: toMessageView(outcome.value.message) };
+      return { status: outcome.value.created ? 201 : 200, body: view(outcome.value.message) };
     });
-    response.json({ results });
-  });
-
-  router.post('/v1/messages/:id/confirm', requireRole('producer', 'admin'), async (request, response) => {
-    const startTime = new Date();
-    const message = await service.confirm(callerOf(response), idOf(request.params));
-    recordConfirmSpan(message, startTime);
-    response.json(toMessageView(message));
+    sendJson(response, { results });
   });
 
   router.post('/v1/confirms', requireRole('producer', 'admin'), idListBody, async (request, response) => {
@@ -186,21 +221,12 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
     const startTime = new Date();
     const outcomes = await service.confirmMany(callerOf(response), ids);
     for (const outcome of outcomes) if (outcome.status === 'fulfilled') recordConfirmSpan(outcome.value, startTime);
-    response.json({ results: outcomes.map((outcome) => itemAnswer(outcome, (message) => toMessageView(message))) });
+    sendJson(response, { results: outcomes.map((outcome) => itemAnswer(outcome, messageViewFor(request, response))) });
   });
 
-  router.delete('/v1/messages/:id', requireRole('producer', 'admin'), async (request, response) => {
-    response.json(toMessageView(await service.cancel(callerOf(response), idOf(request.params))));
-  });
-
-  router.post('/v1/messages/:id/ack', requireRole('consumer'), smallBody, async (request, response) => {
-    const body = parseOrThrow(groupBodySchema, request.body);
-    response.json(toDeliveryStatusView(await service.ack(callerOf(response), idOf(request.params), body?.group)));
-  });
-
-  router.post('/v1/acks', requireRole('consumer'), idListBody, async (request, response) => {
-    const { ids, group } = parseOrThrow(batchAckBodySchema, request.body);
-    response.json({ results: await service.ackMany(callerOf(response), ids, group) });
+  router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
+    const body = parseOrThrow(heartbeatBody, request.body);
+    sendJson(response, toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs, body?.group)));
   });
 
   router.post('/v1/messages/:id/nack', requireRole('consumer'), smallBody, async (request, response) => {
@@ -211,7 +237,7 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       ...(body.retryAfterMs !== undefined && { retryAfterMs: body.retryAfterMs }),
       ...(body.attempt !== undefined && { attempt: body.attempt }),
     };
-    response.json(toDeliveryStatusView(await service.nack(callerOf(response), id, input, body.group)));
+    sendJson(response, toDeliveryStatusView(await service.nack(callerOf(response), id, input, body.group)));
   });
 
   router.post('/v1/nacks', requireRole('consumer'), batchNackBody, async (request, response) => {
@@ -222,9 +248,10 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       ...(retryAfterMs !== undefined && { retryAfterMs }),
       ...(attempt !== undefined && { attempt }),
     }));
-    response.json({ results: await service.nackMany(callerOf(response), items, group) });
+    sendJson(response, { results: await service.nackMany(callerOf(response), items, group) });
   });
 
+  // Reads and the operator's calls.
   router.get('/v1/messages/:id/history', async (request, response) => {
     const { message, events } = await service.historyOf(callerOf(response), idOf(request.params));
     response.json({ id: message.id, status: message.status, events: events.map(toEventView) });
@@ -243,11 +270,6 @@ export function messageRoutes({ service, maxPayloadBytes, maxPayloadDepth, maxHe
       ...(query.cursor && { after: decodeCursor(query.cursor) }),
     });
     response.json({ messages: page.messages.map(toMessageView), nextCursor: page.next ? encodeCursor(page.next) : null });
-  });
-
-  router.post('/v1/messages/:id/heartbeat', requireRole('consumer'), smallBody, async (request, response) => {
-    const body = parseOrThrow(heartbeatBody, request.body);
-    response.json(toDeliveryStatusView(await service.heartbeat(callerOf(response), idOf(request.params), body?.extendMs, body?.group)));
   });
 
   router.post('/v1/topics/:topic/resend', requireRole('admin'), smallBody, async (request, response) => {
