@@ -117,7 +117,11 @@ export class PerMessageHttpSender implements MessageSender {
       answer = await this.#pool.request({
         method: 'POST',
         path,
-        headers: body === undefined ? { authorization: this.#authorization } : { authorization: this.#authorization, 'content-type': 'application/json' },
+        // The client needs the prepare's id and nothing of the confirm's answer: it asks for
+        // receipts (RFC 7240), as any API client that only goes on with the id should.
+        headers: body === undefined
+          ? { authorization: this.#authorization, prefer: 'return=minimal' }
+          : { authorization: this.#authorization, 'content-type': 'application/json', prefer: 'return=minimal' },
         ...(body !== undefined && { body }),
       });
     } catch (error) {
