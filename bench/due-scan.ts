@@ -124,7 +124,7 @@ async function insertBackgroundRows(client: pg.Client, table: string, from: numb
             CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END,
             CASE WHEN g % 20 >= 2 THEN at ELSE 'infinity' END
      FROM generate_series($1::int, $2::int) AS g,
-          LATERAL (SELECT now() - ((g * 7919) % ($4::int * 86400)) * interval '1 s' AS at) AS t`,
+          LATERAL (SELECT now() - ((g::bigint * 7919) % ($4::int * 86400)) * interval '1 s' AS at) AS t`,
     [from, to, PAYLOAD_SQL, FINISHED_DAYS],
   );
   // What autovacuum would have done by the time a table is this size; without

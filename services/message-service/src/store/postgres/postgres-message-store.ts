@@ -43,6 +43,9 @@ const DEFAULTS = { poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 10_
 /** Statuses whose messages live in a finished day's partition (see partitions.ts). */
 const FINISHED_STATUSES: ReadonlySet<string> = new Set(['COMPLETED', 'CANCELLED']);
 
+/** One day in milliseconds. */
+const DAY_MS = 24 * 3600 * 1000;
+
 /** Days of partitions created ahead of today (and kept behind it) at start and at each sweep. */
 const PARTITION_DAYS_AHEAD = 2;
 
@@ -419,7 +422,9 @@ export class PostgresMessageStore implements MessageStore {
    * runs `write` again. A statement refused for a missing partition wrote nothing.
    */
   private async withPartitions<T>(table: PartitionedTable, dates: readonly Date[], write: () => Promise<T>): Promise<T> {
-    const days = new Map(dates.map((date) => { const day = dayOf(date); return [day.key, day]; }));
+    // Day numbers first: the dates of one batch almost always share one day, and `dayOf` formats a key.
+    const dayNumbers = new Set(dates.map((date) => Math.floor(date.getTime() / DAY_MS)));
+    const days = new Map([...dayNumbers].map((number) => { const day = dayOf(new Date(number * DAY_MS)); return [day.key, day]; }));
     for (const day of days.values()) await this.partitions.ensure(table, day);
     try {
       return await write();
@@ -551,8 +556,16 @@ export class PostgresMessageStore implements MessageStore {
 
   async findByIds(ids: readonly string[]): Promise<(Message | null)[]> {
     if (ids.length === 0) return [];
-    const { rows } = await this.query<MessageRow>(`SELECT * FROM ${this.table} WHERE id = ANY($1::uuid[])`, [ids]);
+    // The messages RMS reads on its hot path (to ack, nack, redeliver) are unfinished: look
+    // in the active partition first, and through every day only for the ids not found there
+    // (a message that finished between the two reads is found by the second).
+    const { rows } = await this.query<MessageRow>(`SELECT * FROM ${this.activeTable} WHERE id = ANY($1::uuid[])`, [ids]);
     const byId = new Map(rows.map((row) => [row.id, toMessage(row)]));
+    const missing = ids.filter((id) => !byId.has(id));
+    if (missing.length > 0) {
+      const finished = await this.query<MessageRow>(`SELECT * FROM ${this.table} WHERE id = ANY($1::uuid[])`, [missing]);
+      for (const row of finished.rows) byId.set(row.id, toMessage(row));
+    }
     return ids.map((id) => byId.get(id) ?? null);
   }
 
@@ -641,7 +654,7 @@ export class PostgresMessageStore implements MessageStore {
     const { rows: updated } = await this.partitionedUpdate<Row>(
       first,
       group.map((change) => change.at),
-      `UPDATE ${this.table} AS m SET ${assignments.join(', ')}
+      `UPDATE ${this.updateTarget(first)} AS m SET ${assignments.join(', ')}
        FROM json_to_recordset($1::json) AS v(${columns.join(', ')})
        WHERE m.id = ANY($4::uuid[]) AND m.id = v.id AND ${partitionOf(first.from.status)}
          AND m.status = v.from_status AND m.dead_reason IS NOT DISTINCT FROM v.from_dead_reason
@@ -655,8 +668,17 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async findById(id: string): Promise<Message | null> {
-    const { rows } = await this.query<MessageRow>(`SELECT * FROM ${this.table} WHERE id = $1`, [id]);
-    return rows[0] ? toMessage(rows[0]) : null;
+    const [message] = await this.findByIds([id]);
+    return message ?? null;
+  }
+
+  /**
+   * The table an UPDATE names: the active partition itself when the message stays
+   * unfinished (most writes: confirms, rounds, claims), which spares PostgreSQL planning
+   * over every day; the partitioned table when the row may move between partitions.
+   */
+  private updateTarget(change: Pick<Transition, 'from' | 'to'>): string {
+    return FINISHED_STATUSES.has(change.from.status) || FINISHED_STATUSES.has(change.to) ? this.table : this.activeTable;
   }
 
   async transition(change: Transition): Promise<Message | null> {
@@ -694,7 +716,7 @@ export class PostgresMessageStore implements MessageStore {
     const { rows } = await this.partitionedUpdate<Row>(
       change,
       [change.at],
-      `UPDATE ${this.table} SET ${assignments.join(', ')}
+      `UPDATE ${this.updateTarget(change)} SET ${assignments.join(', ')}
        WHERE id = $1 AND ${partitionOf(change.from.status)} AND status = $2 AND dead_reason IS NOT DISTINCT FROM $3${conditions}
        RETURNING ${returning}`,
       values,
