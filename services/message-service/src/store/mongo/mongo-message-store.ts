@@ -16,6 +16,7 @@ import {
   type MessagePatch,
   type MessageStatus,
   type NewMessage,
+  preparedMessage,
 } from '../../domain/message.js';
 import { MESSAGE_EVENT_TYPES, type MessageEvent, completeEvent } from '../../domain/message-event.js';
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
@@ -444,32 +445,9 @@ export class MongoMessageStore implements MessageStore {
 
   async insert(message: NewMessage): Promise<InsertResult> {
     return this.run(async () => {
-      const document: MessageDocument = {
-        _id: message.id,
-        producer: message.producer,
-        producerMessageId: message.producerMessageId,
-        topic: message.topic,
-        payload: message.payload,
-        headers: message.headers,
-        status: 'PENDING',
-        deadReason: null,
-        createdAt: message.createdAt,
-        updatedAt: message.createdAt,
-        confirmedAt: null,
-        completedAt: null,
-        cancelledAt: null,
-        checkAttempts: 0,
-        deliveryAttempts: 0,
-        nextAttemptAt: message.nextAttemptAt,
-        lastTransport: null,
-        lastError: null,
-        deliverAt: message.deliverAt ?? null,
-        deliveries: [],
-        version: 0,
-        lastPublishedAt: null,
-        traceparent: message.traceparent ?? null,
-        tracestate: message.tracestate ?? null,
-      };
+      // The message as the domain says an insert leaves it, with the RMS id as `_id`.
+      const { id, ...prepared } = preparedMessage(message);
+      const document: MessageDocument = { _id: id, ...prepared };
       try {
         const created = await this.model.insertOne(document);
         // `toObject` is a copy of what was written, so the caller never shares the stored payload.
