@@ -6,10 +6,11 @@
  *
  * The rows are made with `INSERT … SELECT generate_series` into a `PostgresMessageStore`'s
  * own schema (created by its migrations, so the partitions and indexes are the real ones).
- * The other rows are what a live table mostly holds: finished messages (90 %, finished
- * over the last 7 days, so in 7 or 8 day partitions), plus in-flight ones that are not due
- * yet (5 % PENDING and 5 % SENDING with a next attempt in the future). At the largest size
- * the oldest day's partition is then dropped by the retention call, timed.
+ * The other rows are what a live table mostly holds: finished messages (finished over the
+ * last 7 days, so in 7 or 8 day partitions), plus a backlog of in-flight ones that are not
+ * due yet (1,000 PENDING or SENDING with a next attempt in the future), the same at every
+ * size. At the largest size the oldest day's partition is then dropped by the retention
+ * call, timed.
  */
 import pg from 'pg';
 import { type JsonValue, MessageService, PostgresMessageStore } from '@rms/message-service';
@@ -112,20 +113,28 @@ async function withScanSchema<T>(databaseUrl: string, schema: string, work: (sca
 }
 
 /**
- * Adds rows `from`..`to` of what a live table mostly holds: finished messages (90 %), and
- * in-flight ones not due yet (5 % PENDING, 5 % SENDING, next attempt within the hour).
+ * Rows among which the in-flight backlog is generated: the first 10,000 background rows
+ * are 10 % in flight (5 % PENDING, 5 % SENDING, not due yet), every later one finished.
+ * A larger table therefore holds more history, not more backlog: what the measurement
+ * compares (a due index whose size followed the table would show here).
+ */
+const BACKLOG_ROWS = 10_000;
+
+/**
+ * Adds rows `from`..`to` of what a live table mostly holds: finished messages, and among
+ * the first `BACKLOG_ROWS` in-flight ones not due yet (next attempt within the hour).
  */
 async function insertBackgroundRows(client: pg.Client, table: string, from: number, to: number): Promise<void> {
   await client.query(
     `INSERT INTO ${table} (id, producer, producer_message_id, topic, payload, status, created_at, updated_at, completed_at, next_attempt_at, finished_at)
      SELECT gen_random_uuid(), 'bench', 'row-' || g, 'bench.rows', $3::json,
-            CASE g % 20 WHEN 0 THEN 'PENDING' WHEN 1 THEN 'SENDING' ELSE 'COMPLETED' END,
-            at, at, CASE WHEN g % 20 >= 2 THEN at END,
-            CASE WHEN g % 20 < 2 THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END,
-            CASE WHEN g % 20 >= 2 THEN at ELSE 'infinity' END
+            CASE WHEN NOT waiting THEN 'COMPLETED' WHEN g % 20 = 0 THEN 'PENDING' ELSE 'SENDING' END,
+            at, at, CASE WHEN NOT waiting THEN at END,
+            CASE WHEN waiting THEN now() + interval '1 hour' + (g % 3600) * interval '1 s' END,
+            CASE WHEN NOT waiting THEN at ELSE 'infinity' END
      FROM generate_series($1::int, $2::int) AS g,
-          LATERAL (SELECT now() - ((g::bigint * 7919) % ($4::int * 86400)) * interval '1 s' AS at) AS t`,
-    [from, to, PAYLOAD_SQL, FINISHED_DAYS],
+          LATERAL (SELECT now() - ((g::bigint * 7919) % ($4::int * 86400)) * interval '1 s' AS at, g <= $5 AND g % 20 < 2 AS waiting) AS t`,
+    [from, to, PAYLOAD_SQL, FINISHED_DAYS, BACKLOG_ROWS],
   );
   // What autovacuum would have done by the time a table is this size; without
   // statistics the planner guesses, and that would be measured instead of the index.
