@@ -214,3 +214,31 @@ describe('PostgreSQL migration 7 (partitions) on a store with messages', () => {
     assert.equal((await store.history(ids.pending, 10)).length, 1);
   });
 });
+
+describe('PostgreSQL partitions shared by several instances', () => {
+  const { url, schema } = freshSchemaUrl();
+  const writer = new PostgresMessageStore({ url });
+  const sweeper = new PostgresMessageStore({ url });
+  before(async () => {
+    await writer.init();
+    await sweeper.init();
+  });
+  after(async () => {
+    await writer.close();
+    await sweeper.close();
+    await dropSchema(schema);
+  });
+
+  const finish = async (store: PostgresMessageStore, at: Date) => {
+    const { message } = await store.insert(newMessage());
+    const cancelled = await store.transition({ id: message.id, from: { status: 'PENDING', deadReason: null }, to: 'CANCELLED', deadReason: null, at, set: { cancelledAt: at } });
+    return cancelled;
+  };
+
+  test('a day another instance dropped is made again when this one next finishes a message on it', async () => {
+    const day = new Date('2025-06-01T12:00:00Z');
+    assert.equal((await finish(writer, day))?.status, 'CANCELLED', 'the writer made the day and remembers it');
+    assert.ok((await sweeper.pruneFinished(new Date('2025-06-03T00:00:00Z'), 1000)) >= 1, 'the other instance dropped the day');
+    assert.equal((await finish(writer, day))?.status, 'CANCELLED', 'the writer finds the day missing, makes it again and writes');
+  });
+});

@@ -39,7 +39,6 @@ export type * from './store/message-store.js';
 export { movedMessage } from './store/message-store.js';
 export { PostgresMessageStore, type PostgresStoreOptions } from './store/postgres/postgres-message-store.js';
 export { MIGRATIONS, type Migration } from './store/postgres/schema.js';
-export { dayOf, daysBetween, partitionName, dayOfPartition } from './store/postgres/partitions.js';
 export { MongoMessageStore, type MongoStoreOptions } from './store/mongo/mongo-message-store.js';
 export type { Alert, Notification, NotificationSink, Notifier } from './alerts/notifier.js';
 export { AlertBatcher, type AlertBatcherOptions } from './alerts/alert-batcher.js';

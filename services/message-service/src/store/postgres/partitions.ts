@@ -24,7 +24,8 @@ export interface DayRange {
   end: Date;
 }
 
-const DAY_MS = 24 * 3600 * 1000;
+/** One day in milliseconds. */
+export const DAY_MS = 24 * 3600 * 1000;
 
 /** The UTC day holding `at`. */
 export function dayOf(at: Date): DayRange {
@@ -38,6 +39,15 @@ export function daysBetween(from: Date, to: Date): DayRange[] {
   const days: DayRange[] = [];
   for (let day = dayOf(from); day.start.getTime() <= to.getTime(); day = dayOf(day.end)) days.push(day);
   return days;
+}
+
+/**
+ * The distinct days holding `dates`. Day numbers first: the dates of one batch almost
+ * always share one day, and `dayOf` formats a key.
+ */
+export function distinctDays(dates: readonly Date[]): DayRange[] {
+  const numbers = new Set(dates.map((date) => Math.floor(date.getTime() / DAY_MS)));
+  return [...numbers].map((number) => dayOf(new Date(number * DAY_MS)));
 }
 
 /** The two partitioned tables and the prefix of their day partitions. */
@@ -159,11 +169,13 @@ export class DayPartitions {
    */
   async dropExpired(before: Date): Promise<DroppedPartitions> {
     const dropped: DroppedPartitions = { messages: 0, partitions: [] };
+    let messageDaysDropped = 0;
     for (const { name, day } of await this.list('messages')) {
       if (day.end.getTime() > before.getTime()) continue;
       dropped.messages += await this.rowCount(name);
       await this.drop('messages', name, day);
       dropped.partitions.push(name);
+      messageDaysDropped += 1;
     }
     for (const { name, day } of await this.list('events')) {
       if (day.end.getTime() > before.getTime()) continue;
@@ -176,7 +188,8 @@ export class DayPartitions {
       await this.drop('events', name, day);
       dropped.partitions.push(name);
     }
-    // Kept events whose message is gone (it finished, and its day was dropped since).
+    // Kept events whose message is gone: a message leaves only with a dropped day.
+    if (messageDaysDropped === 0) return dropped;
     await this.run(
       `DELETE FROM "${this.schema}".rms_message_events_kept k
        WHERE NOT EXISTS (SELECT 1 FROM "${this.schema}".rms_messages m WHERE m.id = k.message_id)`,

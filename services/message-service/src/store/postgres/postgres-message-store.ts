@@ -14,7 +14,7 @@ import type { MessageEvent, MessageEventType, EventActor } from '../../domain/me
 import type { ClaimQuery, InsertResult, ListQuery, MessagePage, MessageStore, Moved, StatusTopicCount, TopicBacklog, Transition } from '../message-store.js';
 import { foldBacklogGroups } from '../topic-backlog.js';
 import { requireDistinctIds } from '../require-distinct-ids.js';
-import { DayPartitions, dayOf, isMissingPartitionError, isMovedRowError, type PartitionedTable } from './partitions.js';
+import { DAY_MS, DayPartitions, distinctDays, isMissingPartitionError, isMovedRowError, type PartitionedTable } from './partitions.js';
 import { MIGRATIONS, SCHEMA_NAME_PATTERN } from './schema.js';
 
 /** Options of the PostgreSQL store. */
@@ -42,9 +42,6 @@ const DEFAULTS = { poolSize: 10, connectTimeoutMs: 5000, statementTimeoutMs: 10_
 
 /** Statuses whose messages live in a finished day's partition (see partitions.ts). */
 const FINISHED_STATUSES: ReadonlySet<string> = new Set(['COMPLETED', 'CANCELLED']);
-
-/** One day in milliseconds. */
-const DAY_MS = 24 * 3600 * 1000;
 
 /** Days of partitions created ahead of today (and kept behind it) at start and at each sweep. */
 const PARTITION_DAYS_AHEAD = 2;
@@ -206,10 +203,7 @@ interface MessageRow {
   version: number;
 }
 
-/** What `move` reads back of a row: `Moved`. */
-type MovedRow = Moved;
-
-/** The columns of `MovedRow`, in an UPDATE whose table is aliased `m` (the record set has an `id` and a `version` too). */
+/** The columns of `Moved`, in an UPDATE whose table is aliased `m` (the record set has an `id` and a `version` too). */
 const MOVED_COLUMNS = 'm.id, m.version';
 
 /** A delivery as its JSON holds it: times as ISO text. */
@@ -404,8 +398,7 @@ export class PostgresMessageStore implements MessageStore {
 
   /** Creates the day partitions around `now` (yesterday to a few days ahead), so writes rarely find their day missing. */
   private async ensureCurrentPartitions(now: Date): Promise<void> {
-    const day = 24 * 3600 * 1000;
-    await this.partitions.ensureDays(new Date(now.getTime() - day), new Date(now.getTime() + PARTITION_DAYS_AHEAD * day));
+    await this.partitions.ensureDays(new Date(now.getTime() - DAY_MS), new Date(now.getTime() + PARTITION_DAYS_AHEAD * DAY_MS));
   }
 
   /**
@@ -422,15 +415,13 @@ export class PostgresMessageStore implements MessageStore {
    * runs `write` again. A statement refused for a missing partition wrote nothing.
    */
   private async withPartitions<T>(table: PartitionedTable, dates: readonly Date[], write: () => Promise<T>): Promise<T> {
-    // Day numbers first: the dates of one batch almost always share one day, and `dayOf` formats a key.
-    const dayNumbers = new Set(dates.map((date) => Math.floor(date.getTime() / DAY_MS)));
-    const days = new Map([...dayNumbers].map((number) => { const day = dayOf(new Date(number * DAY_MS)); return [day.key, day]; }));
-    for (const day of days.values()) await this.partitions.ensure(table, day);
+    const days = distinctDays(dates);
+    for (const day of days) await this.partitions.ensure(table, day);
     try {
       return await write();
     } catch (error) {
       if (!isMissingPartitionError(error)) throw error;
-      for (const day of days.values()) {
+      for (const day of days) {
         this.partitions.forget(table, day);
         await this.partitions.ensure(table, day);
       }
@@ -578,7 +569,7 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async moveMany(changes: readonly Transition[]): Promise<PromiseSettledResult<Moved | null>[]> {
-    return this.updateMany(changes, (group) => this.updateShape<MovedRow>(group, MOVED_COLUMNS), (change) => this.move(change));
+    return this.updateMany(changes, (group) => this.updateShape<Moved>(group, MOVED_COLUMNS), (change) => this.move(change));
   }
 
   /**
@@ -687,7 +678,7 @@ export class PostgresMessageStore implements MessageStore {
   }
 
   async move(change: Transition): Promise<Moved | null> {
-    const [row] = await this.updateOne<MovedRow>(change, 'id, version');
+    const [row] = await this.updateOne<Moved>(change, 'id, version');
     return row ?? null;
   }
 
