@@ -7,8 +7,9 @@
  * request that arrives while `maxInFlight` are being handled is answered 503 `OVERLOADED`
  * with `Retry-After` at once, before its body is read, authenticated or parsed: it costs
  * RMS a few microseconds and nothing of it happens, so the client may simply retry it.
- * The requests admitted are served as before, and their latency stays bounded by the bound
- * (Little's law: at most `maxInFlight` requests queue ahead of one).
+ * The requests admitted are served as before; at most `maxInFlight` of them are in RMS at
+ * once (which bounds their queue, though not yet their tail latency when the store is
+ * slower than the bound assumes: docs/benchmarks.md, overload).
  *
  * Health, readiness, `/metrics`, `/openapi.json` and the dashboard's files are outside
  * `/v1` and never refused: an overloaded RMS must still say how it is.
