@@ -17,7 +17,12 @@ describe('the failover drill on a Redis Cluster and a ZooKeeper ensemble', { ski
   let ensemble: ZooKeeperEnsemble;
 
   before(async () => {
-    [cluster, ensemble] = await Promise.all([RedisCluster.start(1000), ZooKeeperEnsemble.start(3)]);
+    // Both start at once; when one fails, `after` closes the one that started.
+    const [started, formed] = await Promise.allSettled([RedisCluster.start(1000), ZooKeeperEnsemble.start(3)]);
+    if (started.status === 'fulfilled') cluster = started.value;
+    if (formed.status === 'fulfilled') ensemble = formed.value;
+    if (started.status === 'rejected') throw started.reason;
+    if (formed.status === 'rejected') throw formed.reason;
   });
   after(async () => {
     await cluster?.close();

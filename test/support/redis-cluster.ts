@@ -8,11 +8,14 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from '../../scripts/demo-stack.js';
+import { clusterPort } from './loopback-ports.js';
+
+/** A node's cluster bus listens on its port + 10000. */
+const CLUSTER_BUS_OFFSET = 10_000;
 
 const run = promisify(execFile);
 
@@ -50,14 +53,20 @@ export class RedisCluster {
   static async start(nodeTimeoutMs = 1000): Promise<RedisCluster> {
     const dir = await mkdtemp(join(tmpdir(), 'rms-redis-cluster-'));
     const nodes: Node[] = [];
-    for (let i = 0; i < 6; i++) nodes.push({ port: await freePort(), process: undefined });
+    for (let i = 0; i < 6; i++) nodes.push({ port: await clusterPort([CLUSTER_BUS_OFFSET]), process: undefined });
     const cluster = new RedisCluster(dir, nodes, nodeTimeoutMs);
-    for (const node of nodes) cluster.spawn(node);
-    for (const node of nodes) await cluster.waitAnswers(node.port);
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
-    await cluster.waitOk(30_000);
-    await cluster.waitReplicated(30_000);
-    return cluster;
+    try {
+      for (const node of nodes) cluster.spawn(node);
+      for (const node of nodes) await cluster.waitAnswers(node.port);
+      await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
+      await cluster.waitOk(30_000);
+      await cluster.waitReplicated(30_000);
+      return cluster;
+    } catch (error) {
+      // Nodes left running would keep the test process alive until its timeout.
+      await cluster.close();
+      throw error;
+    }
   }
 
   /** Runs a redis-cli command against the node on `port` and returns its output. */
@@ -140,11 +149,17 @@ export class RedisCluster {
     return live.port;
   }
 
+  /** Waits for the node on `port` to answer PING; fails at once, with its log, when it exits. */
   private async waitAnswers(port: number): Promise<void> {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + 20_000;
+    const child = this.nodes.find((node) => node.port === port)?.process;
     for (;;) {
       if ((await this.cli(port, 'PING').catch(() => '')).includes('PONG')) return;
-      if (Date.now() >= deadline) throw new Error(`redis-server on ${port} did not start`);
+      const exited = child !== undefined && (child.exitCode !== null || child.signalCode !== null);
+      if (exited || Date.now() >= deadline) {
+        const log = await readFile(join(this.dir, `redis-${port}.log`), 'utf8').catch(() => '(no log)');
+        throw new Error(`redis-server on ${port} ${exited ? `exited (${child.exitCode ?? child.signalCode})` : 'did not answer in 20 s'}; its log ends:\n${log.slice(-1500)}`);
+      }
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }

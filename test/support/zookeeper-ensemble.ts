@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort } from '../../scripts/demo-stack.js';
+import { clusterPort } from './loopback-ports.js';
 
 /** Where Debian's zookeeper package puts the server. */
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar';
@@ -73,7 +73,7 @@ export class ZooKeeperEnsemble {
     const root = await mkdtemp(join(tmpdir(), 'rms-zk-ensemble-'));
     const members: Member[] = [];
     for (let id = 1; id <= size; id++) {
-      members.push({ id, clientPort: await freePort(), peerPort: await freePort(), electionPort: await freePort(), dir: join(root, `server-${id}`), process: undefined, log: '' });
+      members.push({ id, clientPort: await clusterPort(), peerPort: await clusterPort(), electionPort: await clusterPort(), dir: join(root, `server-${id}`), process: undefined, log: '' });
     }
     const servers = members.map((member) => `server.${member.id}=127.0.0.1:${member.peerPort}:${member.electionPort}`).join('\n');
     for (const member of members) {
@@ -99,9 +99,15 @@ export class ZooKeeperEnsemble {
       );
     }
     const ensemble = new ZooKeeperEnsemble(root, members);
-    for (const member of members) ensemble.spawn(member);
-    await ensemble.waitServing(members.map((member) => member.id), 60_000);
-    return ensemble;
+    try {
+      for (const member of members) ensemble.spawn(member);
+      await ensemble.waitServing(members.map((member) => member.id), 60_000);
+      return ensemble;
+    } catch (error) {
+      // Servers left running would keep the test process alive until its timeout.
+      await ensemble.close();
+      throw error;
+    }
   }
 
   /** Kills server `id` (1-based) with SIGKILL and waits for it to be gone. */
