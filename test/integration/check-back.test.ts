@@ -10,10 +10,16 @@ import { waitUntil } from '../support/wait.js';
 
 const ENV = {
   RMS_POLL_INTERVAL_MS: '20',
-  RMS_CHECK_DELAY_MS: '50',
+  // The cancelled message below must be cancelled (one HTTP call after its prepare) before
+  // its first check is due: at 50 ms, a loaded CI box sometimes cancelled it too late, and
+  // the check had rightly been made.
+  RMS_CHECK_DELAY_MS: '2000',
   RMS_CHECK_INTERVAL_MS: '60',
   RMS_CHECK_MAX: '3',
-  RMS_CHECK_TIMEOUT_MS: '150',
+  // Long enough that a loaded 2-core box always answers a check in time (at 150 ms, CI's
+  // ROLLBACK and UNKNOWN checks timed out and were counted as "ask again"); the `timeout`
+  // producer below answers later than this on purpose.
+  RMS_CHECK_TIMEOUT_MS: '2000',
   RMS_PUBLISH_TIMEOUT_MS: '1000',
   RMS_RETRY_IMMEDIATE: '1',
   RMS_LEASE_MS: '3000',
@@ -39,7 +45,8 @@ function producerAnswer(request: RecordedRequest): { status: number; body?: unkn
     case 'commit': return { status: 200, body: { status: 'COMMIT' } };
     case 'rollback': return { status: 200, body: { status: 'ROLLBACK' } };
     case 'unknown': return { status: 200, body: { status: 'UNKNOWN' } };
-    case 'timeout': return { status: 200, body: { status: 'COMMIT' }, delayMs: 400 };
+    // Later than RMS_CHECK_TIMEOUT_MS by a margin: RMS's abort timer always fires first.
+    case 'timeout': return { status: 200, body: { status: 'COMMIT' }, delayMs: 3000 };
     case 'error500': return { status: 500, body: { error: 'boom' } };
     case 'malformed': return { status: 200, body: { state: 'COMMITTED' } };
     default: return { status: 200, body: { status: 'COMMIT' } };
@@ -79,7 +86,7 @@ describe('check-back: RMS asks the producer about messages left pending', { time
     await waitUntil(async () => {
       const page = await store.list({ topic, limit: 100 });
       return page.messages.every((m) => m.status !== 'PENDING');
-    }, 'no message is left PENDING', 20_000);
+    }, 'no message is left PENDING', 30_000); // the delay, then the timed-out producer's three 2 s checks
   });
   after(async () => {
     await rms?.stop();
@@ -116,7 +123,7 @@ describe('check-back: RMS asks the producer about messages left pending', { time
   test('UNKNOWN, a timeout, a 500, a malformed answer and a bad signature are all "ask again", until DEAD', async () => {
     const expectations: [string, RegExp][] = [
       ['unknown', /does not know yet/],
-      ['timeout', /no answer within 150 ms/],
+      ['timeout', /no answer within 2000 ms/],
       ['error500', /answered HTTP 500/],
       ['malformed', /malformed answer/],
       ['badsig', /answered HTTP 401/],
@@ -147,9 +154,9 @@ describe('check-back: RMS asks the producer about messages left pending', { time
       assert.deepEqual(request.json.headers, {});
       assert.match(String(request.headers['x-rms-signature']), /^sha256=[0-9a-f]{64}$/);
     }
-    // First check after RMS_CHECK_DELAY_MS (50), then every RMS_CHECK_INTERVAL_MS (60): never early.
+    // First check after RMS_CHECK_DELAY_MS (2000), then every RMS_CHECK_INTERVAL_MS (60): never early.
     const created = (await status('unknown'))?.createdAt.getTime() ?? 0;
-    assert.ok((unknownChecks[0]?.at ?? 0) - created >= 45, 'first check not before the delay');
+    assert.ok((unknownChecks[0]?.at ?? 0) - created >= 1995, 'first check not before the delay');
     for (let i = 1; i < unknownChecks.length; i++) {
       assert.ok((unknownChecks[i]?.at ?? 0) - (unknownChecks[i - 1]?.at ?? 0) >= 55, 'checks not closer than the interval');
     }
