@@ -176,7 +176,8 @@ const DELIVERY_TABLE: Record<string, Record<Delivery['status'], string>> = {
   ack:                { SENDING: '→ACKED/SENDING', ACKED: '=', DEAD: '→ACKED/SENDING' },
   heartbeat:          { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '409' },
   resend:             { SENDING: '=', ACKED: '409', DEAD: '→SENDING/SENDING' },
-  'round recorded':   { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
+  // On ACKED: the consumer acked the round before its record landed; the round still counts.
+  'round recorded':   { SENDING: '→SENDING/SENDING', ACKED: '→ACKED/SENDING', DEAD: '=' },
   'rounds exhausted': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
   'consumer failure (nack)': { SENDING: '→SENDING/SENDING', ACKED: '=', DEAD: '=' },
   'consumer failure on the last round': { SENDING: '→DEAD/DEAD', ACKED: '=', DEAD: '=' },
@@ -234,6 +235,28 @@ describe('state machine: a message over its groups\' deliveries', () => {
     const read = message('SENDING', [delivery('inventory', 'SENDING', 2)]);
     const decision = decideDeliveries(read, [{ group: 'inventory', command: { type: 'delivery-recorded', afterAttempts: 1, record } }], T1, 'default');
     assert.equal(decision.outcome, 'unchanged');
+  });
+
+  test('a round acked before its record landed still counts: the record sets the rounds on the ACKED delivery, nothing else', () => {
+    // CI: round 3 went out, the consumer acked it before the publish confirm returned, and the
+    // completed message said 2 attempts.
+    const acked = { ...delivery('inventory', 'ACKED', 2), lastError: 'consumer inventory: boom' };
+    const read = message('COMPLETED', [acked], { completedAt: T0, nextAttemptAt: null, deliveryAttempts: 2 });
+    const round3 = { attempts: 3, nextAttemptAt: T2, lastTransport: 'redis' as const, lastError: null };
+    const decision = decideDeliveries(read, [{ group: 'inventory', command: { type: 'delivery-recorded', afterAttempts: 2, record: round3 } }], T1, 'default');
+    assert.equal(decision.outcome, 'transition');
+    if (decision.outcome !== 'transition') return;
+    assert.equal(decision.to, 'COMPLETED');
+    assert.deepEqual(decision.set.deliveries, [{ ...acked, attempts: 3, lastTransport: 'redis' }], 'still ACKED, no deadline, its ack time kept');
+    assert.equal(decision.set.deliveryAttempts, 3);
+    assert.equal(decision.set.nextAttemptAt, null);
+    assert.deepEqual(decision.set.completedAt, T0, 'completed when it was');
+    // A record of the round the delivery already counts (round 1 written again after the
+    // confirm recorded it) changes nothing on an acked delivery.
+    const again = decideDeliveries(read, [{ group: 'inventory', command: { type: 'delivery-recorded', afterAttempts: 2, record: { ...round3, attempts: 2 } } }], T1, 'default');
+    assert.equal(again.outcome, 'unchanged');
+    const stale = decideDeliveries(read, [{ group: 'inventory', command: { type: 'delivery-recorded', afterAttempts: 1, record: { ...round3, attempts: 2 } } }], T1, 'default');
+    assert.equal(stale.outcome, 'unchanged', 'a stale record is skipped on an acked delivery too');
   });
 
   test('an ack never brings the message due earlier than it is (a claim\'s lease holds)', () => {

@@ -215,7 +215,8 @@ export type DeliveryCommand =
   /**
    * A round was made for the group (published or not). `afterAttempts` is the round count
    * it started from: a record whose delivery has moved on meanwhile (another instance
-   * recorded a round, the group acked) is stale and skipped.
+   * recorded a round, a nack counted it) is stale and skipped. On a delivery the group
+   * acked before the record landed, only the round's count (and transport) is kept.
    */
   | { type: 'delivery-recorded'; afterAttempts: number; record: RoundRecord }
   /** The group's last allowed round went unacked (or failed): its delivery is DEAD. */
@@ -262,7 +263,13 @@ function nextDelivery(delivery: Delivery, command: DeliveryCommand, now: Date): 
       if (status === 'SENDING') return undefined;
       return refusedDelivery(command.type, group, status, ': the group has processed the message');
     case 'delivery-recorded':
-      if (status !== 'SENDING' || delivery.attempts !== command.afterAttempts) return undefined;
+      if (delivery.attempts !== command.afterAttempts) return undefined;
+      // The consumer can receive a round and ack it before the publish confirm returns and
+      // the round is recorded: the ack settled the delivery, and the round still counts.
+      if (status === 'ACKED' && command.record.attempts > delivery.attempts) {
+        return { ...delivery, attempts: command.record.attempts, lastTransport: command.record.lastTransport ?? delivery.lastTransport };
+      }
+      if (status !== 'SENDING') return undefined;
       return { ...delivery, ...command.record };
     case 'delivery-exhausted':
       if (status !== 'SENDING' || delivery.attempts !== command.afterAttempts) return undefined;
