@@ -110,8 +110,24 @@ export type AppliedToDeliveries =
   /** The message is gone, or kept changing under concurrent writes. */
   | { kind: 'lost' };
 
-/** A message's deliveries rarely change under a writer more than a few times in a row. */
-const MAX_DELIVERY_ROUNDS = 8;
+/**
+ * How many times a delivery command is decided again after losing its write. Each loss
+ * means another write to the message landed, so k writers at once (one ack per group of a
+ * fan-out topic, a nack, a claim, a round's record) need up to k rounds. It was 8: CI saw a
+ * consumer's ack refused with STATE_CONFLICT ("kept changing") after 8 rounds, and 9 groups
+ * acking one message at once could not all land. The bound only stops a writer that
+ * something rewrites without end.
+ */
+const MAX_DELIVERY_ROUNDS = 32;
+
+/**
+ * The pause before deciding again after `losses` lost writes in a row: none after the
+ * first two, then a random wait up to 2^losses ms (at most 20 ms), so that writers that
+ * keep colliding spread out instead of reading and writing in step.
+ */
+function contentionPauseMs(losses: number): number {
+  return losses <= 2 ? 0 : Math.random() * Math.min(20, 2 ** losses);
+}
 
 /**
  * Applies commands to a confirmed message's deliveries (`decideDeliveries`), written under
@@ -143,6 +159,8 @@ export async function applyToDeliveries(
     };
     const moved = await store.move(change);
     if (moved) return { kind: 'moved', message: movedMessage(message, change, moved), deadGroups: decision.deadGroups };
+    const pauseMs = contentionPauseMs(round + 1);
+    if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
     message = await store.findById(read.id);
   }
   return { kind: 'lost' };
