@@ -31,10 +31,12 @@
  * not yet handled; nothing piles up in memory that a crash would take along.
  *
  * **Faults.** While Redis is unreachable each worker retries after a capped, jittered
- * back-off (never a tight loop), logging once when the outage starts and once when it
- * ends. A `BRPOP` not answered within its block timeout plus `commandTimeoutMs` means a
- * dead connection that never said so (a stall or a partition): the connection is dropped
- * and replaced. ioredis's own `commandTimeout` is not used on worker connections, since it
+ * back-off (never a tight loop), logging once when the outage starts (a worker that was
+ * popping fails) and once when it ends (a first worker pops again); a worker that fails
+ * on after that, without having popped in between, is logged at debug. A `BRPOP` not
+ * answered within its block timeout plus `commandTimeoutMs` means a dead connection
+ * that never said so (a stall or a partition): the connection is dropped and replaced.
+ * ioredis's own `commandTimeout` is not used on worker connections, since it
  * would also cut every `BRPOP` that is legitimately waiting (it applies to blocking
  * commands too). An entry that cannot be decoded is logged and dropped; if it was a real
  * message, RMS redelivers it.
@@ -540,9 +542,13 @@ export class RedisListSource {
   }
 
   async #failed(worker: Worker, error: unknown): Promise<void> {
+    // A worker still retrying since before the outage ended (say, a connection the cut
+    // accepted and reset only after Redis was back) is the old outage's tail, not a new one:
+    // only a worker that had been popping starts an outage (and, later, logs its end).
+    const alreadyFailing = worker.failures > 0;
     worker.failures += 1;
     const delayMs = this.#backoff(worker.failures);
-    if (!this.#outage) {
+    if (!this.#outage && !alreadyFailing) {
       this.#outage = true;
       this.#logger.warn({ err: error, topic: this.topic, retryInMs: delayMs }, 'cannot pop the Redis fallback lists; retrying with back-off');
     } else {
