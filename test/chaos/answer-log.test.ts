@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RmsHttpClient, RmsUnavailableError } from '@rms/client-sdk';
-import { freePort } from '../../scripts/demo-stack.js';
+import { closedPort } from '../support/loopback-ports.js';
 import { HttpRecorder } from '../support/http-recorder.js';
 import { type RecordedAnswer, recordRmsAnswers } from './answer-log.js';
 
@@ -13,7 +13,7 @@ test('every SDK call and retry to an RMS origin is logged with its status or its
   let answers = [{ status: 503, body: { error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'down' } } }, { status: 200, body: { id: 'x', status: 'SENDING' } }];
   const rms = await HttpRecorder.start(() => answers.shift() ?? { status: 200, body: {} });
   t.after(() => rms.close());
-  const closedUrl = `http://127.0.0.1:${await freePort()}`;
+  const closedUrl = `http://127.0.0.1:${await closedPort()}`;
   const log: RecordedAnswer[] = [];
   const stop = recordRmsAnswers([rms.url(''), closedUrl], (answer) => log.push(answer));
   t.after(stop);

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import { type RmsProducer, createProducer, fallbackKeys } from '@rms/client-sdk';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { freePort } from '../../scripts/demo-stack.js';
 import { FaultProxy } from '../support/fault-proxy.js';
+import { clusterPort } from '../support/loopback-ports.js';
 import { TEST_POSTGRES_URL, dropSchema } from '../support/postgres.js';
 import { QueueWatcher, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { CHAOS_DURATIONS, CHAOS_RMS_SCHEDULE } from './chaos-settings.js';
@@ -116,7 +116,9 @@ export class ChaosStack {
     };
     const instances: RmsInstance[] = [];
     for (let n = 0; n < options.instances; n++) {
-      instances.push(new RmsInstance(`rms-${n}`, await freePort(), env, join(options.logDir, `rms-${n}.log`)));
+      // Below the ephemeral range: the child binds it later, and binds it again after each
+      // crash, when an ephemeral port could have become some connection's local port.
+      instances.push(new RmsInstance(`rms-${n}`, await clusterPort(), env, join(options.logDir, `rms-${n}.log`)));
     }
     // One after the other: the first creates the schema.
     for (const instance of instances) await instance.start();

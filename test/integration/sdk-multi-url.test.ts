@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { RmsHttpClient, RmsUnavailableError } from '@rms/client-sdk';
-import { freePort } from '../../scripts/demo-stack.js';
+import { closedPort } from '../support/loopback-ports.js';
 import { HttpRecorder, type RecordedRequest } from '../support/http-recorder.js';
 
 const prepared = (request: RecordedRequest) => ({
@@ -22,7 +22,7 @@ describe('RmsHttpClient with several RMS URLs', () => {
   before(async () => {
     healthy = await HttpRecorder.start(prepared);
     unavailable = await HttpRecorder.start(() => ({ status: 503, body: { error: { code: 'DEPENDENCY_UNAVAILABLE', message: 'the store is down' } } }));
-    closedUrl = `http://127.0.0.1:${await freePort()}`; // nothing listens there
+    closedUrl = `http://127.0.0.1:${await closedPort()}`; // nothing listens there
   });
   after(async () => {
     await healthy?.close();

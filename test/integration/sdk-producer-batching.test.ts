@@ -22,7 +22,7 @@ import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
-import { freePort } from '../../scripts/demo-stack.js';
+import { closedPort } from '../support/loopback-ports.js';
 
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 
@@ -262,7 +262,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('when RMS is unreachable a batch fails every call with RmsUnavailableError and is not resent call by call', async (t) => {
-    const url = `http://127.0.0.1:${await freePort()}`;
+    const url = `http://127.0.0.1:${await closedPort()}`;
     const orders = createProducer({ url, token: TEST_APPS.orders.token, retry: RETRY });
     const sdkRequests = recordSdkRequests();
     t.after(sdkRequests.stop);

@@ -26,7 +26,7 @@ import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
-import { freePort } from '../../scripts/demo-stack.js';
+import { closedPort } from '../support/loopback-ports.js';
 
 /** Fast check-backs so a message left PENDING is resolved within the test. */
 const ENV = {
@@ -229,7 +229,7 @@ describe('producer SDK against a real RMS', { timeout: 60_000 }, () => {
     });
 
     test('when RMS is unreachable for the prepare, send throws RmsUnavailableError and the local transaction never runs', async () => {
-      const producer = createProducer({ url: `http://127.0.0.1:${await freePort()}`, token: TEST_APPS.orders.token, retry: RETRY });
+      const producer = createProducer({ url: `http://127.0.0.1:${await closedPort()}`, token: TEST_APPS.orders.token, retry: RETRY });
       let ran = false;
       await assert.rejects(
         producer.send(topic, { orderId: 52 }, async () => {

@@ -1,5 +1,6 @@
 /**
- * Ports for the local clusters the tests start (Redis Cluster, ZooKeeper ensemble).
+ * Ports for the servers the tests start later or elsewhere (Redis Cluster and ZooKeeper
+ * ensemble nodes, the chaos run's RMS processes) and for URLs that must be refused.
  *
  * A port the kernel hands out for `listen(0)` comes from the ephemeral range, and it is
  * only free for the moment it is checked: a server that binds it a second later can find
@@ -50,4 +51,16 @@ export async function clusterPort(companionOffsets: readonly number[] = []): Pro
     return port;
   }
   throw new Error('no free cluster port found in 200 tries');
+}
+
+/**
+ * A loopback port nothing listens on, for a URL that must be refused. Not one from the
+ * ephemeral range (`listen(0)`, then closed): there, another test's server can be handed
+ * the same port a moment later, and a client's own connection can take it as its local
+ * port and connect to itself (a TCP self-connect), so the "unreachable" URL answers.
+ * Below that range neither happens; the port was free when checked, and no test binds it
+ * after (this process does not hand it out again).
+ */
+export function closedPort(): Promise<number> {
+  return clusterPort();
 }
