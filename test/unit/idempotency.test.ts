@@ -105,12 +105,14 @@ describe('RedisIdempotency: a message runs once per consumer group', () => {
 
   test('extend renews only the own claim', async () => {
     const name = group();
-    const owner = new RedisIdempotency({ redis, group: name, inProgressTtlMs: 200 });
+    // A 1 s claim, extended after 0.6 s and looked at 0.6 s later: each step has 0.4 s of
+    // slack for a loaded box's stalls (at 200 ms and 120 ms steps it had 80 ms).
+    const owner = new RedisIdempotency({ redis, group: name, inProgressTtlMs: 1000 });
     const id = randomUUID();
     assert.equal(await owner.begin(id), 'run');
-    await sleep(120);
+    await sleep(600);
     assert.equal(await owner.extend(id), true);
-    await sleep(120); // 240 ms after begin: alive only because it was extended
+    await sleep(600); // 1.2 s after begin: alive only because it was extended
     assert.equal(await new RedisIdempotency({ redis, group: name }).begin(id), 'in-progress');
     assert.equal(await new RedisIdempotency({ redis, group: name }).extend(id), false);
   });

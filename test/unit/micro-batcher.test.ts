@@ -232,7 +232,9 @@ describe('MicroBatcher', () => {
   });
 
   test('delayMs > 0 gathers calls from different turns into one batch; without it each turn runs its own', async () => {
-    const delayed = recording({ delayMs: 150 });
+    // 500 ms: the three calls 10 ms apart fall in one window even when a loaded box stalls
+    // between them (at 150 ms, 130 ms of slack).
+    const delayed = recording({ delayMs: 500 });
     const spread = async (batcher: MicroBatcher<number, number>) => {
       const calls: Promise<number>[] = [];
       for (const n of [1, 2, 3]) {
