@@ -233,6 +233,9 @@ describe('delivery: publish on confirm, redeliver until acked, DEAD and one aler
     assert.equal(byTopic.body.resent, 2);
     await waitUntil(async () => (await store.list({ topic: t, status: 'COMPLETED', limit: 10 })).messages.length === 3, 'all 3 COMPLETED');
     assert.deepEqual(new Set(seen.map((d) => d.id)), new Set(ids));
-    assert.ok(seen.every((d) => d.attempt === 1), 'attempts were reset');
+    // Each message's first delivery after the resend is attempt 1. Later ones may follow: on
+    // a loaded box an ack can land after the 150 ms ack timeout, and the round after it is
+    // attempt 2 (CI's 2 cores; seen under load as a failure of "every delivery is attempt 1").
+    for (const id of ids) assert.equal(seen.find((d) => d.id === id)?.attempt, 1, `attempts were reset for ${id}`);
   });
 });
