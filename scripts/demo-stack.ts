@@ -3,12 +3,12 @@
  * end-to-end tests: RMS (on PostgreSQL, RabbitMQ), the order service and the inventory
  * service, each a real HTTP server on its own port, each with its own database schema.
  */
-import { createServer } from 'node:net';
 import { groupQueueName } from '@rms/client-sdk';
 import { RmsServer, createLogger, loadConfig } from '@rms/message-service';
 import { InventoryService } from '@rms/inventory-service';
 import { LoyaltyService } from '@rms/loyalty-service';
 import { OrderService, type Simulation } from '@rms/order-service';
+import { clusterPort } from '../test/support/loopback-ports.js';
 
 /** Where the stack's services keep their data, and how RMS reaches its dependencies. */
 export interface DemoStackOptions {
@@ -66,16 +66,14 @@ export interface DemoStack {
   stop(options?: { keepData?: boolean }): Promise<void>;
 }
 
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released for a server to take). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
+/**
+ * A free TCP port on 127.0.0.1 for a server to take a little later (RMS binds only once
+ * its dependencies answer). Drawn below the kernel's ephemeral range: a port `listen(0)`
+ * handed out and released could meanwhile become some outgoing connection's local port,
+ * and the server's bind then fails (see `test/support/loopback-ports.ts`).
+ */
+export function freePort(): Promise<number> {
+  return clusterPort();
 }
 
 /** Starts RMS and both examples. */

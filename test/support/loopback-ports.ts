@@ -1,6 +1,7 @@
 /**
  * Ports for the servers the tests start later or elsewhere (Redis Cluster and ZooKeeper
- * ensemble nodes, the chaos run's RMS processes) and for URLs that must be refused.
+ * ensemble nodes, the chaos run's RMS processes, the demo stack's servers through its
+ * `freePort`) and for URLs that must be refused.
  *
  * A port the kernel hands out for `listen(0)` comes from the ephemeral range, and it is
  * only free for the moment it is checked: a server that binds it a second later can find
