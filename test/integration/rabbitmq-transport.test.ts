@@ -363,7 +363,7 @@ describe('RabbitMQ transport', () => {
     assertTransportError((await inFlight).result, ['CLOSED']);
     const closed = await closing;
     assert.equal(closed.result.status, 'fulfilled');
-    assert.ok(closed.ms < 1500, `close() took ${closed.ms} ms`);
+    assert.ok(closed.ms < 1500 + closed.lagMs, `close() took ${closed.ms} ms (event loop held up ${closed.lagMs} ms at most; the confirm timeout is 5 s)`);
     await transport.close();
     assertTransportError((await timed(transport.publish(message(topic)), 1000)).result, ['CLOSED']);
     assertTransportError((await timed(transport.ping(), 1000)).result, ['CLOSED']);
