@@ -259,6 +259,7 @@ export class RmsServer {
       maxPayloadDepth: config.maxPayloadDepth,
       maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
       maxInFlightRequests: config.maxInFlightRequests,
+      admissionTargetMs: config.admissionTargetMs,
       logger,
       metrics,
       stats: new MessageStats({ store }),
