@@ -72,20 +72,41 @@ describe('the adaptive admission limit', () => {
     }
   });
 
-  test('a store that stops answering is seen from the oldest request in flight, before anything completes: the limit falls to its floor', () => {
+  test('a store that stops answering is seen from the oldest request in flight, before anything completes: the limit keeps falling, to its floor', () => {
     const clock = { now: 0 };
     const limit = started({ maxLimit: 512, minLimit: 8 }, clock);
     const stalledSince = clock.now;
     const seen: number[] = [];
-    for (let interval = 0; interval < 12; interval++) {
+    for (let interval = 0; interval < 40; interval++) {
       limit.observeInFlight(limit.limit);
       clock.now += TARGET;
       seen.push(limit.update(clock.now, { oldestAgeMs: clock.now - stalledSince }));
     }
     assert.equal(seen[0], 512, 'the first interval: the oldest is exactly at the target');
     assert.ok(seen[1]! < 512, `shrinking by the second interval (${seen.join(', ')})`);
+    assert.ok(seen[19]! <= 32, `a sixteenth of the ceiling or less within 5 s, the store's deadline (${seen.join(', ')})`);
     assert.equal(seen.at(-1), 8, `down to the floor (${seen.join(', ')})`);
-    assert.ok(seen.every((value) => value >= 8), 'never below the floor');
+    assert.ok(seen.every((value, index) => value >= 8 && (index === 0 || value <= seen[index - 1]!)), 'never rising, never below the floor');
+  });
+
+  test('latency that does not fall when the limit is cut (a store slow per call, not a queue) holds the limit instead of cutting it to the floor', () => {
+    const clock = { now: 0 };
+    const limit = started({ maxLimit: 512, minLimit: 8 }, clock);
+    const seen: number[] = [];
+    const interval = (latencyMs: number) => {
+      limit.observeInFlight(limit.limit);
+      for (let n = 0; n < 20; n++) limit.ended(latencyMs);
+      clock.now += TARGET;
+      seen.push(limit.update(clock.now, { oldestAgeMs: latencyMs }));
+    };
+    for (let n = 0; n < 10; n++) interval(4 * TARGET);
+    assert.deepEqual(seen, [256, 256, 256, 256, 256, 256, 256, 256, 256, 256], 'one cut, then it holds');
+    // The store gets slower still (twice as slow): cutting may help again.
+    interval(9 * TARGET);
+    assert.equal(seen.at(-1), 128);
+    // A cut that worked (the latency fell by more than a tenth) is followed by another.
+    interval(6 * TARGET);
+    assert.equal(seen.at(-1), 64);
   });
 
   test('once the store is fast again the limit grows back to the ceiling within a few intervals, never past it', () => {

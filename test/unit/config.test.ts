@@ -123,6 +123,13 @@ describe('configuration: bounds and cross-checks', () => {
     assert.match(configError({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: 'fast' }), /RMS_ADMISSION_TARGET_MS: must be a number/);
   });
 
+  test('RMS_LISTEN_BACKLOG: 4096 by default, a whole number from 1 to 65535', () => {
+    assert.equal(loadConfig(MINIMAL).listenBacklog, 4096);
+    assert.equal(loadConfig({ ...MINIMAL, RMS_LISTEN_BACKLOG: '511' }).listenBacklog, 511);
+    assert.match(configError({ ...MINIMAL, RMS_LISTEN_BACKLOG: '0' }), /RMS_LISTEN_BACKLOG: must be at least 1/);
+    assert.match(configError({ ...MINIMAL, RMS_LISTEN_BACKLOG: '70000' }), /RMS_LISTEN_BACKLOG: must be at most 65535/);
+  });
+
   test('a lease shorter than the slowest handling is refused: it would let two instances work on one message', () => {
     const message = configError({ ...MINIMAL, RMS_LEASE_MS: '1000', RMS_PUBLISH_TIMEOUT_MS: '500', RMS_RETRY_IMMEDIATE: '3' });
     assert.match(message, /RMS_LEASE_MS \(1000\) must exceed/);

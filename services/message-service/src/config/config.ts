@@ -154,6 +154,17 @@ export interface RmsConfig {
    */
   admissionTargetMs: number;
   /**
+   * `RMS_LISTEN_BACKLOG`: connections the kernel may hold for RMS to accept (capped by
+   * `net.core.somaxconn`, 4096 on current Linux). Node's default is 511: under the bench's
+   * overload a pooled client opening ~900 connections at once while RMS's event loop was
+   * busy overflowed it (thousands of `ListenDrops`), and a dropped SYN is retried after 1 s,
+   * then 3, 7 and 15 s in all: that, not RMS's own handling, was the admitted requests'
+   * 13–25 s tail (docs/benchmarks.md, overload). A queued connection costs the kernel a few
+   * hundred bytes.
+   * @defaultValue 4096
+   */
+  listenBacklog: number;
+  /**
    * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
    * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
    * statements of one kind running at once (calls arriving meanwhile join the next one).
@@ -233,6 +244,7 @@ const envSchema = z.object({
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(DEFAULT_MAX_INFLIGHT_REQUESTS),
+  RMS_LISTEN_BACKLOG: integer(1).max(65_535, 'must be at most 65535').default(4096),
   RMS_ADMISSION_TARGET_MS: integer(0).max(60_000, 'must be at most 60000').default(DEFAULT_ADMISSION_TARGET_MS),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
@@ -336,6 +348,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     storeAdmission: { deadlineMs: e.RMS_STORE_DEADLINE_MS, maxPending: e.RMS_STORE_MAX_PENDING },
     maxInFlightRequests: e.RMS_MAX_INFLIGHT_REQUESTS,
     admissionTargetMs: e.RMS_ADMISSION_TARGET_MS,
+    listenBacklog: e.RMS_LISTEN_BACKLOG,
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,

@@ -18,7 +18,15 @@
  * - observed above the target: the limit is multiplied by `target / observed` (at most
  *   halved per interval). With latency ≈ inFlight / throughput this lands on
  *   `throughput × target` in one step when the store's speed holds, and backs off fast
- *   when it does not;
+ *   when it does not. But only while cutting helps: after a cut, the limit is cut again
+ *   only once the latency has fallen by a tenth (the cut worked, there is more queue to
+ *   drain), or has doubled (things got worse), or nothing completed in the interval while
+ *   the oldest request in flight has aged half as much again (a stalled store). Otherwise
+ *   it holds. Latency that does not follow the limit is not a queue in
+ *   RMS: a store that is slow per call (a batch takes as long for 8 as for 500), or a
+ *   busy CPU. Cutting then only refuses what could have been served: measured on the
+ *   shared bench box, the rule without this check fell to its floor and admitted a sixth
+ *   of what the fixed bound did at no better latency (docs/benchmarks.md, overload);
  * - observed at or under the target and the limit was used (at least half of it in flight
  *   at some point in the interval): it grows by `limit × min(1, target / observed − 1) / 2`
  *   (at least 1, at most +50 % per interval), so it probes upwards gently near the target
@@ -64,6 +72,8 @@ export class AdmissionLimit {
   #intervalStart: number | undefined;
   #samples: number[] = [];
   #peakInFlight = 0;
+  /** The observed latency that made the last cut, while the latency stays above the target. */
+  #cutAt: number | undefined;
 
   constructor(options: AdmissionLimitOptions) {
     const { targetMs, maxLimit } = options;
@@ -103,6 +113,7 @@ export class AdmissionLimit {
       return this.#limit;
     }
     if (now - this.#intervalStart < this.#intervalMs) return this.#limit;
+    const completed = this.#samples.length;
     const observed = Math.max(ninetiethPercentile(this.#samples), inFlight.oldestAgeMs);
     const used = this.#peakInFlight * 2 >= this.#limit;
     this.#intervalStart = now;
@@ -111,8 +122,18 @@ export class AdmissionLimit {
     if (observed <= 0) return this.#limit;
     const ratio = this.#targetMs / observed;
     let next = this.#limit;
-    if (ratio < 1) next = Math.floor(this.#limit * Math.max(0.5, ratio));
-    else if (used) next = this.#limit + Math.max(1, Math.floor((this.#limit * Math.min(1, ratio - 1)) / 2));
+    if (ratio < 1) {
+      const cutAt = this.#cutAt;
+      const stalled = completed === 0 && cutAt !== undefined && inFlight.oldestAgeMs > cutAt * 1.5;
+      const mayCut = cutAt === undefined || observed < cutAt * 0.9 || observed > cutAt * 2 || stalled;
+      if (mayCut) {
+        next = Math.floor(this.#limit * Math.max(0.5, ratio));
+        this.#cutAt = observed;
+      }
+    } else {
+      this.#cutAt = undefined;
+      if (used) next = this.#limit + Math.max(1, Math.floor((this.#limit * Math.min(1, ratio - 1)) / 2));
+    }
     this.#limit = Math.min(this.#maxLimit, Math.max(this.#minLimit, next));
     return this.#limit;
   }
