@@ -16,6 +16,7 @@ import { channel } from 'node:diagnostics_channel';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Pool } from 'undici';
+import { nowMs, percentiles, type Percentiles } from './latency.js';
 
 /** What {@link OverloadProbe} found over the window. */
 export interface OverloadBreakdown {
@@ -32,6 +33,15 @@ export interface OverloadBreakdown {
   /** Connections the pool began to open, and those that closed, in the window. */
   connectsStarted: number;
   disconnects: number;
+  /**
+   * Each request's time (refused ones too) from the moment the pool handed it to a
+   * connection: `queuedMs` until undici wrote its headers to the socket (waiting for that
+   * connection to connect or be free), `answeredMs` from then to the answer's headers (the
+   * network, the kernel's queues, RMS). Over all requests, and over the slowest 1 % by
+   * their sum. What the client's own latency adds to these is the pool's queue before a
+   * connection was chosen.
+   */
+  clientSplit: { all: { queuedMs: Percentiles; answeredMs: Percentiles }; slowest1Percent: { count: number; meanQueuedMs: number; meanAnsweredMs: number } };
   /** Kernel TCP counters over the window (all processes on the box). */
   kernel: { listenOverflows: number; listenDrops: number; retransmittedSegments: number };
 }
@@ -48,6 +58,22 @@ export class OverloadProbe {
   #connectedMin = Number.POSITIVE_INFINITY;
   #connectsStarted = 0;
   #disconnects = 0;
+  readonly #created = new WeakMap<object, number>();
+  readonly #sent = new WeakMap<object, number>();
+  readonly #splits: { queuedMs: number; answeredMs: number }[] = [];
+  readonly #onCreate = (message: unknown) => {
+    this.#created.set((message as { request: object }).request, nowMs());
+  };
+  readonly #onSendHeaders = (message: unknown) => {
+    this.#sent.set((message as { request: object }).request, nowMs());
+  };
+  readonly #onHeaders = (message: unknown) => {
+    const { request } = message as { request: object };
+    const created = this.#created.get(request);
+    const sent = this.#sent.get(request);
+    if (created === undefined || sent === undefined) return;
+    this.#splits.push({ queuedMs: sent - created, answeredMs: nowMs() - sent });
+  };
   readonly #onDisconnected = () => {
     this.#disconnects += 1;
   };
@@ -69,6 +95,9 @@ export class OverloadProbe {
     channel('undici:client:beforeConnect').subscribe(this.#onBeforeConnect);
     channel('undici:client:connectError').subscribe(this.#onDisconnected);
     channel('undici:client:disconnected').subscribe(this.#onDisconnected);
+    channel('undici:request:create').subscribe(this.#onCreate);
+    channel('undici:client:sendHeaders').subscribe(this.#onSendHeaders);
+    channel('undici:request:headers').subscribe(this.#onHeaders);
     this.#timer = setInterval(() => {
       const { pending, connected } = this.pool.stats;
       this.#queuedMax = Math.max(this.#queuedMax, pending);
@@ -83,6 +112,9 @@ export class OverloadProbe {
     channel('undici:client:beforeConnect').unsubscribe(this.#onBeforeConnect);
     channel('undici:client:connectError').unsubscribe(this.#onDisconnected);
     channel('undici:client:disconnected').unsubscribe(this.#onDisconnected);
+    channel('undici:request:create').unsubscribe(this.#onCreate);
+    channel('undici:client:sendHeaders').unsubscribe(this.#onSendHeaders);
+    channel('undici:request:headers').unsubscribe(this.#onHeaders);
     const kernelAfter = kernelCounters();
     const text = await scrapeText(this.url);
     const after = admittedHistogram(text);
@@ -112,6 +144,7 @@ export class OverloadProbe {
       clientPoolConnectedMin: this.#connectedMin,
       connectsStarted: this.#connectsStarted,
       disconnects: this.#disconnects,
+      clientSplit: split(this.#splits),
       kernel: {
         listenOverflows: (kernelAfter['ListenOverflows'] ?? 0) - (before.kernel['ListenOverflows'] ?? 0),
         listenDrops: (kernelAfter['ListenDrops'] ?? 0) - (before.kernel['ListenDrops'] ?? 0),
@@ -119,6 +152,19 @@ export class OverloadProbe {
       },
     };
   }
+}
+
+function split(splits: readonly { queuedMs: number; answeredMs: number }[]): OverloadBreakdown['clientSplit'] {
+  const slowest = [...splits].sort((a, b) => b.queuedMs + b.answeredMs - (a.queuedMs + a.answeredMs)).slice(0, Math.ceil(splits.length / 100));
+  const mean = (values: number[]) => values.reduce((sum, value) => sum + value, 0) / Math.max(1, values.length);
+  return {
+    all: { queuedMs: percentiles(splits.map((entry) => entry.queuedMs)), answeredMs: percentiles(splits.map((entry) => entry.answeredMs)) },
+    slowest1Percent: {
+      count: slowest.length,
+      meanQueuedMs: mean(slowest.map((entry) => entry.queuedMs)),
+      meanAnsweredMs: mean(slowest.map((entry) => entry.answeredMs)),
+    },
+  };
 }
 
 async function scrapeText(url: string): Promise<string> {
