@@ -13,6 +13,7 @@
  *   SYN met a full accept queue is retried after 1 s, then 3 s, 7 s, 15 s in all).
  */
 import { channel } from 'node:diagnostics_channel';
+import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Pool } from 'undici';
@@ -42,6 +43,12 @@ export interface OverloadBreakdown {
    * connection was chosen.
    */
   clientSplit: { all: { queuedMs: Percentiles; answeredMs: Percentiles }; slowest1Percent: { count: number; meanQueuedMs: number; meanAnsweredMs: number } };
+  /**
+   * RMS's sockets as the kernel saw them, sampled every 250 ms with `ss`: the most
+   * connections waiting in its accept queue (handshake done, not yet accepted by RMS), and
+   * the most accepted connections with bytes RMS had not read yet, and those bytes.
+   */
+  rmsSockets: { acceptQueueMax: number; unreadConnectionsMax: number; unreadBytesMax: number };
   /** Kernel TCP counters over the window (all processes on the box). */
   kernel: { listenOverflows: number; listenDrops: number; retransmittedSegments: number };
 }
@@ -78,6 +85,8 @@ export class OverloadProbe {
     this.#disconnects += 1;
   };
   #timer: NodeJS.Timeout | undefined;
+  #ssTimer: NodeJS.Timeout | undefined;
+  readonly #sockets = { acceptQueueMax: 0, unreadConnectionsMax: 0, unreadBytesMax: 0 };
   #before: { histogram: Histogram; kernel: Record<string, number> } | undefined;
   readonly #onBeforeConnect = () => {
     this.#connectsStarted += 1;
@@ -98,6 +107,25 @@ export class OverloadProbe {
     channel('undici:request:create').subscribe(this.#onCreate);
     channel('undici:client:sendHeaders').subscribe(this.#onSendHeaders);
     channel('undici:request:headers').subscribe(this.#onHeaders);
+    const port = new URL(this.url).port;
+    this.#ssTimer = setInterval(() => {
+      execFile('ss', ['-tnH', 'state', 'all', `sport = :${port}`], (error, stdout) => {
+        if (error) return;
+        let unreadConnections = 0;
+        let unreadBytes = 0;
+        for (const line of stdout.trim().split('\n')) {
+          const [state, recvQ] = line.trim().split(/\s+/);
+          const queued = Number(recvQ);
+          if (state === 'LISTEN') this.#sockets.acceptQueueMax = Math.max(this.#sockets.acceptQueueMax, queued);
+          else if (queued > 0) {
+            unreadConnections += 1;
+            unreadBytes += queued;
+          }
+        }
+        this.#sockets.unreadConnectionsMax = Math.max(this.#sockets.unreadConnectionsMax, unreadConnections);
+        this.#sockets.unreadBytesMax = Math.max(this.#sockets.unreadBytesMax, unreadBytes);
+      });
+    }, 250);
     this.#timer = setInterval(() => {
       const { pending, connected } = this.pool.stats;
       this.#queuedMax = Math.max(this.#queuedMax, pending);
@@ -108,6 +136,7 @@ export class OverloadProbe {
   /** Ends the window and returns what it found. */
   async stop(): Promise<OverloadBreakdown> {
     clearInterval(this.#timer);
+    clearInterval(this.#ssTimer);
     this.#lag.disable();
     channel('undici:client:beforeConnect').unsubscribe(this.#onBeforeConnect);
     channel('undici:client:connectError').unsubscribe(this.#onDisconnected);
@@ -145,6 +174,7 @@ export class OverloadProbe {
       connectsStarted: this.#connectsStarted,
       disconnects: this.#disconnects,
       clientSplit: split(this.#splits),
+      rmsSockets: { ...this.#sockets },
       kernel: {
         listenOverflows: (kernelAfter['ListenOverflows'] ?? 0) - (before.kernel['ListenOverflows'] ?? 0),
         listenDrops: (kernelAfter['ListenDrops'] ?? 0) - (before.kernel['ListenDrops'] ?? 0),
