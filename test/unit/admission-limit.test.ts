@@ -17,9 +17,9 @@ function overloadedInterval(limit: AdmissionLimit, clock: { now: number }, perSe
   return limit.update(clock.now, { oldestAgeMs: latencyMs });
 }
 
-/** A limit whose first interval has begun at `clock.now`. */
+/** A limit adjusted every `TARGET` ms, whose first interval has begun at `clock.now`. */
 function started(options: { maxLimit: number; minLimit?: number }, clock: { now: number }): AdmissionLimit {
-  const limit = new AdmissionLimit({ targetMs: TARGET, ...options });
+  const limit = new AdmissionLimit({ targetMs: TARGET, intervalMs: TARGET, ...options });
   limit.update(clock.now, { oldestAgeMs: 0 });
   return limit;
 }
@@ -31,6 +31,16 @@ describe('the adaptive admission limit', () => {
     assert.equal(limit.limit, 512);
     for (let n = 0; n < 100; n++) limit.ended(5000);
     assert.equal(limit.update(clock.now + TARGET - 1, { oldestAgeMs: 5000 }), 512, 'the interval has not passed');
+  });
+
+  test('by default the interval is a quarter of the target, within 100–250 ms', () => {
+    for (const [targetMs, intervalMs] of [[1000, 250], [4000, 250], [600, 150], [200, 100]] as const) {
+      const limit = new AdmissionLimit({ targetMs, maxLimit: 512 });
+      limit.update(0, { oldestAgeMs: 0 });
+      for (let n = 0; n < 10; n++) limit.ended(4 * targetMs);
+      assert.equal(limit.update(intervalMs - 1, { oldestAgeMs: 0 }), 512, `target ${targetMs}: not yet at ${intervalMs - 1} ms`);
+      assert.equal(limit.update(intervalMs, { oldestAgeMs: 0 }), 256, `target ${targetMs}: adjusted at ${intervalMs} ms`);
+    }
   });
 
   test('latency twice the target halves the limit; far above it, the limit is at most halved per interval', () => {
@@ -109,7 +119,7 @@ describe('the adaptive admission limit', () => {
     assert.equal(seen.at(-1), 64);
   });
 
-  test('once the store is fast again the limit grows back to the ceiling within a few intervals, never past it', () => {
+  test('once the store is fast again the limit grows back from its floor to the ceiling within a few intervals, never past it', () => {
     const clock = { now: 0 };
     const limit = started({ maxLimit: 512, minLimit: 8 }, clock);
     for (let interval = 0; interval < 12; interval++) overloadedInterval(limit, clock, 10);
@@ -123,7 +133,8 @@ describe('the adaptive admission limit', () => {
     }
     assert.equal(seen.at(-1), 512, `grew back to the ceiling (${seen.join(', ')})`);
     assert.ok(seen.every((value, index) => index === 0 || value >= seen[index - 1]!), `grew monotonically (${seen.join(', ')})`);
-    assert.ok(seen.every((value, index) => index === 0 || value <= seen[index - 1]! * 1.5 + 1), `at most +50 % per interval (${seen.join(', ')})`);
+    assert.ok(seen.every((value, index) => index === 0 || value <= seen[index - 1]! * 2), `at most doubling per interval (${seen.join(', ')})`);
+    assert.ok(seen.indexOf(512) <= 6, `at the ceiling within 6 intervals, 1.5 s (${seen.join(', ')})`);
   });
 
   test('a limit that is not in use does not grow: an idle RMS learns nothing about its store', () => {

@@ -113,8 +113,8 @@ describe('configuration: bounds and cross-checks', () => {
     assert.match(configError({ ...MINIMAL, PORT: '70000' }), /PORT: must be at most 65535/);
   });
 
-  test('RMS_ADMISSION_TARGET_MS: 250 by default, 0 turns the adaptive limit off, negative or past 60000 is refused', () => {
-    assert.equal(loadConfig(MINIMAL).admissionTargetMs, 250);
+  test('RMS_ADMISSION_TARGET_MS: 1000 by default, 0 turns the adaptive limit off, negative or past 60000 is refused', () => {
+    assert.equal(loadConfig(MINIMAL).admissionTargetMs, 1000);
     assert.equal(loadConfig(MINIMAL).maxInFlightRequests, 512);
     assert.equal(loadConfig({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '0' }).admissionTargetMs, 0);
     assert.equal(loadConfig({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '800' }).admissionTargetMs, 800);

@@ -143,24 +143,29 @@ export interface RmsConfig {
   maxInFlightRequests: number;
   /**
    * `RMS_ADMISSION_TARGET_MS`: the latency admission control holds admitted API requests to
-   * (their 90th percentile over each interval of this length, from admission to answer).
+   * (their 90th percentile over each interval, a quarter of this within 100–250 ms, from
+   * admission to answer).
    * The limit on requests in flight adapts to it: it shrinks in proportion when the
    * requests take longer (a slow or stalled store), and grows back, up to
    * `RMS_MAX_INFLIGHT_REQUESTS`, while they take less and the limit is in use
-   * (`http/admission-limit.ts`). Set it above the latency RMS has when it is not
-   * overloaded (tens of milliseconds), or the limit stays low and refuses what could be
-   * served. 0 turns the adaptive limit off: `RMS_MAX_INFLIGHT_REQUESTS` alone bounds.
-   * @defaultValue 250
+   * (`http/admission-limit.ts`). Set it above the latency RMS has when it is busy but not
+   * queueing, or the limit stays low and refuses what could be served: on the shared
+   * 2-core bench box, where RMS's own latency under load was 250–500 ms without any queue,
+   * 250 held the admitted requests' p99 inside RMS under 1 s but admitted a fifth of what
+   * the fixed bound did; 1000 admitted as much as the fixed bound with that p99 still under
+   * 1 s (docs/benchmarks.md, overload). 0 turns the adaptive limit off:
+   * `RMS_MAX_INFLIGHT_REQUESTS` alone bounds.
+   * @defaultValue 1000
    */
   admissionTargetMs: number;
   /**
    * `RMS_LISTEN_BACKLOG`: connections the kernel may hold for RMS to accept (capped by
    * `net.core.somaxconn`, 4096 on current Linux). Node's default is 511: under the bench's
    * overload a pooled client opening ~900 connections at once while RMS's event loop was
-   * busy overflowed it (thousands of `ListenDrops`), and a dropped SYN is retried after 1 s,
-   * then 3, 7 and 15 s in all: that, not RMS's own handling, was the admitted requests'
-   * 13–25 s tail (docs/benchmarks.md, overload). A queued connection costs the kernel a few
-   * hundred bytes.
+   * busy overflowed it (670–2,950 `ListenDrops` a run), and a dropped SYN is retried after
+   * 1 s, then 3, 7 and 15 s in all: the slowest 1 % of requests waited 1.2–2.3 s for their
+   * connection, 0.14–0.17 s with 4096 (docs/benchmarks.md, overload). A queued connection
+   * costs the kernel a few hundred bytes.
    * @defaultValue 4096
    */
   listenBacklog: number;
@@ -200,7 +205,7 @@ const integer = (min: number) =>
 export const DEFAULT_MAX_INFLIGHT_REQUESTS = 512;
 
 /** The default of `RMS_ADMISSION_TARGET_MS`: the latency the adaptive admission limit holds admitted requests to. */
-export const DEFAULT_ADMISSION_TARGET_MS = 250;
+export const DEFAULT_ADMISSION_TARGET_MS = 1000;
 
 /** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
 export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;

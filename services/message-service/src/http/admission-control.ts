@@ -32,7 +32,7 @@ import { toHttpError } from './error-mapping.js';
 export interface AdmissionOptions {
   /** Most API requests handled at once, the adaptive limit's ceiling; past it a request is refused with 503 at once. @defaultValue 512 (`RMS_MAX_INFLIGHT_REQUESTS`) */
   maxInFlight: number;
-  /** The latency the adaptive limit holds admitted requests to, ms; 0 keeps the limit at `maxInFlight`. @defaultValue 0 here; 250 from the configuration (`RMS_ADMISSION_TARGET_MS`) */
+  /** The latency the adaptive limit holds admitted requests to, ms; 0 keeps the limit at `maxInFlight`. @defaultValue 0 here; 1000 from the configuration (`RMS_ADMISSION_TARGET_MS`) */
   targetMs?: number;
   /** Called for each refused request (the refusal metric). */
   onRefused?: () => void;

@@ -51,7 +51,7 @@ export interface HttpAppOptions {
   failoverStatus?: (() => Record<string, unknown>) | undefined;
   /** Most API requests handled at once (`RMS_MAX_INFLIGHT_REQUESTS`), the adaptive limit's ceiling. @defaultValue 512 */
   maxInFlightRequests?: number;
-  /** The latency the adaptive admission limit holds admitted API requests to, ms; 0: the fixed bound alone (`RMS_ADMISSION_TARGET_MS`). @defaultValue 250 */
+  /** The latency the adaptive admission limit holds admitted API requests to, ms; 0: the fixed bound alone (`RMS_ADMISSION_TARGET_MS`). @defaultValue 1000 */
   admissionTargetMs?: number;
 }
 
