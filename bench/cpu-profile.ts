@@ -81,9 +81,9 @@ export function layerOf(pkg: string, functionName: string): string {
 }
 
 const REPO_PARTS: [RegExp, string][] = [
-  [/\/services\/message-service\/src\/([^/]+)\//, 'rms server: $1'],
-  [/\/services\/message-service\/src\//, 'rms server'],
-  [/\/client-sdk\/src\//, 'rms client-sdk (in the server)'],
+  [/\/services\/message-service\/(?:src|dist)\/([^/]+)\//, 'rms server: $1'],
+  [/\/services\/message-service\/(?:src|dist)\//, 'rms server'],
+  [/\/client-sdk\/(?:src|dist)\//, 'rms client-sdk (in the server)'],
 ];
 
 /** Where a function lives: an npm package, a part of RMS, Node's internals, or a V8 pseudo-frame. */

@@ -166,4 +166,42 @@ describe('RmsHttpClient on undici pools', () => {
     );
     await assert.rejects(producer.confirm('late'), (error: unknown) => error instanceof RmsError && error.code === 'CLIENT_CLOSED');
   });
+
+  test("a producer's close() waits for send's confirms (asked as receipts) queued behind the batch in flight", async () => {
+    const receipt = (id: string) => ({ id, messageId: `key-${id}`, status: 'SENDING' });
+    script = [
+      prepared,
+      (request) => ({ status: 200, body: receipt(request.path.split('/')[3] as string), delayMs: 150 }),
+      (request) => ({
+        status: 200,
+        body: { results: (request.json as { messages: { messageId: string }[] }).messages.map(({ messageId }) => ({ status: 201, body: { id: randomUUID(), messageId, status: 'PENDING' } })) },
+      }),
+      (request) => ({ status: 200, body: { results: (request.json as { ids: string[] }).ids.map((id) => ({ status: 200, body: receipt(id) })) } }),
+    ];
+    const producer = createProducer({ url: recorder.url(''), token: TOKEN });
+    const before = recorder.requests.length;
+    const committed: string[] = [];
+    const commit = (name: string) => async () => void committed.push(name);
+    const first = producer.send('close.receipts', { n: 'a' }, commit('a')); // alone: its confirm is answered after 150 ms
+    await eventually(() => recorder.requests.length === before + 2, 'the first confirm to reach the server');
+    const queued = [producer.send('close.receipts', { n: 'b' }, commit('b')), producer.send('close.receipts', { n: 'c' }, commit('c'))];
+    await eventually(() => committed.length === 3, 'the queued sends to commit');
+    await new Promise((resolve) => setTimeout(resolve, 10)); // their confirms now wait behind the first
+    await producer.close();
+    const sent = await Promise.all([first, ...queued]);
+    assert.deepEqual(
+      sent.map((result) => [result.confirmed, result.message.status]),
+      [
+        [true, 'SENDING'],
+        [true, 'SENDING'],
+        [true, 'SENDING'],
+      ],
+      'every send made before close() was confirmed',
+    );
+    const requests = recorder.requests.slice(before);
+    assert.deepEqual(
+      requests.map((request) => `${request.method} ${request.path.replace(/^\/v1\/messages\/[^/]+\/confirm$/, '/v1/messages/:id/confirm')} ${request.headers.prefer ?? '-'}`),
+      ['POST /v1/messages -', 'POST /v1/messages/:id/confirm return=minimal', 'POST /v1/messages/batch -', 'POST /v1/confirms return=minimal'],
+    );
+  });
 });

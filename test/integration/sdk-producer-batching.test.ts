@@ -2,12 +2,11 @@
  * The producer's micro-batching against a real RMS (in-process, PostgreSQL, RabbitMQ):
  * concurrent prepares and confirms share batch requests, a lone call still uses the single
  * endpoints, each call still gets its own typed error, and `batching: false` turns it off.
- * The requests RMS sees are counted by a small HTTP proxy in front of it.
+ * The requests RMS sees are counted by a small HTTP proxy in front of it
+ * (test/support/recording-proxy.ts).
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { type IncomingMessage, type Server, createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import {
   type ProducerOptions,
@@ -19,6 +18,7 @@ import {
   createProducer,
 } from '@rms/client-sdk';
 import { QueueWatcher } from '../support/rabbitmq.js';
+import { RecordingProxy } from '../support/recording-proxy.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
@@ -26,64 +26,12 @@ import { freePort } from '../../scripts/demo-stack.js';
 
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 
-async function readBody(request: IncomingMessage): Promise<string> {
-  let body = '';
-  for await (const chunk of request) body += String(chunk);
-  return body;
-}
-
-/** An HTTP proxy in front of RMS that records every request it forwards as `METHOD /path`. */
-class CountingProxy {
-  private constructor(
-    private readonly server: Server,
-    readonly url: string,
-    /** Every request forwarded since the last `reset`, as `METHOD /path`. */
-    readonly requests: string[],
-  ) {}
-
-  static async start(target: string): Promise<CountingProxy> {
-    const requests: string[] = [];
-    const server = createServer((request, response) => {
-      requests.push(`${request.method} ${request.url}`);
-      void readBody(request)
-        .then(async (body) => {
-          const headers = new Headers();
-          for (const name of ['authorization', 'content-type']) {
-            const value = request.headers[name];
-            if (typeof value === 'string') headers.set(name, value);
-          }
-          const answer = await fetch(`${target}${request.url}`, { method: request.method ?? 'GET', headers, ...(body && { body }) });
-          response.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/json' });
-          response.end(await answer.text());
-        })
-        .catch(() => response.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return new CountingProxy(server, `http://127.0.0.1:${(server.address() as AddressInfo).port}`, requests);
-  }
-
-  /** The requests seen since the last `reset`, with message ids replaced by `:id`. */
-  seen(): string[] {
-    return this.requests.map((request) => request.replace(/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi, ':id'));
-  }
-
-  reset(): void {
-    this.requests.length = 0;
-  }
-
-  async close(): Promise<void> {
-    this.server.closeAllConnections();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-
 /** How many of `requests` are `request`. */
 const count = (requests: string[], request: string) => requests.filter((seen) => seen === request).length;
 
 describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () => {
   let rms: TestServer;
-  let proxy: CountingProxy;
+  let proxy: RecordingProxy;
   let watcher: QueueWatcher;
   const topics: string[] = [];
   const freshTopic = (name: string) => {
@@ -96,7 +44,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
 
   before(async () => {
     rms = await startTestServer();
-    proxy = await CountingProxy.start(rms.baseUrl);
+    proxy = await RecordingProxy.start(rms.baseUrl);
     watcher = await QueueWatcher.open();
   });
   after(async () => {

@@ -78,6 +78,27 @@ function delayFields(delay: DeliveryDelay): { deliverAt?: string; delayMs?: numb
  */
 export type PreparedMessage = RmsMessage & { messageId: string };
 
+/**
+ * What RMS answers a prepare, confirm or cancel sent with `Prefer: return=minimal`: the
+ * message's id, the producer's key and the status, without the payload (and the rest) the
+ * producer already has. An RMS that ignores the preference answers the whole message,
+ * which has these fields too.
+ */
+export type MessageReceipt = Pick<RmsMessage, 'id' | 'messageId' | 'status'>;
+
+/** How RMS should answer a prepare, confirm or cancel. */
+export interface AnswerOptions {
+  /**
+   * Ask for receipts (`Prefer: return=minimal`) instead of whole messages: RMS does not
+   * serialize the payload back, and the client does not parse it.
+   * @defaultValue false
+   */
+  receipt?: boolean;
+}
+
+/** The header asking RMS for receipts (RFC 7240). */
+const PREFER_MINIMAL = 'return=minimal';
+
 /** What RMS answers a consumer's ack or heartbeat: the status only, never the payload. */
 export type ConsumerAnswer = Pick<RmsMessage, 'id' | 'status' | 'nextAttemptAt'> & {
   /** Each consumer group's delivery: where it is, not what it carries. */
@@ -209,7 +230,8 @@ export class RmsHttpClient {
   private current = 0;
   private readonly timeoutMs: number;
   private readonly retry: Required<RetryOptions>;
-  private readonly authorization: string;
+  /** The request headers, built once: by whether a JSON body goes along, then by the answer asked for. */
+  private readonly headers: Record<'bodiless' | 'json', Record<'message' | 'receipt', Record<string, string>>>;
   private closing: Promise<void> | undefined;
 
   constructor(options: RmsHttpClientOptions) {
@@ -217,7 +239,12 @@ export class RmsHttpClient {
     if (urls.length === 0) throw new TypeError('RmsHttpClient: url must name at least one RMS URL');
     this.timeoutMs = options.timeoutMs ?? 5000;
     this.retry = { ...DEFAULT_RETRY, ...options.retry };
-    this.authorization = `Bearer ${options.token}`;
+    const authorization = `Bearer ${options.token}`;
+    const json = { authorization, 'content-type': 'application/json' };
+    this.headers = {
+      bodiless: { message: { authorization }, receipt: { authorization, prefer: PREFER_MINIMAL } },
+      json: { message: json, receipt: { ...json, prefer: PREFER_MINIMAL } },
+    };
     this.endpoints = urls.map((url) => {
       const base = url.replace(/\/+$/, '');
       const parsed = new URL(base);
@@ -254,16 +281,20 @@ export class RmsHttpClient {
    * message, in order. A refused message (400, 409, 413) does not refuse the others; a 503
    * or a network failure fails (and retries) the whole request.
    */
-  async prepareMany(messages: readonly PrepareRequest[]): Promise<BatchItemAnswer[]> {
+  async prepareMany(messages: readonly PrepareRequest[], answer: AnswerOptions = {}): Promise<BatchItemAnswer[]> {
     const body = {
       messages: messages.map(({ topic, payload, messageId, headers, trace, ...delay }) => ({ topic, payload, messageId, ...(headers && { headers }), ...delayFields(delay), ...trace })),
     };
-    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body)).results;
+    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/messages/batch', body, answer)).results;
   }
 
-  /** `POST /v1/confirms`: confirms up to 1000 messages in one request; one answer per id, in order. */
-  async confirmMany(ids: readonly string[]): Promise<BatchItemAnswer[]> {
-    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/confirms', { ids })).results;
+  /**
+   * `POST /v1/confirms`: confirms up to 1000 messages in one request; one answer per id, in
+   * order. With `receipt`, an accepted element's body is a {@link MessageReceipt}; refused
+   * elements carry their error either way.
+   */
+  async confirmMany(ids: readonly string[], answer: AnswerOptions = {}): Promise<BatchItemAnswer[]> {
+    return (await this.request<{ results: BatchItemAnswer[] }>('POST', '/v1/confirms', { ids }, answer)).results;
   }
 
   /** `POST /v1/messages/:id/confirm`. */
@@ -271,9 +302,19 @@ export class RmsHttpClient {
     return this.request<RmsMessage>('POST', `/v1/messages/${encodeURIComponent(id)}/confirm`);
   }
 
+  /** `POST /v1/messages/:id/confirm` with `Prefer: return=minimal`: the confirmed message's receipt. */
+  confirmReceipt(id: string): Promise<MessageReceipt> {
+    return this.request<MessageReceipt>('POST', `/v1/messages/${encodeURIComponent(id)}/confirm`, undefined, { receipt: true });
+  }
+
   /** `DELETE /v1/messages/:id`. */
   cancel(id: string): Promise<RmsMessage> {
     return this.request<RmsMessage>('DELETE', `/v1/messages/${encodeURIComponent(id)}`);
+  }
+
+  /** `DELETE /v1/messages/:id` with `Prefer: return=minimal`: the cancelled message's receipt. */
+  cancelReceipt(id: string): Promise<MessageReceipt> {
+    return this.request<MessageReceipt>('DELETE', `/v1/messages/${encodeURIComponent(id)}`, undefined, { receipt: true });
   }
 
   /** `GET /v1/messages/:id`. */
@@ -352,15 +393,16 @@ export class RmsHttpClient {
 
   /**
    * Sends one request, retrying 503s, network errors and timeouts per the retry policy;
-   * with several URLs each retry goes to the next one.
+   * with several URLs each retry goes to the next one. `answer.receipt` sends
+   * `Prefer: return=minimal` (RMS honours it on prepare, confirm and cancel).
    */
-  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+  async request<T>(method: string, path: string, body?: unknown, answer: AnswerOptions = {}): Promise<T> {
     if (this.closing) throw new RmsError('CLIENT_CLOSED', 0, `${method} ${path}: this RMS client was closed`);
     const payload = body === undefined ? undefined : JSON.stringify(body);
     for (let attempt = 0; ; attempt++) {
       const current = this.current;
       try {
-        return await this.once<T>(this.endpoints[current] as Endpoint, method, path, payload);
+        return await this.once<T>(this.endpoints[current] as Endpoint, method, path, payload, answer.receipt === true);
       } catch (error) {
         if (!(error instanceof RmsUnavailableError) || attempt >= this.retry.retries || this.closing) throw error;
         // Move on unless a concurrent call already did.
@@ -376,7 +418,7 @@ export class RmsHttpClient {
   }
 
   /** One exchange with one RMS URL: the answer's JSON, or a typed error. */
-  private async once<T>({ base, prefix, pool }: Endpoint, method: string, path: string, payload: string | undefined): Promise<T> {
+  private async once<T>({ base, prefix, pool }: Endpoint, method: string, path: string, payload: string | undefined, receipt: boolean): Promise<T> {
     // One timer bounds the whole exchange (connect, answer, body), as `AbortSignal.timeout`
     // did with `fetch`, for a twentieth of its CPU.
     const abort = new AbortController();
@@ -405,7 +447,7 @@ export class RmsHttpClient {
         response = await pool.request({
           method: method as 'GET',
           path: `${prefix}${path}`,
-          headers: payload === undefined ? { authorization: this.authorization } : { authorization: this.authorization, 'content-type': 'application/json' },
+          headers: this.headers[payload === undefined ? 'bodiless' : 'json'][receipt ? 'receipt' : 'message'],
           body: payload ?? null,
           signal: abort.signal,
         });

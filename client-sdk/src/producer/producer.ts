@@ -10,6 +10,7 @@ import { MicroBatcher, settleBatch } from '../batching/micro-batcher.js';
 import { RmsConflictError, RmsUnavailableError, errorFromAnswer } from '../errors.js';
 import {
   type BatchItemAnswer,
+  type MessageReceipt,
   type PreparedMessage,
   type PrepareRequest,
   RmsHttpClient,
@@ -111,8 +112,11 @@ export interface PrepareOptions {
 /** What `send` returns. */
 export interface SendResult<T> {
   /**
-   * The message: as confirmed (status `SENDING`) when `confirmed` is true, otherwise as
-   * prepared (status `PENDING`).
+   * The message as prepared, with the status the confirm answered (`SENDING`) when
+   * `confirmed` is true, otherwise as prepared (status `PENDING`). `send` asks RMS for the
+   * confirm's receipt only (`Prefer: return=minimal`), so the other fields are the
+   * prepare's: `updatedAt`, `confirmedAt` and `deliveries` are as they were before the
+   * confirm. `get(message.id)` reads the message as it is now.
    */
   message: PreparedMessage;
   /** What the local transaction returned. */
@@ -140,6 +144,8 @@ export class RmsProducer {
   private readonly logger: SdkLogger;
   private readonly prepares: MicroBatcher<PrepareRequest, PreparedMessage> | undefined;
   private readonly confirms: MicroBatcher<string, RmsMessage> | undefined;
+  /** `send`'s confirms: it needs the status, not the payload echoed back (`Prefer: return=minimal`). */
+  private readonly confirmReceipts: MicroBatcher<string, MessageReceipt> | undefined;
 
   constructor(options: ProducerOptions) {
     this.client = new RmsHttpClient(options);
@@ -162,6 +168,12 @@ export class RmsProducer {
         ...limits,
         keyOf: (id) => id,
         run: (ids) => settleBatch(ids, async (all) => (await client.confirmMany(all)).map(settledFrom<RmsMessage>), (one) => client.confirm(one), isUnavailable),
+      });
+      this.confirmReceipts = new MicroBatcher({
+        ...limits,
+        keyOf: (id) => id,
+        run: (ids) =>
+          settleBatch(ids, async (all) => (await client.confirmMany(all, { receipt: true })).map(settledFrom<MessageReceipt>), (one) => client.confirmReceipt(one), isUnavailable),
       });
     }
   }
@@ -209,7 +221,7 @@ export class RmsProducer {
    */
   async close(): Promise<void> {
     // Calls waiting in a batcher behind the batch in flight are calls in flight too.
-    await Promise.all([this.prepares?.idle(), this.confirms?.idle()]);
+    await Promise.all([this.prepares?.idle(), this.confirms?.idle(), this.confirmReceipts?.idle()]);
     await this.client.close();
   }
 
@@ -245,6 +257,12 @@ export class RmsProducer {
    * The resolver is asked with that `messageId`, so the local transaction should record it
    * (or `message.id`) where the resolver can find it.
    *
+   * What RMS answers: the prepare answers the whole message, since the local transaction
+   * is given it (the producer, the timestamps and `deliverAt` are RMS's, not the caller's
+   * to guess); the confirm, and the cancel after a failed transaction, ask for receipts
+   * (`Prefer: return=minimal`: id, messageId, status), so RMS does not echo the payload
+   * back a second time and the SDK does not parse it.
+   *
    * @param localTransaction - the producer's own database work; it receives the prepared
    *   message and must commit before it resolves.
    * @throws the prepare's typed error (case 1) or the transaction's own error (case 2).
@@ -267,9 +285,9 @@ export class RmsProducer {
     }
 
     try {
-      const confirmed = await this.confirm(prepared.id);
-      // The same message, so the same messageId as prepared.
-      return { message: { ...confirmed, messageId: prepared.messageId }, result, confirmed: true };
+      const receipt = await (this.confirmReceipts ? this.confirmReceipts.submit(prepared.id) : this.client.confirmReceipt(prepared.id));
+      // The same message, so the same messageId as prepared; only its status is news.
+      return { message: { ...prepared, status: receipt.status }, result, confirmed: true };
     } catch (error) {
       const context = { id: prepared.id, messageId, topic, err: error };
       if (error instanceof RmsConflictError && error.currentStatus === 'CANCELLED') {
@@ -286,7 +304,7 @@ export class RmsProducer {
 
   private async cancelAfterFailedTransaction(message: RmsMessage, transactionError: unknown): Promise<void> {
     try {
-      await this.client.cancel(message.id);
+      await this.client.cancelReceipt(message.id);
     } catch (error) {
       const context = { id: message.id, messageId: message.messageId, topic: message.topic, err: error, transactionError };
       if (error instanceof RmsUnavailableError) {
