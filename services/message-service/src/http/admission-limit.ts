@@ -9,10 +9,10 @@
  * 15 s in the bench's overload (docs/benchmarks.md). A bound of 64 held the latency but
  * refused most requests when the store was fast. The limit has to follow the store.
  *
- * The rule, once per interval (a quarter of the target, within 100–250 ms), on the latencies of the
- * requests that ended in it (admission to answer sent, or client gone) and the age of the
- * oldest request still in flight (so a store that stops answering is seen before anything
- * completes):
+ * The rule, once per interval (a quarter of the target, within 100–250 ms), on the
+ * latencies of the requests that ended in it (admission to answer sent, or client gone)
+ * and the age of the oldest request still in flight (so a store that stops answering is
+ * seen before anything completes):
  * - observed = the interval's 90th percentile latency, or the oldest in-flight request's
  *   age if that is larger;
  * - observed above the target: the limit is multiplied by `target / observed` (at most
@@ -22,9 +22,8 @@
  *   only once the latency has fallen by a tenth (the cut worked, there is more queue to
  *   drain), or has doubled (things got worse), or nothing completed in the interval while
  *   the oldest request in flight has aged half as much again (a stalled store). Otherwise
- *   it holds. Latency that does not follow the limit is not a queue in
- *   RMS: a store that is slow per call (a batch takes as long for 8 as for 500), or a
- *   busy CPU. Cutting then only refuses what could have been served: measured on the
+ *   it holds. Latency that does not follow the limit is not a queue in RMS: a store that
+ *   is slow per call (a batch takes as long for 8 as for 500), or a busy CPU. Cutting then only refuses what could have been served: measured on the
  *   shared bench box (target 250 ms), the rule without this check fell to its floor and
  *   admitted 1,608 requests where the fixed bound admitted 8,000–19,000, at no better
  *   latency (docs/benchmarks.md, overload);
@@ -32,8 +31,8 @@
  *   at some point in the interval): it grows by `limit × min(1, target / observed − 1)`
  *   (at least 1, at most doubling per interval), so it probes upwards gently near the
  *   target and recovers within a second or so once the store is fast again (a store
- *   outage ends with the limit at its floor: clients must not be refused for long after). A limit that was not
- *   used does not grow (an idle RMS learns nothing about its store);
+ *   outage ends with the limit at its floor: clients must not be refused for long after).
+ *   A limit that was not used does not grow (an idle RMS learns nothing about its store);
  * - no latency seen (nothing ended, nothing in flight): unchanged.
  * The limit stays within `[minLimit, maxLimit]`; `maxLimit` is `RMS_MAX_INFLIGHT_REQUESTS`.
  *
