@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createProducer, type DegradeSwitch, type SdkLogger, subscribe } from '@rms/client-sdk';
 import type { Pool } from 'undici';
 import { ConfirmToHandlerClock, nowMs } from './latency.js';
+import { OverloadProbe } from './overload-breakdown.js';
 import { PerMessageHttpSender, type RequestLedger } from './per-message-flow.js';
 import { perMessage, readPostgresCounters } from './postgres-stats.js';
 import { combineUsage, cpuBreakdown, cpuSnapshot, ProcessSampler } from './proc-usage.js';
@@ -68,6 +69,8 @@ export interface RmsPhaseOptions {
   drainTimeoutMs: number;
   /** RMS's database, for PostgreSQL's counters per message. */
   postgresUrl: string;
+  /** With the plain HTTP client: measure where a request's time goes (`bench/overload-breakdown.ts`). */
+  breakdown?: boolean;
 }
 
 /** A little more than the interval at which PostgreSQL backends report their counters. */
@@ -245,7 +248,11 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
     for (const sampler of samplers) sampler.start();
     const startedAt = nowMs();
     const startedUs = monotonicUs();
+    const firstRms = options.rms[0];
+    const probe = options.breakdown && client.kind === 'per-message' && client.pools[0] && firstRms ? new OverloadProbe(firstRms.url, client.pools[0]) : undefined;
+    await probe?.start();
     await load(options.durationMs);
+    const breakdown = await probe?.stop();
     const loadSeconds = (nowMs() - startedAt) / 1000;
     const endedAt = await waitAcked(ackedBefore + confirmed, othersAckedBefore.map((before) => before + confirmed));
     const endedUs = monotonicUs();
@@ -276,6 +283,7 @@ export async function runRmsPhase(options: RmsPhaseOptions): Promise<PhaseResult
       postgresPerMessage,
       transports: { ...transports },
       ...(requests && { requests }),
+      ...(breakdown && { breakdown }),
       settings: {
         client: client.kind === 'sdk' ? 'sdk' : `undici, ${options.load.kind === 'saturate' ? options.load.producers : options.load.maxInFlight} requests in flight at most`,
         rmsProcesses: options.rms.length,

@@ -245,10 +245,12 @@ async function rmsPhase(phase: string, description: string, load: Load, duration
       ...(extra.fallback && { fallback: { ...extra.fallback, redisUrl: settings.redisUrl } }),
       drainTimeoutMs: 60_000,
       postgresUrl: settings.postgresUrl,
+      breakdown: phase === 'overload',
     });
     for (const line of result.sdkLog) log(`${key}: SDK ${line}`);
     const { sdkLog: _sdkLog, ...figures } = result;
     log(`${key}: ${Math.round(figures.messagesPerSecond)} msgs/s`);
+    if (figures.breakdown) log(`${key}: where the time went: ${JSON.stringify(figures.breakdown)}`);
     return { ...figures, ...(healthz && { healthz }) };
   } finally {
     for (const pool of pools) await pool.close();

@@ -1,6 +1,7 @@
 /**
  * What every load phase shares: the message body and the shape of a phase's result.
  */
+import type { OverloadBreakdown } from './overload-breakdown.js';
 import type { LatencySummary, Percentiles } from './latency.js';
 import type { PostgresCounters } from './postgres-stats.js';
 import type { CpuBreakdown, ProcessUsage } from './proc-usage.js';
@@ -59,6 +60,8 @@ export interface PhaseResult {
   healthz?: HealthzBaseline;
   /** Per-request answers of the plain HTTP client (`per-message`, `overload`). */
   requests?: RequestSummary;
+  /** `overload`: where an admitted request's time went (`bench/overload-breakdown.ts`). */
+  breakdown?: OverloadBreakdown;
   /** `overload`: the offered rate. */
   offeredPerSecond?: number;
   /** How many runs this phase's figures are the median of (absent: one). */

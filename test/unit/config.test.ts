@@ -113,6 +113,23 @@ describe('configuration: bounds and cross-checks', () => {
     assert.match(configError({ ...MINIMAL, PORT: '70000' }), /PORT: must be at most 65535/);
   });
 
+  test('RMS_ADMISSION_TARGET_MS: 1000 by default, 0 turns the adaptive limit off, negative or past 60000 is refused', () => {
+    assert.equal(loadConfig(MINIMAL).admissionTargetMs, 1000);
+    assert.equal(loadConfig(MINIMAL).maxInFlightRequests, 512);
+    assert.equal(loadConfig({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '0' }).admissionTargetMs, 0);
+    assert.equal(loadConfig({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '800' }).admissionTargetMs, 800);
+    assert.match(configError({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '-1' }), /RMS_ADMISSION_TARGET_MS: must be at least 0/);
+    assert.match(configError({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: '60001' }), /RMS_ADMISSION_TARGET_MS: must be at most 60000/);
+    assert.match(configError({ ...MINIMAL, RMS_ADMISSION_TARGET_MS: 'fast' }), /RMS_ADMISSION_TARGET_MS: must be a number/);
+  });
+
+  test('RMS_LISTEN_BACKLOG: 4096 by default, a whole number from 1 to 65535', () => {
+    assert.equal(loadConfig(MINIMAL).listenBacklog, 4096);
+    assert.equal(loadConfig({ ...MINIMAL, RMS_LISTEN_BACKLOG: '511' }).listenBacklog, 511);
+    assert.match(configError({ ...MINIMAL, RMS_LISTEN_BACKLOG: '0' }), /RMS_LISTEN_BACKLOG: must be at least 1/);
+    assert.match(configError({ ...MINIMAL, RMS_LISTEN_BACKLOG: '70000' }), /RMS_LISTEN_BACKLOG: must be at most 65535/);
+  });
+
   test('a lease shorter than the slowest handling is refused: it would let two instances work on one message', () => {
     const message = configError({ ...MINIMAL, RMS_LEASE_MS: '1000', RMS_PUBLISH_TIMEOUT_MS: '500', RMS_RETRY_IMMEDIATE: '3' });
     assert.match(message, /RMS_LEASE_MS \(1000\) must exceed/);

@@ -50,3 +50,5 @@ export { WebhookSink, type WebhookSinkOptions } from './alerts/webhook-sink.js';
 export { RetentionSweeper, type RetentionOptions } from './application/retention.js';
 export { Metrics } from './observability/metrics.js';
 export { createHttpApp, routesOf, type HttpAppOptions, type RouteEntry } from './http/http-app.js';
+export { AdmissionLimit, type AdmissionLimitOptions, type InFlightView } from './http/admission-limit.js';
+export { AdmissionControl, type AdmissionOptions } from './http/admission-control.js';

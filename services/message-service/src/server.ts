@@ -259,6 +259,7 @@ export class RmsServer {
       maxPayloadDepth: config.maxPayloadDepth,
       maxHeartbeatExtendMs: config.maxHeartbeatExtendMs,
       maxInFlightRequests: config.maxInFlightRequests,
+      admissionTargetMs: config.admissionTargetMs,
       logger,
       metrics,
       stats: new MessageStats({ store }),
@@ -290,7 +291,7 @@ export class RmsServer {
       ],
     });
     const http = await new Promise<Server>((resolve, reject) => {
-      const server = app.listen(config.port, (error?: Error) => (error ? reject(error) : resolve(server)));
+      const server = app.listen({ port: config.port, backlog: config.listenBacklog }, (error?: Error) => (error ? reject(error) : resolve(server)));
     });
     // A client that stops sending mid-request must not hold a socket forever.
     http.requestTimeout = 30_000;

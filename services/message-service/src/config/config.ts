@@ -137,9 +137,38 @@ export interface RmsConfig {
    * `bench/admission-memory.ts`) instead of a queue that grows for as long as the overload
    * lasts. Raise it only for clients that keep more requests in flight and a store fast
    * enough to serve them.
+   * With the adaptive limit (`RMS_ADMISSION_TARGET_MS`) this is its ceiling.
    * @defaultValue 512
    */
   maxInFlightRequests: number;
+  /**
+   * `RMS_ADMISSION_TARGET_MS`: the latency admission control holds admitted API requests to
+   * (their 90th percentile over each interval, a quarter of this within 100–250 ms, from
+   * admission to answer).
+   * The limit on requests in flight adapts to it: it shrinks in proportion when the
+   * requests take longer (a slow or stalled store), and grows back, up to
+   * `RMS_MAX_INFLIGHT_REQUESTS`, while they take less and the limit is in use
+   * (`http/admission-limit.ts`). Set it above the latency RMS has when it is busy but not
+   * queueing, or the limit stays low and refuses what could be served: on the shared
+   * 2-core bench box, where RMS's own latency under load was 250–500 ms without any queue,
+   * 250 held the admitted requests' p99 inside RMS under 1 s but admitted a fifth of what
+   * the fixed bound did; 1000 admitted as much as the fixed bound with that p99 still under
+   * 1 s (docs/benchmarks.md, overload). 0 turns the adaptive limit off:
+   * `RMS_MAX_INFLIGHT_REQUESTS` alone bounds.
+   * @defaultValue 1000
+   */
+  admissionTargetMs: number;
+  /**
+   * `RMS_LISTEN_BACKLOG`: connections the kernel may hold for RMS to accept (capped by
+   * `net.core.somaxconn`, 4096 on current Linux). Node's default is 511: under the bench's
+   * overload a pooled client opening ~900 connections at once while RMS's event loop was
+   * busy overflowed it (670–2,950 `ListenDrops` a run), and a dropped SYN is retried after
+   * 1 s, then 3, 7 and 15 s in all: the slowest 1 % of requests waited 1.2–2.3 s for their
+   * connection, 0.14–0.17 s with 4096 (docs/benchmarks.md, overload). A queued connection
+   * costs the kernel a few hundred bytes.
+   * @defaultValue 4096
+   */
+  listenBacklog: number;
   /**
    * `RMS_STORE_BATCH_MAX` [500]: most concurrent store calls of one kind coalesced into one
    * statement (1 turns coalescing off); `RMS_STORE_BATCH_CONCURRENCY` [4]: most such
@@ -174,6 +203,9 @@ const integer = (min: number) =>
 
 /** The default of `RMS_MAX_INFLIGHT_REQUESTS`: admission control's bound on API requests in flight. */
 export const DEFAULT_MAX_INFLIGHT_REQUESTS = 512;
+
+/** The default of `RMS_ADMISSION_TARGET_MS`: the latency the adaptive admission limit holds admitted requests to. */
+export const DEFAULT_ADMISSION_TARGET_MS = 1000;
 
 /** The default of `RMS_MAX_HEARTBEAT_EXTEND_MS` (one hour); the committed OpenAPI document shows it. */
 export const DEFAULT_MAX_HEARTBEAT_EXTEND_MS = 3_600_000;
@@ -217,6 +249,8 @@ const envSchema = z.object({
   RMS_STORE_DEADLINE_MS: integer(1).default(5000),
   RMS_STORE_MAX_PENDING: integer(1).default(10_000),
   RMS_MAX_INFLIGHT_REQUESTS: integer(1).default(DEFAULT_MAX_INFLIGHT_REQUESTS),
+  RMS_LISTEN_BACKLOG: integer(1).max(65_535, 'must be at most 65535').default(4096),
+  RMS_ADMISSION_TARGET_MS: integer(0).max(60_000, 'must be at most 60000').default(DEFAULT_ADMISSION_TARGET_MS),
   RMS_TOPIC_SCHEDULES: z.string().optional(),
   RMS_RABBITMQ_QUEUE_PREFIX: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must match [A-Za-z0-9._-]{1,64}').default('rms.'),
   RMS_MAX_DELAY_MS: integer(1).default(30 * 24 * 3600 * 1000),
@@ -318,6 +352,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): RmsConfig {
     maxHeartbeatExtendMs: e.RMS_MAX_HEARTBEAT_EXTEND_MS,
     storeAdmission: { deadlineMs: e.RMS_STORE_DEADLINE_MS, maxPending: e.RMS_STORE_MAX_PENDING },
     maxInFlightRequests: e.RMS_MAX_INFLIGHT_REQUESTS,
+    admissionTargetMs: e.RMS_ADMISSION_TARGET_MS,
+    listenBacklog: e.RMS_LISTEN_BACKLOG,
     storeBatch: { maxBatch: e.RMS_STORE_BATCH_MAX, maxInFlight: e.RMS_STORE_BATCH_CONCURRENCY },
     logLevel: e.LOG_LEVEL,
     shutdownGraceMs: e.RMS_SHUTDOWN_GRACE_MS,

@@ -112,7 +112,8 @@ export class DependencyUnavailableError extends RmsError {
 }
 
 /**
- * RMS already has as many requests in flight as it admits (`RMS_MAX_INFLIGHT_REQUESTS`):
+ * RMS already has as many requests in flight as it admits now (the adaptive admission
+ * limit, at most `RMS_MAX_INFLIGHT_REQUESTS`):
  * the request was refused before its body was read, so nothing of it happened. Try again
  * after the `Retry-After` of the answer.
  */

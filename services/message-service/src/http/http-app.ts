@@ -17,7 +17,7 @@ import type { DegradeSwitch } from '@rms/client-sdk';
 import type { MessageService } from '../application/message-service.js';
 import type { MessageStats } from '../application/message-stats.js';
 import type { AppRegistry } from '../config/app-registry.js';
-import { DEFAULT_MAX_INFLIGHT_REQUESTS } from '../config/config.js';
+import { DEFAULT_ADMISSION_TARGET_MS, DEFAULT_MAX_INFLIGHT_REQUESTS } from '../config/config.js';
 import { RmsError } from '../domain/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import { AdmissionControl } from './admission-control.js';
@@ -49,8 +49,10 @@ export interface HttpAppOptions {
   degradeSwitch?: DegradeSwitch | undefined;
   /** The failover transport's state for `/v1/stats`; absent without one. */
   failoverStatus?: (() => Record<string, unknown>) | undefined;
-  /** Most API requests handled at once (`RMS_MAX_INFLIGHT_REQUESTS`). @defaultValue 512 */
+  /** Most API requests handled at once (`RMS_MAX_INFLIGHT_REQUESTS`), the adaptive limit's ceiling. @defaultValue 512 */
   maxInFlightRequests?: number;
+  /** The latency the adaptive admission limit holds admitted API requests to, ms; 0: the fixed bound alone (`RMS_ADMISSION_TARGET_MS`). @defaultValue 1000 */
+  admissionTargetMs?: number;
 }
 
 
@@ -83,9 +85,11 @@ export function createHttpApp(options: HttpAppOptions): express.Express {
   app.set('query parser', 'simple');
   const admission = new AdmissionControl({
     maxInFlight: options.maxInFlightRequests ?? DEFAULT_MAX_INFLIGHT_REQUESTS,
+    targetMs: options.admissionTargetMs ?? DEFAULT_ADMISSION_TARGET_MS,
     onRefused: () => options.metrics.http.refused.inc(),
   });
   options.metrics.http.watchInFlight(() => admission.inFlight);
+  options.metrics.http.watchAdmissionLimit(() => admission.limit);
   app.use(assignRequestId(logger, options.metrics.http));
   // Only the API is bounded and authenticated; `/v1` is all a path needs to be told apart.
   app.use('/v1', admission.middleware());

@@ -375,7 +375,7 @@ export function buildOpenApiDocument(options: OpenApiOptions): Record<string, un
       };
     }
     answers['4XX'] = { description: 'refused: the error names the problem (and the field, when one is at fault)', content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
-    const overload = operation.path.startsWith('/v1/') ? '; or RMS already handles RMS_MAX_INFLIGHT_REQUESTS requests (503 OVERLOADED, with Retry-After, nothing done)' : '';
+    const overload = operation.path.startsWith('/v1/') ? '; or RMS already handles as many requests as it admits now, at most RMS_MAX_INFLIGHT_REQUESTS (503 OVERLOADED, with Retry-After, nothing done)' : '';
     answers['5XX'] = { description: `a dependency is unavailable (503, with Retry-After)${overload}; or an unexpected failure`, content: { 'application/json': { schema: { $ref: '#/components/schemas/ErrorBody' } } } };
     paths[operation.path] ??= {};
     (paths[operation.path] as Record<string, unknown>)[operation.method] = {

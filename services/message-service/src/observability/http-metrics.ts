@@ -2,7 +2,8 @@
  * HTTP request durations by method, route pattern and status. The route is express's
  * pattern (`/v1/messages/:id`), never the raw path, so ids do not explode the label set;
  * a request no route matched is labelled `unmatched`. And admission control's figures:
- * the API requests in flight, and those refused because the bound was reached.
+ * the API requests in flight, its current (adaptive) limit on them, and those refused
+ * because the limit was reached.
  */
 import type { Request, Response } from 'express';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
@@ -14,14 +15,15 @@ export const UNMATCHED_ROUTE = 'unmatched';
 export class HttpMetrics {
   /** Seconds from the first byte of the request to the end of the answer. */
   readonly requestDuration: Histogram<'method' | 'route' | 'status'>;
-  /** API requests answered 503 `OVERLOADED` at once because `RMS_MAX_INFLIGHT_REQUESTS` were in flight. */
+  /** API requests answered 503 `OVERLOADED` at once because the admission limit's worth were in flight. */
   readonly refused: Counter;
   #inFlight: () => number = () => 0;
+  #admissionLimit: () => number = () => 0;
 
   constructor(registry: Registry) {
     this.refused = new Counter({
       name: 'rms_http_requests_refused_total',
-      help: 'API requests refused with 503 OVERLOADED, unread, because RMS_MAX_INFLIGHT_REQUESTS requests were in flight',
+      help: 'API requests refused with 503 OVERLOADED, unread, because the admission limit (rms_http_admission_limit) was reached',
       registers: [registry],
     });
     const inFlight = () => this.#inFlight();
@@ -31,6 +33,15 @@ export class HttpMetrics {
       registers: [registry],
       collect() {
         this.set(inFlight());
+      },
+    });
+    const admissionLimit = () => this.#admissionLimit();
+    new Gauge({
+      name: 'rms_http_admission_limit',
+      help: 'API requests admitted at once now: the adaptive limit (RMS_ADMISSION_TARGET_MS), at most RMS_MAX_INFLIGHT_REQUESTS',
+      registers: [registry],
+      collect() {
+        this.set(admissionLimit());
       },
     });
     this.requestDuration = new Histogram({
@@ -45,6 +56,11 @@ export class HttpMetrics {
   /** Reads the in-flight gauge from `read` (admission control's count) at each scrape. */
   watchInFlight(read: () => number): void {
     this.#inFlight = read;
+  }
+
+  /** Reads the admission-limit gauge from `read` (admission control's current limit) at each scrape. */
+  watchAdmissionLimit(read: () => number): void {
+    this.#admissionLimit = read;
   }
 
   /** Observes one answered request, `seconds` after it arrived (called once per request, on `finish`). */
