@@ -13,38 +13,13 @@ import { cpuUsage } from 'node:process';
 import { randomUUID } from 'node:crypto';
 import type { Message } from '@rms/message-service';
 import { toMessageReceipt, toMessageView } from '../services/message-service/src/http/message-view.js';
-import { benchPayload } from './workload.js';
+import { benchMessage } from './workload.js';
 
 const BATCH = 1000;
 const ROUNDS = Number(process.env['BENCH_ANSWER_ROUNDS'] ?? 400);
 
 /** A message as the store returns it after a confirm, with the bench's payload and one group's delivery. */
-function confirmedMessage(): Message {
-  const now = new Date();
-  return {
-    id: randomUUID(),
-    producer: 'bench-producer',
-    producerMessageId: randomUUID(),
-    topic: 'bench.confirm-answer',
-    payload: benchPayload() as Message['payload'],
-    headers: {},
-    status: 'SENDING',
-    deadReason: null,
-    createdAt: now,
-    updatedAt: now,
-    confirmedAt: now,
-    completedAt: null,
-    cancelledAt: null,
-    checkAttempts: 0,
-    deliveryAttempts: 0,
-    nextAttemptAt: now,
-    lastTransport: null,
-    lastError: null,
-    deliverAt: null,
-    deliveries: [{ group: 'bench', status: 'SENDING', attempts: 0, nextAttemptAt: now, lastTransport: null, lastError: null, ackedAt: null }],
-    version: 1,
-  } as Message;
-}
+const confirmedMessage = (): Message => benchMessage('SENDING', { id: randomUUID(), producerMessageId: randomUUID(), topic: 'bench.confirm-answer' });
 
 /** CPU microseconds (user + system) spent by `work`. */
 function cpuMicros(work: () => void): number {

@@ -24,38 +24,13 @@ import type { MessageStats } from '../services/message-service/src/application/m
 import { Pool } from 'undici';
 import { nowMs } from './latency.js';
 import { cpuSecondsOf } from './proc-usage.js';
-import { benchPayload } from './workload.js';
+import { benchMessage, benchPayload } from './workload.js';
 
 const TOKEN = 'bench-http-path-token-0123456789';
 const MESSAGE_ID = '01936f7e-7c1a-7d2b-9c3d-4e5f60718293';
 
 /** A message as the store would return it after a prepare (`status`) of the bench payload. */
-function cannedMessage(status: 'PENDING' | 'SENDING'): Message {
-  const now = new Date();
-  return {
-    id: MESSAGE_ID,
-    producer: 'bench-producer',
-    producerMessageId: null,
-    topic: 'bench.http-path',
-    payload: benchPayload() as Message['payload'],
-    headers: {},
-    status,
-    deadReason: null,
-    createdAt: now,
-    updatedAt: now,
-    confirmedAt: status === 'SENDING' ? now : null,
-    completedAt: null,
-    cancelledAt: null,
-    checkAttempts: 0,
-    deliveryAttempts: 0,
-    nextAttemptAt: now,
-    lastTransport: null,
-    lastError: null,
-    deliverAt: null,
-    deliveries: status === 'SENDING' ? [{ group: 'bench', status: 'SENDING', attempts: 0, nextAttemptAt: now, lastTransport: null, lastError: null, ackedAt: null }] : [],
-    version: 1,
-  } as Message;
-}
+const cannedMessage = (status: 'PENDING' | 'SENDING'): Message => benchMessage(status, { id: MESSAGE_ID, producerMessageId: null, topic: 'bench.http-path' });
 
 /** The child: RMS's express app over a service that answers at once. Prints its port. */
 async function serve(): Promise<void> {

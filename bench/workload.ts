@@ -1,6 +1,7 @@
 /**
  * What every load phase shares: the message body and the shape of a phase's result.
  */
+import type { Message } from '@rms/message-service';
 import type { OverloadBreakdown } from './overload-breakdown.js';
 import type { LatencySummary, Percentiles } from './latency.js';
 import type { PostgresCounters } from './postgres-stats.js';
@@ -14,6 +15,36 @@ export function benchPayload(): Record<string, unknown> {
   const base = { orderId: 'order-000123456', sku: 'SKU-00042', qty: 3, amountCents: 129_900, currency: 'EUR', customer: 'cust-0000789', note: '' };
   const pad = PAYLOAD_BYTES - Buffer.byteLength(JSON.stringify(base));
   return { ...base, note: 'x'.repeat(Math.max(0, pad)) };
+}
+
+/**
+ * A message as the store returns it with the bench payload: after a prepare (`PENDING`)
+ * or a confirm (`SENDING`, with one `bench` group's delivery due).
+ */
+export function benchMessage(status: 'PENDING' | 'SENDING', fields: Pick<Message, 'id' | 'producerMessageId' | 'topic'>): Message {
+  const now = new Date();
+  const sending = status === 'SENDING';
+  return {
+    ...fields,
+    producer: 'bench-producer',
+    payload: benchPayload() as Message['payload'],
+    headers: {},
+    status,
+    deadReason: null,
+    createdAt: now,
+    updatedAt: now,
+    confirmedAt: sending ? now : null,
+    completedAt: null,
+    cancelledAt: null,
+    checkAttempts: 0,
+    deliveryAttempts: 0,
+    nextAttemptAt: now,
+    lastTransport: null,
+    lastError: null,
+    deliverAt: null,
+    deliveries: sending ? [{ group: 'bench', status: 'SENDING', attempts: 0, nextAttemptAt: now, lastTransport: null, lastError: null, ackedAt: null }] : [],
+    version: 1,
+  } as Message;
 }
 
 /** The measured figures of one load phase. */

@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   type ProducerOptions,
   type RmsMessage,
@@ -17,9 +17,8 @@ import {
   RmsValidationError,
   createProducer,
 } from '@rms/client-sdk';
-import { QueueWatcher } from '../support/rabbitmq.js';
-import { RecordingProxy } from '../support/recording-proxy.js';
-import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
+import { recordedRms } from '../support/recorded-rms.js';
+import { TEST_APPS } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
 import { closedPort } from '../support/loopback-ports.js';
@@ -30,42 +29,22 @@ const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 const count = (requests: string[], request: string) => requests.filter((seen) => seen === request).length;
 
 describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () => {
-  let rms: TestServer;
-  let proxy: RecordingProxy;
-  let watcher: QueueWatcher;
-  const topics: string[] = [];
-  const freshTopic = (name: string) => {
-    const topic = `${name}.${randomUUID().slice(0, 8)}`;
-    topics.push(topic);
-    return topic;
-  };
+  const suite = recordedRms();
   const producer = (app: 'orders' | 'billing' = 'orders', extra: Partial<ProducerOptions> = {}) =>
-    createProducer({ url: proxy.url, token: TEST_APPS[app].token, retry: RETRY, ...extra });
-
-  before(async () => {
-    rms = await startTestServer();
-    proxy = await RecordingProxy.start(rms.baseUrl);
-    watcher = await QueueWatcher.open();
-  });
-  after(async () => {
-    await proxy?.close();
-    await rms?.stop();
-    await watcher?.deleteQueues(topics).catch(() => undefined);
-    await watcher?.close();
-  });
+    createProducer({ url: suite.proxy.url, token: TEST_APPS[app].token, retry: RETRY, ...extra });
 
   test('200 concurrent sends all end confirmed and delivered, in far fewer than 400 requests', async () => {
-    const topic = freshTopic('sdk.batching');
+    const topic = suite.freshTopic('sdk.batching');
     const delivered = new Set<string>();
-    await watcher.consume(topic, (delivery) => void delivered.add(delivery.id));
+    await suite.watcher.consume(topic, (delivery) => void delivered.add(delivery.id));
     const orders = producer();
-    proxy.reset();
+    suite.proxy.reset();
 
     const sent = await Promise.all(
       Array.from({ length: 200 }, (_, i) => orders.send(topic, { i }, async (message) => ({ seen: message.status, i }))),
     );
 
-    const requests = proxy.seen();
+    const requests = suite.proxy.seen();
     assert.ok(requests.length < 40, `200 sends took ${requests.length} requests: ${requests.join(', ')}`);
     assert.ok(count(requests, 'POST /v1/messages/batch') >= 1, 'prepares went out as batches');
     assert.ok(count(requests, 'POST /v1/confirms') >= 1, 'confirms went out as batches');
@@ -78,7 +57,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
     const ids = sent.map((result) => result.message.id);
     assert.equal(new Set(ids).size, 200, '200 distinct messages');
 
-    const listed = await rms.call('ops', 'GET', `/v1/messages?topic=${topic}&limit=500`);
+    const listed = await suite.rms.call('ops', 'GET', `/v1/messages?topic=${topic}&limit=500`);
     assert.equal(listed.body.messages.length, 200, 'no message stored twice');
     for (const message of listed.body.messages as RmsMessage[]) {
       assert.ok(message.status === 'SENDING' || message.status === 'COMPLETED', `${message.id} is ${message.status}`);
@@ -89,21 +68,21 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('a lone send still uses the single endpoints', async () => {
-    const topic = freshTopic('sdk.lone');
+    const topic = suite.freshTopic('sdk.lone');
     const orders = producer();
-    proxy.reset();
+    suite.proxy.reset();
     const sent = await orders.send(topic, { lone: true }, async () => 'done');
     assert.equal(sent.confirmed, true);
     assert.equal(sent.message.status, 'SENDING');
-    assert.deepEqual(proxy.requests, ['POST /v1/messages', `POST /v1/messages/${sent.message.id}/confirm`]);
+    assert.deepEqual(suite.proxy.requests, ['POST /v1/messages', `POST /v1/messages/${sent.message.id}/confirm`]);
   });
 
   test('a prepare that reuses a messageId with other content rejects alone with RmsConflictError; its batch mates are stored', async () => {
-    const topic = freshTopic('sdk.reuse');
+    const topic = suite.freshTopic('sdk.reuse');
     const orders = producer();
     const key = `reused-${randomUUID()}`;
     const original = await orders.prepare(topic, { version: 1 }, { messageId: key });
-    proxy.reset();
+    suite.proxy.reset();
 
     const outcomes = await Promise.allSettled([
       orders.prepare(topic, { n: 0 }),
@@ -112,7 +91,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
       orders.prepare(topic, { n: 3 }, { headers: { tenant: 'eu' } }),
     ]);
 
-    assert.deepEqual(proxy.seen(), ['POST /v1/messages/batch'], 'the four prepares went out as one batch');
+    assert.deepEqual(suite.proxy.seen(), ['POST /v1/messages/batch'], 'the four prepares went out as one batch');
     const [fresh, reused, repeat, withHeaders] = outcomes;
     assert.equal(reused?.status, 'rejected');
     const error = (reused as PromiseRejectedResult).reason;
@@ -129,14 +108,14 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('batched confirms settle each with its own answer: SENDING, or RmsNotFoundError (unknown, or another app’s), RmsConflictError', async () => {
-    const topic = freshTopic('sdk.confirms');
+    const topic = suite.freshTopic('sdk.confirms');
     const orders = producer();
     const billing = producer('billing');
     const [a, b, cancelled] = await Promise.all([orders.prepare(topic, { n: 'a' }), orders.prepare(topic, { n: 'b' }), orders.prepare(topic, { n: 'c' })]);
     assert.ok(a && b && cancelled);
     await orders.cancel(cancelled.id);
     const theirs = await billing.prepare(topic, { n: 'billing' });
-    proxy.reset();
+    suite.proxy.reset();
 
     const outcomes = await Promise.allSettled([
       orders.confirm(a.id),
@@ -146,7 +125,7 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
       orders.confirm(b.id),
     ]);
 
-    assert.deepEqual(proxy.seen(), ['POST /v1/confirms'], 'the five confirms went out as one batch');
+    assert.deepEqual(suite.proxy.seen(), ['POST /v1/confirms'], 'the five confirms went out as one batch');
     const [okA, unknown, theirsOutcome, conflict, okB] = outcomes;
     assert.equal((okA as PromiseFulfilledResult<RmsMessage>).value.status, 'SENDING');
     assert.equal((okB as PromiseFulfilledResult<RmsMessage>).value.status, 'SENDING');
@@ -159,15 +138,15 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('a batch RMS refuses as a whole (a malformed id) is resent call by call, so only the bad call fails', async () => {
-    const topic = freshTopic('sdk.fallback');
+    const topic = suite.freshTopic('sdk.fallback');
     const orders = producer();
     const [a, b] = await Promise.all([orders.prepare(topic, { n: 'a' }), orders.prepare(topic, { n: 'b' })]);
     assert.ok(a && b);
-    proxy.reset();
+    suite.proxy.reset();
 
     const outcomes = await Promise.allSettled([orders.confirm(a.id), orders.confirm('not-a-uuid'), orders.confirm(b.id)]);
 
-    const requests = proxy.seen();
+    const requests = suite.proxy.seen();
     assert.equal(count(requests, 'POST /v1/confirms'), 1, requests.join(', '));
     assert.equal(count(requests, 'POST /v1/messages/:id/confirm'), 2, requests.join(', '));
     assert.equal(count(requests, 'POST /v1/messages/not-a-uuid/confirm'), 1, requests.join(', '));
@@ -196,14 +175,14 @@ describe('producer SDK batching against a real RMS', { timeout: 120_000 }, () =>
   );
 
   test('batching: false sends one request per call', async () => {
-    const topic = freshTopic('sdk.unbatched');
+    const topic = suite.freshTopic('sdk.unbatched');
     const orders = producer('orders', { batching: false });
-    proxy.reset();
+    suite.proxy.reset();
 
     const sent = await Promise.all(Array.from({ length: 20 }, (_, i) => orders.send(topic, { i }, async () => i)));
 
     assert.ok(sent.every((result) => result.confirmed && result.message.status === 'SENDING'));
-    const requests = proxy.seen();
+    const requests = suite.proxy.seen();
     assert.equal(requests.length, 40, requests.join(', '));
     assert.equal(count(requests, 'POST /v1/messages'), 20);
     assert.equal(count(requests, 'POST /v1/messages/:id/confirm'), 20);

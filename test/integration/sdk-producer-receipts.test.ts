@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   type PreparedMessage,
   type ProducerOptions,
@@ -16,14 +16,14 @@ import {
   RmsHttpClient,
   RmsNotFoundError,
   RmsValidationError,
-  type SdkLogger,
   createProducer,
   errorFromAnswer,
 } from '@rms/client-sdk';
-import { QueueWatcher } from '../support/rabbitmq.js';
 import { type ProxiedExchange, RecordingProxy } from '../support/recording-proxy.js';
-import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
+import { recordedRms } from '../support/recorded-rms.js';
+import { TEST_APPS } from '../support/rms-server.js';
 import { waitUntil } from '../support/wait.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 const RECEIPT_FIELDS = ['id', 'messageId', 'status'];
@@ -32,16 +32,6 @@ const ID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/gi;
 /** `METHOD /path` of an exchange, ids replaced by `:id`. */
 const route = (exchange: ProxiedExchange) => `${exchange.method} ${exchange.path.replace(ID, ':id')}`;
 
-/** A logger that keeps what it is given. */
-function recordingLogger() {
-  const entries: { level: string; obj: Record<string, unknown>; msg: string | undefined }[] = [];
-  const logger: SdkLogger = {
-    info: (obj, msg) => void entries.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
-    warn: (obj, msg) => void entries.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }),
-    error: (obj, msg) => void entries.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
-  };
-  return { logger, entries };
-}
 
 /** Asserts that `body` is a receipt: exactly id, messageId and status, no payload. */
 function assertReceipt(body: unknown, expected: { id?: string; messageId?: string; status: string }, what: string): void {
@@ -53,37 +43,17 @@ function assertReceipt(body: unknown, expected: { id?: string; messageId?: strin
 }
 
 describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () => {
-  let rms: TestServer;
-  let proxy: RecordingProxy;
-  let watcher: QueueWatcher;
-  const topics: string[] = [];
-  const freshTopic = (name: string) => {
-    const topic = `${name}.${randomUUID().slice(0, 8)}`;
-    topics.push(topic);
-    return topic;
-  };
-  const producer = (extra: Partial<ProducerOptions> = {}, url = proxy.url) => createProducer({ url, token: TEST_APPS.orders.token, retry: RETRY, ...extra });
-
-  before(async () => {
-    rms = await startTestServer();
-    proxy = await RecordingProxy.start(rms.baseUrl);
-    watcher = await QueueWatcher.open();
-  });
-  after(async () => {
-    await proxy?.close();
-    await rms?.stop();
-    await watcher?.deleteQueues(topics).catch(() => undefined);
-    await watcher?.close();
-  });
+  const suite = recordedRms();
+  const producer = (extra: Partial<ProducerOptions> = {}, url = suite.proxy.url) => createProducer({ url, token: TEST_APPS.orders.token, retry: RETRY, ...extra });
 
   test('a lone send prepares for the whole message, confirms for a receipt, and returns the message with the confirmed status', async () => {
-    const topic = freshTopic('sdk.receipt.lone');
+    const topic = suite.freshTopic('sdk.receipt.lone');
     const delivered: string[] = [];
-    await watcher.consume(topic, (delivery) => void delivered.push(delivery.id));
+    await suite.watcher.consume(topic, (delivery) => void delivered.push(delivery.id));
     const orders = producer();
     const messageId = `order-${randomUUID()}`;
     let inTransaction: PreparedMessage | undefined;
-    proxy.reset();
+    suite.proxy.reset();
 
     const sent = await orders.send(
       topic,
@@ -95,8 +65,8 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
       { messageId, headers: { tenant: 'eu' } },
     );
 
-    assert.deepEqual(proxy.exchanges.map(route), ['POST /v1/messages', 'POST /v1/messages/:id/confirm']);
-    const [prepare, confirm] = proxy.exchanges as [ProxiedExchange, ProxiedExchange];
+    assert.deepEqual(suite.proxy.exchanges.map(route), ['POST /v1/messages', 'POST /v1/messages/:id/confirm']);
+    const [prepare, confirm] = suite.proxy.exchanges as [ProxiedExchange, ProxiedExchange];
     assert.equal(prepare.prefer, undefined, 'the prepare asks for the whole message: the local transaction is given it');
     assert.deepEqual(prepare.answer.payload, { orderId: 7 });
     assert.equal(confirm.prefer, 'return=minimal');
@@ -119,7 +89,7 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('concurrent sends confirm in one batch of receipts; a message cancelled meanwhile gets its own 409 and confirmed: false, its batch mates SENDING', async () => {
-    const topic = freshTopic('sdk.receipt.batch');
+    const topic = suite.freshTopic('sdk.receipt.batch');
     const { logger, entries } = recordingLogger();
     const orders = producer({ logger });
     const entered: PreparedMessage[] = [];
@@ -137,13 +107,13 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
     // A check-back's ROLLBACK while the transaction ran, played by a cancel straight to RMS.
     const victim = entered.find((message) => (message.payload as { i: number }).i === 3);
     assert.ok(victim);
-    assert.equal((await rms.call('orders', 'DELETE', `/v1/messages/${victim.id}`)).status, 200);
-    proxy.reset();
+    assert.equal((await suite.rms.call('orders', 'DELETE', `/v1/messages/${victim.id}`)).status, 200);
+    suite.proxy.reset();
     release();
     const sent = await Promise.all(sends);
 
-    assert.deepEqual(proxy.exchanges.map(route), ['POST /v1/confirms'], 'the six confirms went out as one batch');
-    const [batch] = proxy.exchanges as [ProxiedExchange];
+    assert.deepEqual(suite.proxy.exchanges.map(route), ['POST /v1/confirms'], 'the six confirms went out as one batch');
+    const [batch] = suite.proxy.exchanges as [ProxiedExchange];
     assert.equal(batch.prefer, 'return=minimal');
     assert.equal(batch.preferenceApplied, 'return=minimal');
     const results = batch.answer.results as { status: number; body: any }[];
@@ -184,11 +154,11 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('a key repeated in one batch: both sends get the one message, confirmed, and a reuse with other content is refused', async () => {
-    const topic = freshTopic('sdk.receipt.same-key');
+    const topic = suite.freshTopic('sdk.receipt.same-key');
     const orders = producer();
     const key = `twice-${randomUUID()}`;
     const ran: string[] = [];
-    proxy.reset();
+    suite.proxy.reset();
 
     const outcomes = await Promise.allSettled([
       orders.send(topic, { n: 1 }, async (message) => void ran.push(`first ${message.id}`), { messageId: key }),
@@ -196,7 +166,7 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
       orders.send(topic, { n: 2 }, async () => void ran.push('reused'), { messageId: key }),
     ]);
 
-    assert.equal(proxy.exchanges.filter((exchange) => route(exchange) === 'POST /v1/messages/batch').length, 1, proxy.exchanges.map(route).join(', '));
+    assert.equal(suite.proxy.exchanges.filter((exchange) => route(exchange) === 'POST /v1/messages/batch').length, 1, suite.proxy.exchanges.map(route).join(', '));
     const [first, again, reused] = outcomes;
     assert.equal(first?.status, 'fulfilled');
     assert.equal(again?.status, 'fulfilled');
@@ -213,8 +183,8 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
     assert.ok(error instanceof RmsConflictError, String(error));
     assert.equal(error.code, 'MESSAGE_ID_REUSED');
 
-    const confirms = proxy.exchanges.filter((exchange) => exchange.path.includes('confirm'));
-    assert.ok(confirms.length >= 1, proxy.exchanges.map(route).join(', '));
+    const confirms = suite.proxy.exchanges.filter((exchange) => exchange.path.includes('confirm'));
+    assert.ok(confirms.length >= 1, suite.proxy.exchanges.map(route).join(', '));
     for (const confirm of confirms) {
       assert.equal(confirm.prefer, 'return=minimal', route(confirm));
       const bodies = confirm.answer.results ? (confirm.answer.results as { body: unknown }[]).map((result) => result.body) : [confirm.answer];
@@ -223,11 +193,11 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('a failed local transaction is cancelled for a receipt, and the transaction’s own error is rethrown', async () => {
-    const topic = freshTopic('sdk.receipt.cancel');
+    const topic = suite.freshTopic('sdk.receipt.cancel');
     const orders = producer();
     const failure = new Error('the order could not be saved');
     let id: string | undefined;
-    proxy.reset();
+    suite.proxy.reset();
 
     await assert.rejects(
       orders.send(topic, { orderId: 9 }, async (message) => {
@@ -238,19 +208,19 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
     );
 
     assert.ok(id);
-    assert.deepEqual(proxy.exchanges.map(route), ['POST /v1/messages', 'DELETE /v1/messages/:id']);
-    const cancel = proxy.exchanges[1] as ProxiedExchange;
+    assert.deepEqual(suite.proxy.exchanges.map(route), ['POST /v1/messages', 'DELETE /v1/messages/:id']);
+    const cancel = suite.proxy.exchanges[1] as ProxiedExchange;
     assert.equal(cancel.prefer, 'return=minimal');
     assertReceipt(cancel.answer, { id, status: 'CANCELLED' }, 'the cancel answer');
     assert.equal((await orders.get(id)).status, 'CANCELLED');
   });
 
   test('the public confirm and cancel still answer whole messages', async () => {
-    const topic = freshTopic('sdk.receipt.public');
+    const topic = suite.freshTopic('sdk.receipt.public');
     const orders = producer();
     const [a, b] = await Promise.all([orders.prepare(topic, { n: 'a' }), orders.prepare(topic, { n: 'b' })]);
     assert.ok(a && b);
-    proxy.reset();
+    suite.proxy.reset();
 
     const confirmed = await orders.confirm(a.id);
     const cancelled = await orders.cancel(b.id);
@@ -260,13 +230,13 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
     assert.notEqual(confirmed.confirmedAt, null);
     assert.deepEqual(cancelled.payload, { n: 'b' });
     assert.equal(cancelled.status, 'CANCELLED');
-    assert.ok(proxy.exchanges.every((exchange) => exchange.prefer === undefined), 'no Prefer on the public calls');
+    assert.ok(suite.proxy.exchanges.every((exchange) => exchange.prefer === undefined), 'no Prefer on the public calls');
   });
 
   test('against an RMS that ignores Prefer (whole messages come back), send’s results are the same', async (t) => {
-    const ignoring = await RecordingProxy.start(rms.baseUrl, { forwardPrefer: false });
+    const ignoring = await RecordingProxy.start(suite.rms.baseUrl, { forwardPrefer: false });
     t.after(() => ignoring.close());
-    const topic = freshTopic('sdk.receipt.ignored');
+    const topic = suite.freshTopic('sdk.receipt.ignored');
     const orders = producer({}, ignoring.url);
 
     const sent = await Promise.all(Array.from({ length: 5 }, (_, i) => orders.send(topic, { i }, async () => i)));
@@ -285,11 +255,11 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
   });
 
   test('the client’s batch calls with receipt: true answer per element, receipts for the accepted and typed errors for the refused', async (t) => {
-    const client = new RmsHttpClient({ url: proxy.url, token: TEST_APPS.orders.token, retry: RETRY });
+    const client = new RmsHttpClient({ url: suite.proxy.url, token: TEST_APPS.orders.token, retry: RETRY });
     t.after(() => client.close());
-    const topic = freshTopic('sdk.receipt.client');
+    const topic = suite.freshTopic('sdk.receipt.client');
     const key = `client-${randomUUID()}`;
-    proxy.reset();
+    suite.proxy.reset();
 
     const prepared = await client.prepareMany(
       [
@@ -301,7 +271,7 @@ describe('producer SDK receipts against a real RMS', { timeout: 120_000 }, () =>
       { receipt: true },
     );
 
-    assert.equal(proxy.exchanges[0]?.prefer, 'return=minimal');
+    assert.equal(suite.proxy.exchanges[0]?.prefer, 'return=minimal');
     assert.deepEqual(prepared.map((answer) => answer.status), [201, 400, 409, 201]);
     assertReceipt(prepared[0]?.body, { messageId: key, status: 'PENDING' }, 'the first prepare');
     assertReceipt(prepared[3]?.body, { status: 'PENDING' }, 'the last prepare');

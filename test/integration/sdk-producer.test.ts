@@ -27,6 +27,7 @@ import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-serv
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
 import { closedPort } from '../support/loopback-ports.js';
+import { recordingLogger } from '../support/recording-logger.js';
 
 /** Fast check-backs so a message left PENDING is resolved within the test. */
 const ENV = {
@@ -42,16 +43,6 @@ const ENV = {
 /** Few, short retries: the tests that exhaust them must stay fast. */
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 
-/** A logger that keeps what it is given. */
-function recordingLogger() {
-  const entries: { level: string; obj: Record<string, unknown>; msg: string | undefined }[] = [];
-  const logger: SdkLogger = {
-    info: (obj, msg) => void entries.push({ level: 'info', obj: obj as Record<string, unknown>, msg }),
-    warn: (obj, msg) => void entries.push({ level: 'warn', obj: obj as Record<string, unknown>, msg }),
-    error: (obj, msg) => void entries.push({ level: 'error', obj: obj as Record<string, unknown>, msg }),
-  };
-  return { logger, entries };
-}
 
 async function listen(server: Server): Promise<number> {
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -12,11 +12,11 @@ import {
   type CheckQuery,
   type CheckResolver,
   type CheckVerdict,
-  type SdkLogger,
   checkHandler,
   handleCheckRequest,
   signCheckRequest,
 } from '@rms/client-sdk';
+import { recordingLogger } from '../support/recording-logger.js';
 
 const SECRET = 'orders-secret-0123456789';
 
@@ -52,16 +52,6 @@ function recordingResolver(verdict: CheckVerdict | (() => CheckVerdict | Promise
   return { resolve, calls };
 }
 
-/** A logger that keeps what it is given. */
-function recordingLogger() {
-  const entries: { level: string; obj: object; msg: string | undefined }[] = [];
-  const logger: SdkLogger = {
-    info: (obj, msg) => void entries.push({ level: 'info', obj, msg }),
-    warn: (obj, msg) => void entries.push({ level: 'warn', obj, msg }),
-    error: (obj, msg) => void entries.push({ level: 'error', obj, msg }),
-  };
-  return { logger, entries };
-}
 
 describe('handleCheckRequest', () => {
   test('a validly signed request is answered 200 with the resolver verdict, and the resolver gets the whole query', async () => {

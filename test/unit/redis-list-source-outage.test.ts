@@ -3,7 +3,7 @@
  * starts and once when it ends, even when the workers come back at different times.
  */
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { type RedisClient, RedisListSource, type SdkLogger } from '@rms/client-sdk';
 
 /** What one BRPOP of a worker does: fail, or answer "nothing popped". */
@@ -46,6 +46,13 @@ function recordingLogger(): SdkLogger & { lines: string[] } {
 
 const count = (lines: string[], pattern: RegExp) => lines.filter((line) => pattern.test(line)).length;
 
+/** A source of two workers on the scripted connections, reconnecting within milliseconds, stopped after the test. */
+async function startedSource(t: TestContext, redis: RedisClient, logger: SdkLogger): Promise<void> {
+  const source = new RedisListSource({ redis, topic: 'outage.log', workers: 2, reconnectDelayMs: 1, maxReconnectDelayMs: 2, logger }, () => undefined);
+  t.after(() => source.stop());
+  await source.start();
+}
+
 test('a worker that fails once more after another one popped again is the same outage: its start and end are logged once', async (t) => {
   // Worker 0 pops again first; worker 1's connection, accepted during the cut, is reset
   // only after that (the fault proxy's cut: CI logged the outage's end twice).
@@ -57,22 +64,10 @@ test('a worker that fails once more after another one popped again is the same o
     return fail();
   };
   const logger = recordingLogger();
-  const source = new RedisListSource(
-    {
-      redis: scriptedTemplate({
+  await startedSource(t, scriptedTemplate({
         '0': [fail, fail, async () => (worker0Back(), idle())],
         '1': [fail, lateReset],
-      }),
-      topic: 'outage.log',
-      workers: 2,
-      reconnectDelayMs: 1,
-      maxReconnectDelayMs: 2,
-      logger,
-    },
-    () => undefined,
-  );
-  t.after(() => source.stop());
-  await source.start();
+      }), logger);
   // Both workers back: each has made its scripted calls and popped (nothing) since.
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(count(logger.lines, /warn: cannot pop/), 1, `the outage's start, once: ${JSON.stringify(logger.lines)}`);
@@ -91,19 +86,7 @@ test('a worker that was popping and fails after the outage ended starts a new on
     return fail();
   };
   const logger = recordingLogger();
-  const source = new RedisListSource(
-    {
-      redis: scriptedTemplate({ '0': [fail, back, afterBoth], '1': [fail, back] }),
-      topic: 'outage.log',
-      workers: 2,
-      reconnectDelayMs: 1,
-      maxReconnectDelayMs: 2,
-      logger,
-    },
-    () => undefined,
-  );
-  t.after(() => source.stop());
-  await source.start();
+  await startedSource(t, scriptedTemplate({ '0': [fail, back, afterBoth], '1': [fail, back] }), logger);
   await new Promise((resolve) => setTimeout(resolve, 200));
   assert.equal(count(logger.lines, /warn: cannot pop/), 2, `two outages: ${JSON.stringify(logger.lines)}`);
   assert.equal(count(logger.lines, /info: popping the Redis fallback lists again/), 2, `each ended: ${JSON.stringify(logger.lines)}`);
