@@ -97,16 +97,23 @@ export class OverloadProbe {
     private readonly pool: Pool,
   ) {}
 
+  /** The undici diagnostics channels the probe listens on, with their listeners. */
+  #subscriptions(): [string, (message: unknown) => void][] {
+    return [
+      ['undici:client:beforeConnect', this.#onBeforeConnect],
+      ['undici:client:connectError', this.#onDisconnected],
+      ['undici:client:disconnected', this.#onDisconnected],
+      ['undici:request:create', this.#onCreate],
+      ['undici:client:sendHeaders', this.#onSendHeaders],
+      ['undici:request:headers', this.#onHeaders],
+    ];
+  }
+
   /** Starts the window. */
   async start(): Promise<void> {
     this.#before = { histogram: await scrapeAdmitted(this.url), kernel: kernelCounters() };
     this.#lag.enable();
-    channel('undici:client:beforeConnect').subscribe(this.#onBeforeConnect);
-    channel('undici:client:connectError').subscribe(this.#onDisconnected);
-    channel('undici:client:disconnected').subscribe(this.#onDisconnected);
-    channel('undici:request:create').subscribe(this.#onCreate);
-    channel('undici:client:sendHeaders').subscribe(this.#onSendHeaders);
-    channel('undici:request:headers').subscribe(this.#onHeaders);
+    for (const [name, listener] of this.#subscriptions()) channel(name).subscribe(listener);
     const port = new URL(this.url).port;
     this.#ssTimer = setInterval(() => {
       execFile('ss', ['-tnH', 'state', 'all', `sport = :${port}`], (error, stdout) => {
@@ -138,12 +145,7 @@ export class OverloadProbe {
     clearInterval(this.#timer);
     clearInterval(this.#ssTimer);
     this.#lag.disable();
-    channel('undici:client:beforeConnect').unsubscribe(this.#onBeforeConnect);
-    channel('undici:client:connectError').unsubscribe(this.#onDisconnected);
-    channel('undici:client:disconnected').unsubscribe(this.#onDisconnected);
-    channel('undici:request:create').unsubscribe(this.#onCreate);
-    channel('undici:client:sendHeaders').unsubscribe(this.#onSendHeaders);
-    channel('undici:request:headers').unsubscribe(this.#onHeaders);
+    for (const [name, listener] of this.#subscriptions()) channel(name).unsubscribe(listener);
     const kernelAfter = kernelCounters();
     const text = await scrapeText(this.url);
     const after = admittedHistogram(text);

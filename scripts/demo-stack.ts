@@ -8,7 +8,7 @@ import { RmsServer, createLogger, loadConfig } from '@rms/message-service';
 import { InventoryService } from '@rms/inventory-service';
 import { LoyaltyService } from '@rms/loyalty-service';
 import { OrderService, type Simulation } from '@rms/order-service';
-import { clusterPort } from '../test/support/loopback-ports.js';
+import { clusterPort } from './loopback-ports.js';
 
 /** Where the stack's services keep their data, and how RMS reaches its dependencies. */
 export interface DemoStackOptions {
@@ -70,7 +70,7 @@ export interface DemoStack {
  * A free TCP port on 127.0.0.1 for a server to take a little later (RMS binds only once
  * its dependencies answer). Drawn below the kernel's ephemeral range: a port `listen(0)`
  * handed out and released could meanwhile become some outgoing connection's local port,
- * and the server's bind then fails (see `test/support/loopback-ports.ts`).
+ * and the server's bind then fails (see `scripts/loopback-ports.ts`).
  */
 export function freePort(): Promise<number> {
   return clusterPort();

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RmsHttpClient, RmsUnavailableError } from '@rms/client-sdk';
-import { closedPort } from '../support/loopback-ports.js';
+import { closedPort } from '../../scripts/loopback-ports.js';
 import { HttpRecorder } from '../support/http-recorder.js';
 import { type RecordedAnswer, recordRmsAnswers } from './answer-log.js';
 

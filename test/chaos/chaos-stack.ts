@@ -10,7 +10,7 @@ import { type RmsProducer, createProducer, fallbackKeys } from '@rms/client-sdk'
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { FaultProxy } from '../support/fault-proxy.js';
-import { clusterPort } from '../support/loopback-ports.js';
+import { clusterPort } from '../../scripts/loopback-ports.js';
 import { TEST_POSTGRES_URL, dropSchema } from '../support/postgres.js';
 import { QueueWatcher, TEST_RABBITMQ_URL } from '../support/rabbitmq.js';
 import { CHAOS_DURATIONS, CHAOS_RMS_SCHEDULE } from './chaos-settings.js';

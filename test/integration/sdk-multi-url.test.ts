@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { RmsHttpClient, RmsUnavailableError } from '@rms/client-sdk';
-import { closedPort } from '../support/loopback-ports.js';
+import { closedPort } from '../../scripts/loopback-ports.js';
 import { HttpRecorder, type RecordedRequest } from '../support/http-recorder.js';
 
 const prepared = (request: RecordedRequest) => ({

@@ -21,7 +21,7 @@ import { recordedRms } from '../support/recorded-rms.js';
 import { TEST_APPS } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
-import { closedPort } from '../support/loopback-ports.js';
+import { closedPort } from '../../scripts/loopback-ports.js';
 
 const RETRY = { retries: 2, baseDelayMs: 10, maxDelayMs: 40 };
 

@@ -26,7 +26,7 @@ import { QueueWatcher } from '../support/rabbitmq.js';
 import { TEST_APPS, type TestServer, startTestServer } from '../support/rms-server.js';
 import { recordSdkRequests } from '../support/sdk-requests.js';
 import { waitUntil } from '../support/wait.js';
-import { closedPort } from '../support/loopback-ports.js';
+import { closedPort } from '../../scripts/loopback-ports.js';
 import { recordingLogger } from '../support/recording-logger.js';
 
 /** Fast check-backs so a message left PENDING is resolved within the test. */

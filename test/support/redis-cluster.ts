@@ -12,7 +12,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { clusterPort } from './loopback-ports.js';
+import { clusterPort } from '../../scripts/loopback-ports.js';
 
 /** A node's cluster bus listens on its port + 10000. */
 const CLUSTER_BUS_OFFSET = 10_000;

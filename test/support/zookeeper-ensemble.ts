@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clusterPort } from './loopback-ports.js';
+import { clusterPort } from '../../scripts/loopback-ports.js';
 
 /** Where Debian's zookeeper package puts the server. */
 export const ZOOKEEPER_JAR = '/usr/share/java/zookeeper.jar';

@@ -104,12 +104,9 @@ export class AdmissionControl {
     if (!adaptive) return this.#maxInFlight;
     adaptive.observeInFlight(this.#inFlight);
     const now = this.#now();
-    let oldestAgeMs = 0;
-    for (const admittedAt of this.#admittedAt.values()) {
-      oldestAgeMs = now - admittedAt;
-      break;
-    }
-    return adaptive.update(now, { oldestAgeMs });
+    // The Map keeps admission order: its first entry is the oldest request in flight.
+    const oldestAdmittedAt = this.#admittedAt.values().next().value;
+    return adaptive.update(now, { oldestAgeMs: oldestAdmittedAt === undefined ? 0 : now - oldestAdmittedAt });
   }
 
   #release(response: Response): void {
